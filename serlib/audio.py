@@ -1,0 +1,131 @@
+"""Audio I/O: soundfile for decoding, torchaudio for resampling.
+
+Everything returns mono float32 torch tensors of shape ``(time,)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from .errors import AudioError
+
+log = logging.getLogger(__name__)
+
+
+def info(path: str | Path) -> sf._SoundFileInfo:
+    """Header information (rate, frames, channels) without decoding the samples."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "file not found")
+    try:
+        return sf.info(str(path))
+    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError
+        raise AudioError(path, f"unreadable audio header ({e})") from e
+
+
+def load(
+    path: str | Path,
+    sample_rate: int | None = None,
+    channel: str | int = "mean",
+    min_seconds: float = 0.0,
+    warn_silent: bool = True,
+) -> torch.Tensor:
+    """Load a wav as a mono float32 tensor ``(time,)``, resampled to ``sample_rate``.
+
+    Args:
+        path: audio file readable by libsndfile.
+        sample_rate: target rate in Hz; ``None`` keeps the file's rate.
+        channel: for multi-channel files, ``"mean"`` averages the channels, an int picks
+            one, ``"error"`` raises (e.g. to catch IEMOCAP dialog files, whose two
+            channels are two speakers).
+        min_seconds: raise if the audio is shorter than this (after resampling).
+        warn_silent: warn when every sample is zero.
+
+    Raises:
+        AudioError: missing, unreadable, empty, non-finite or too short audio, or a
+            multi-channel file with ``channel="error"``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "file not found")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (time, channels)
+    except Exception as e:
+        raise AudioError(path, f"cannot decode audio ({e})") from e
+    if data.shape[0] == 0:
+        raise AudioError(path, "empty audio (0 samples)")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "audio contains NaN or Inf samples")
+    n_channels = data.shape[1]
+    if n_channels > 1:
+        if channel == "error":
+            raise AudioError(path, f"{n_channels} channels, expected mono (channel='error')")
+        if channel == "mean":
+            data = data.mean(axis=1, keepdims=True)
+        elif isinstance(channel, int):
+            if not -n_channels <= channel < n_channels:
+                raise AudioError(path, f"channel {channel} requested, file has {n_channels}")
+            data = data[:, [channel]]
+        else:
+            raise ValueError(f"channel must be 'mean', 'error' or an int, got {channel!r}")
+    wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+    if sample_rate is not None and rate != sample_rate:
+        wav = AF.resample(wav, rate, sample_rate)
+        rate = sample_rate
+    if wav.numel() < min_seconds * rate:
+        raise AudioError(
+            path, f"too short: {wav.numel() / rate:.3f} s < minimum {min_seconds:.3f} s"
+        )
+    if warn_silent and not bool(wav.abs().max() > 0):
+        warnings.warn(f"{path}: audio is all zeros", stacklevel=2)
+    return wav
+
+
+def crop_or_pad(x: torch.Tensor, n: int, mode: str = "center") -> torch.Tensor:
+    """Cut or zero-pad the last axis to exactly ``n`` samples.
+
+    ``mode="center"`` takes the middle ``n`` samples (Light-SERNet's centre crop) and
+    pads equally on both sides; ``"start"`` keeps the beginning and pads at the end.
+
+    >>> crop_or_pad(torch.arange(5.0), 3).tolist()
+    [1.0, 2.0, 3.0]
+    >>> crop_or_pad(torch.ones(2), 4, mode="start").tolist()
+    [1.0, 1.0, 0.0, 0.0]
+    """
+    if mode not in ("center", "start"):
+        raise ValueError(f"mode must be 'center' or 'start', got {mode!r}")
+    length = x.shape[-1]
+    if length >= n:
+        start = (length - n) // 2 if mode == "center" else 0
+        return x[..., start : start + n]
+    missing = n - length
+    left = missing // 2 if mode == "center" else 0
+    return torch.nn.functional.pad(x, (left, missing - left))
+
+
+def segments(x: torch.Tensor, n: int, hop: int | None = None, pad_last: bool = True) -> torch.Tensor:
+    """Fixed-length windows over the last axis: ``(..., time) -> (..., n_segments, n)``.
+
+    A signal shorter than ``n`` gives one zero-padded segment. With ``pad_last`` the tail
+    that does not fill a whole window becomes a final zero-padded segment, so no audio
+    is dropped.
+
+    >>> segments(torch.arange(5.0), 2).tolist()
+    [[0.0, 1.0], [2.0, 3.0], [4.0, 0.0]]
+    """
+    hop = hop or n
+    length = x.shape[-1]
+    if length <= n:
+        return crop_or_pad(x, n, mode="start").unsqueeze(-2)
+    n_full = 1 + (length - n) // hop
+    covered = (n_full - 1) * hop + n
+    if pad_last and covered < length:
+        x = torch.nn.functional.pad(x, (0, (n_full * hop + n) - length))
+    return x.unfold(-1, n, hop)

@@ -1,0 +1,26 @@
+"""Column names and canonical labels, defined once (STYLE.md: no stray string literals)."""
+
+# Manifest columns, always present (DESIGN.md).
+UTT_ID = "utt_id"
+PATH = "path"
+CORPUS = "corpus"
+SPEAKER = "speaker"
+GENDER = "gender"
+SESSION = "session"
+LABEL = "label"
+TEXT = "text"
+DURATION = "duration"
+MANIFEST_COLUMNS = (UTT_ID, PATH, CORPUS, SPEAKER, GENDER, SESSION, LABEL, TEXT, DURATION)
+
+# Optional columns.
+AUDIO_HASH = "audio_hash"
+IMPROVISED = "improvised"
+
+# Canonical label names (lower case); every adapter maps its codes onto these.
+LABELS = (
+    "neutral", "happy", "sad", "angry", "fear", "disgust", "surprise",
+    "calm", "boredom", "excited", "frustrated", "other",
+)
+
+# The classic IEMOCAP 4-class set.
+FOUR_CLASSES = ("neutral", "happy", "sad", "angry")

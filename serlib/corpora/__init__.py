@@ -1,0 +1,103 @@
+"""Corpus adapters: every corpus becomes the same manifest DataFrame (DESIGN.md).
+
+>>> from serlib.corpora import load_corpus, select_classes
+>>> df = load_corpus("synthetic")                                   # doctest: +SKIP
+>>> df = select_classes(df, ("neutral", "happy", "sad", "angry"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+import pandas as pd
+
+from ..constants import FOUR_CLASSES, LABEL, LABELS
+from ..errors import ConfigError
+from . import asvp_esd, emodb, generic, iemocap, ravdess, synthetic
+
+log = logging.getLogger("serlib.corpora")
+
+ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "iemocap": iemocap.load,
+    "ravdess": ravdess.load,
+    "emodb": emodb.load,
+    "asvp_esd": asvp_esd.load,
+    "folder": generic.load_folder,
+    "csv": generic.load_csv,
+    "synthetic": synthetic.load,
+}
+
+
+def load_corpus(name: str, root=None, **options) -> pd.DataFrame:
+    """Load a corpus as a manifest: one row per utterance, DESIGN.md's columns first.
+
+    Args:
+        name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``folder``,
+            ``csv``, ``synthetic`` (the embedded default; ``root`` optional).
+        root: the corpus folder as distributed (for ``csv``: the manifest file).
+        **options: adapter options, e.g. ``subset="improvised"`` for IEMOCAP,
+            ``on_error="skip"`` to count and report bad files instead of raising,
+            ``hash_audio=True`` to add a content hash for duplicate detection.
+
+    Returns:
+        The manifest. ``df.attrs["skipped"]`` lists ``(path, reason)`` of skipped files
+        and ``df.attrs["dropped"]`` counts rows dropped by policy (e.g. IEMOCAP ``xxx``).
+
+    Raises:
+        ConfigError: unknown corpus name or option.
+        DataError: missing root, no recognisable files, unreadable wav header, unknown
+            label code (the last two are skips under ``on_error="skip"``).
+    """
+    if name not in ADAPTERS:
+        raise ConfigError(f"unknown corpus {name!r}; choose from {sorted(ADAPTERS)}")
+    adapter = ADAPTERS[name]
+    params = inspect.signature(adapter).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = set(options) - set(params)
+    if unknown and not accepts_any:
+        allowed = sorted(set(params) - {"root"})
+        raise ConfigError(f"unknown option(s) {sorted(unknown)} for corpus {name!r}; allowed: {allowed}")
+    df = adapter(root, **options)
+    df.attrs.setdefault("dropped", {})
+    df.attrs["corpus"] = name
+    return df
+
+
+def select_classes(
+    manifest: pd.DataFrame,
+    classes: Iterable[str] = FOUR_CLASSES,
+    merge: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Keep ``classes`` after renaming labels with ``merge``; report what was dropped.
+
+    ``merge={"excited": "happy"}`` gives the 5531-utterance IEMOCAP set of MSCNN-SPU-ATT;
+    without it, the CNN+LSTM paper's set (excited dropped).
+
+    Returns:
+        A copy with a reset index; ``attrs["dropped"]`` gains a count per dropped label
+        and ``attrs["classes"]`` records the kept classes in the given order.
+    """
+    classes = tuple(classes)
+    merge = dict(merge or {})
+    bad = [c for c in (*classes, *merge, *merge.values()) if c not in LABELS]
+    if bad:
+        raise ConfigError(f"unknown label(s) {bad}; canonical labels: {', '.join(LABELS)}")
+    labels = manifest[LABEL].replace(merge)
+    keep = labels.isin(classes)
+    dropped = labels[~keep].value_counts().to_dict()
+    out = manifest.loc[keep].copy()
+    out[LABEL] = labels[keep]
+    out = out.reset_index(drop=True)
+    out.attrs = {**manifest.attrs, "dropped": {**manifest.attrs.get("dropped", {}), **dropped},
+                 "classes": list(classes), "merge": merge}
+    missing = [c for c in classes if c not in set(out[LABEL])]
+    if missing:
+        log.warning("select_classes: no utterances of %s", missing)
+    if dropped:
+        log.info("select_classes: dropped %s", dropped)
+    return out
+
+
+__all__ = ["ADAPTERS", "load_corpus", "select_classes"]

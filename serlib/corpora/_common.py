@@ -1,0 +1,107 @@
+"""Shared pieces of the corpus adapters: manifest assembly, durations, error policy."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from .. import audio
+from ..constants import AUDIO_HASH, DURATION, LABELS, MANIFEST_COLUMNS, PATH, UTT_ID
+from ..errors import AudioError, DataError
+
+log = logging.getLogger("serlib.corpora")
+
+
+class Skips:
+    """Counts the files an adapter skipped, by reason, under ``on_error="skip"``.
+
+    With ``on_error="raise"`` (the default) the first problem is raised instead.
+    """
+
+    def __init__(self, on_error: str):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.on_error = on_error
+        self.items: list[tuple[str, str]] = []
+
+    def handle(self, error: DataError) -> None:
+        if self.on_error == "raise":
+            raise error
+        self.items.append((error.path or "", error.reason))
+
+    def summary(self) -> dict[str, int]:
+        return dict(Counter(reason.split(" (")[0] for _, reason in self.items))
+
+
+def check_root(root: str | Path | None, corpus: str) -> Path:
+    if root is None:
+        raise DataError(None, f"corpus {corpus!r} needs root=<folder of the corpus>")
+    root = Path(root).expanduser().resolve()
+    if not root.exists():
+        raise DataError(root, f"{corpus} root does not exist")
+    if not root.is_dir():
+        raise DataError(root, f"{corpus} root is not a folder")
+    return root
+
+
+def wav_files(root: Path) -> list[Path]:
+    """All .wav files under root, sorted, without macOS ``._*`` resource forks."""
+    return sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() == ".wav" and not p.name.startswith("._") and p.is_file()
+    )
+
+
+def duration_of(path: Path) -> float:
+    """Duration in seconds from the header alone (no decoding)."""
+    header = audio.info(path)
+    if header.frames <= 0:
+        raise AudioError(path, "empty audio (0 frames in header)")
+    return header.frames / header.samplerate
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-1 of the file bytes: identical audio stored under two names gets one hash."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def finish(
+    rows: Iterable[dict],
+    corpus: str,
+    root: Path,
+    skips: Skips,
+    hash_audio: bool = False,
+) -> pd.DataFrame:
+    """Build the manifest: durations from headers, columns in DESIGN.md order, checks."""
+    records = []
+    for row in rows:
+        try:
+            row[DURATION] = duration_of(Path(row[PATH]))
+        except DataError as e:
+            skips.handle(e)
+            continue
+        records.append(row)
+    if not records:
+        raise DataError(root, f"no usable {corpus} utterances found (see the layout in README.md)")
+    df = pd.DataFrame.from_records(records)
+    df["corpus"] = corpus
+    extras = [c for c in df.columns if c not in MANIFEST_COLUMNS]
+    df = df[list(MANIFEST_COLUMNS) + extras].sort_values(UTT_ID, ignore_index=True)
+    dupes = df[UTT_ID][df[UTT_ID].duplicated()]
+    if len(dupes):
+        raise DataError(root, f"duplicate utterance ids: {sorted(set(dupes))[:5]}")
+    unknown = set(df["label"]) - set(LABELS)
+    if unknown:  # an adapter bug, not a data problem
+        raise AssertionError(f"{corpus} adapter produced non-canonical labels {unknown}")
+    if hash_audio:
+        df[AUDIO_HASH] = [file_hash(p) for p in df[PATH]]
+    df.attrs["skipped"] = list(skips.items)
+    df.attrs["skipped_by_reason"] = skips.summary()
+    if skips.items:
+        log.warning("%s: skipped %d files: %s", corpus, len(skips.items), skips.summary())
+    return df

@@ -1,0 +1,93 @@
+"""Classification metrics with explicit label lists (audmetric style).
+
+WA (weighted accuracy) is the overall accuracy; UA (unweighted accuracy) is the mean of
+per-class recalls (= scikit-learn's balanced accuracy). Some papers swap the names
+("Emotion in Motion"); serlib never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def confusion(truth: Sequence, prediction: Sequence, labels: Sequence) -> np.ndarray:
+    """Confusion matrix ``C[i, j]`` = number of utterances of class ``labels[i]``
+    predicted as ``labels[j]``.
+
+    >>> confusion(["a", "a", "b"], ["a", "b", "b"], labels=["a", "b"]).tolist()
+    [[1, 1], [0, 1]]
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    if len(index) != len(labels):
+        raise ValueError("labels contains duplicates")
+    if len(truth) != len(prediction):
+        raise ValueError(f"truth has {len(truth)} items, prediction {len(prediction)}")
+    unknown = (set(truth) | set(prediction)) - set(index)
+    if unknown:
+        raise ValueError(f"values not in labels: {sorted(map(str, unknown))}")
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(matrix, ([index[t] for t in truth], [index[p] for p in prediction]), 1)
+    return matrix
+
+
+def weighted_accuracy(truth: Sequence, prediction: Sequence, labels: Sequence) -> float:
+    r"""WA: overall accuracy, :math:`\frac{1}{N}\sum_i [\hat y_i = y_i]`.
+
+    >>> weighted_accuracy(["a", "a", "a", "b"], ["a", "a", "a", "a"], labels=["a", "b"])
+    0.75
+    """
+    matrix = confusion(truth, prediction, labels)
+    return float(np.trace(matrix) / max(matrix.sum(), 1))
+
+
+def per_class_recall(truth: Sequence, prediction: Sequence, labels: Sequence) -> dict:
+    """Recall of each label; NaN for a label absent from ``truth``."""
+    matrix = confusion(truth, prediction, labels)
+    support = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.diag(matrix) / support
+    return {label: float(r) for label, r in zip(labels, recall)}
+
+
+def unweighted_accuracy(truth: Sequence, prediction: Sequence, labels: Sequence) -> float:
+    r"""UA: mean recall over the labels present in ``truth``,
+    :math:`\frac{1}{K}\sum_k \frac{TP_k}{N_k}`.
+
+    Labels absent from ``truth`` are left out of the mean (as balanced accuracy does);
+    labels absent from ``prediction`` count with recall 0.
+
+    >>> unweighted_accuracy(["a", "a", "a", "b"], ["a", "a", "a", "a"], labels=["a", "b"])
+    0.5
+    """
+    recalls = np.array(list(per_class_recall(truth, prediction, labels).values()))
+    return float(np.nanmean(recalls)) if np.isfinite(recalls).any() else float("nan")
+
+
+def macro_f1(truth: Sequence, prediction: Sequence, labels: Sequence) -> float:
+    """Mean F1 over the labels present in ``truth`` or ``prediction`` (a label that is
+    neither true nor predicted is left out; one predicted but never true scores 0).
+
+    >>> round(macro_f1(["a", "a", "b", "b"], ["a", "b", "b", "b"], labels=["a", "b"]), 4)
+    0.7333
+    """
+    matrix = confusion(truth, prediction, labels)
+    tp = np.diag(matrix).astype(float)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    present = (support + predicted) > 0
+    f1 = np.where(present, 2 * tp / np.maximum(support + predicted, 1), np.nan)
+    return float(np.nanmean(f1)) if present.any() else float("nan")
+
+
+def summary(truth: Sequence, prediction: Sequence, labels: Sequence) -> dict:
+    """WA, UA, macro-F1, per-class recall and the confusion matrix in one dict."""
+    return {
+        "wa": weighted_accuracy(truth, prediction, labels),
+        "ua": unweighted_accuracy(truth, prediction, labels),
+        "macro_f1": macro_f1(truth, prediction, labels),
+        "recall": per_class_recall(truth, prediction, labels),
+        "confusion": confusion(truth, prediction, labels).tolist(),
+        "labels": list(labels),
+        "n": len(truth),
+    }

@@ -1,0 +1,103 @@
+"""Writers of small corpus trees in the real naming and layout, quirks included.
+
+Independent of serlib's own writers (the synthetic corpus), so a misunderstanding of a
+format cannot hide in both the writer and the parser.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def write_wav(path: Path, seconds: float = 0.25, sr: int = 16000, channels: int = 1,
+              freq: float = 220.0, subtype: str = "PCM_16") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.1 * np.sin(2 * np.pi * freq * t)
+    if channels > 1:
+        x = np.stack([x * (c + 1) / channels for c in range(channels)], axis=1)
+    sf.write(path, x, sr, subtype=subtype)
+    return path
+
+
+# (dialog, [(utt_id, code)]) per session; both speakers of each session speak.
+IEMOCAP_DIALOGS = {
+    "impro01": [("F000", "neu"), ("M000", "ang"), ("F001", "hap"), ("M001", "xxx"), ("F002", "exc")],
+    "script01_1": [("F000", "sad"), ("M000", "fru"), ("M001", "neu"), ("F001", "ang")],
+}
+
+
+def write_iemocap(root: Path, sessions=(1, 2, 3, 4, 5), extra_code: str | None = None) -> Path:
+    """IEMOCAP_full_release with EmoEvaluation, transcriptions and sentences/wav.
+
+    Per session: an improvised dialog recorded with the female marker wearer
+    (``Ses0NF_impro01``) and a scripted one with the male wearer (``Ses0NM_script01_1``).
+    """
+    release = root / "IEMOCAP_full_release"
+    for s in sessions:
+        sdir = release / f"Session{s}"
+        for i, (name, turns) in enumerate(IEMOCAP_DIALOGS.items()):
+            dialog = f"Ses{s:02d}{'FM'[i]}_{name}"
+            blocks = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+            trans = []
+            for j, (suffix, code) in enumerate(turns):
+                if extra_code and j == 0 and s == sessions[0] and i == 0:
+                    code = extra_code
+                utt = f"{dialog}_{suffix}"
+                start, end = 1.5 * j + 0.1234, 1.5 * j + 1.2
+                blocks += [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[2.5000, 3.0000, 3.5000]",
+                           "C-E2:\tNeutral;\t()", "A-E3:\tval 3; act 2; dom  2;\t()", ""]
+                trans.append(f"{utt} [{start:08.4f}-{end:08.4f}]: Text of {utt}.")
+                write_wav(sdir / "sentences" / "wav" / dialog / f"{utt}.wav")
+            trans.append(f"{dialog}_MXX0 [010.0000-011.0000]: [LAUGHTER]")  # unlabelled turn
+            ev = sdir / "dialog" / "EmoEvaluation"
+            ev.mkdir(parents=True, exist_ok=True)
+            (ev / f"{dialog}.txt").write_text("\n".join(blocks) + "\n")
+            (ev / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07\x00\x02")  # macOS fork
+            for sub in ("Categorical", "Attribute", "Self-evaluation"):
+                (ev / sub).mkdir(exist_ok=True)
+                (ev / sub / f"{dialog}_e1.txt").write_text(f"{dialog}_F000 :Neutral; ()\n")
+            tr = sdir / "dialog" / "transcriptions"
+            tr.mkdir(parents=True, exist_ok=True)
+            (tr / f"{dialog}.txt").write_text("\n".join(trans) + "\n")
+            (sdir / "sentences" / "wav" / dialog / f"._{dialog}_F000.wav").write_bytes(b"\x00\x05")
+    return release
+
+
+def write_ravdess(root: Path, actors=(1, 2, 3, 4), stereo_actor: int | None = None) -> Path:
+    """Audio_Speech_Actors_01-24/Actor_XX/03-VV-EE-II-SS-RR-AA.wav (a subset of clips)."""
+    base = root / "Audio_Speech_Actors_01-24"
+    for a in actors:
+        for emotion in ("01", "03", "05"):
+            intensities = ("01",) if emotion == "01" else ("01", "02")
+            for intensity in intensities:
+                for statement in ("01", "02"):
+                    name = f"03-01-{emotion}-{intensity}-{statement}-01-{a:02d}.wav"
+                    write_wav(base / f"Actor_{a:02d}" / name, sr=48000,
+                              channels=2 if a == stereo_actor else 1)
+        write_wav(base / f"Actor_{a:02d}" / f"03-02-03-01-01-01-{a:02d}.wav", sr=48000)  # song
+    return base
+
+
+def write_emodb(root: Path, names=("03a01Fa", "03a01Wa", "08a02Nb", "10b01Tc", "16b10Lb", "09a04Ec", "13a05Aa")) -> Path:
+    for name in names:
+        write_wav(root / "wav" / f"{name}.wav")
+    (root / "wav" / "README").write_text("not a wav\n")
+    return root
+
+
+def write_asvp(root: Path) -> Path:
+    """ASVP-ESD-Update/Audio/actor_XX/*.wav with varying field counts."""
+    base = root / "ASVP-ESD-Update" / "Audio"
+    names = [
+        ("actor_12", "03-01-06-01-02-12-02-01-01-16.wav"),  # all fields
+        ("actor_12", "03-01-03-02-01-12-02-01.wav"),        # no language
+        ("actor_07", "03-02-13-01-01-07.wav"),              # six fields only
+        ("actor_07", "03-01-09-01-01-07-03-02-04.wav"),
+    ]
+    for folder, name in names:
+        write_wav(base / folder / name)
+    return base
