@@ -20,14 +20,11 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
 
 
 def _manifest(args):
-    from .corpora import load_corpus, select_classes
+    from .corpora import prepare_manifest
 
-    options = {"subset": args.subset} if args.subset else {}
-    df = load_corpus(args.corpus, args.root, **options)
-    if args.classes != "all":
-        merge = dict(m.split("=") for m in args.merge.split(",") if m)
-        df = select_classes(df, args.classes.split(","), merge)
-    return df
+    merge = dict(m.split("=") for m in args.merge.split(",") if m)
+    classes = "all" if args.classes == "all" else args.classes.split(",")
+    return prepare_manifest(args.corpus, args.root, args.subset, classes, merge)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,14 +5,16 @@ Everything returns mono float32 torch tensors of shape ``(time,)``.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio
 
 from .errors import AudioError
 
@@ -77,7 +79,7 @@ def load(
             raise ValueError(f"channel must be 'mean', 'error' or an int, got {channel!r}")
     wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
     if sample_rate is not None and rate != sample_rate:
-        wav = AF.resample(wav, rate, sample_rate)
+        wav = resample(wav, rate, sample_rate)
         rate = sample_rate
     if wav.numel() < min_seconds * rate:
         raise AudioError(
@@ -86,6 +88,22 @@ def load(
     if warn_silent and not bool(wav.abs().max() > 0):
         warnings.warn(f"{path}: audio is all zeros", stacklevel=2)
     return wav
+
+
+_resampler_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def resample(wav: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    """torchaudio's windowed-sinc resampling with the filter kernel built once per rate
+    pair (building it dominates the cost for ratios such as 22050 -> 16000)."""
+    with _resampler_lock:  # lru_cache is thread-safe, but build each kernel once
+        module = _resampler(orig, new)
+    return module(wav)
 
 
 def crop_or_pad(x: torch.Tensor, n: int, mode: str = "center") -> torch.Tensor:

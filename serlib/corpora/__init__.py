@@ -100,4 +100,30 @@ def select_classes(
     return out
 
 
-__all__ = ["ADAPTERS", "load_corpus", "select_classes"]
+def prepare_manifest(
+    corpus: str = "synthetic",
+    data_root=None,
+    subset: str | None = None,
+    classes: Iterable[str] | str | None = FOUR_CLASSES,
+    merge: Mapping[str, str] | None = None,
+    **options,
+) -> pd.DataFrame:
+    """What notebooks and the CLI do first: load a corpus, apply the IEMOCAP-style
+    ``subset`` where the corpus has one, and keep ``classes`` (``None`` or ``"all"``
+    keeps every label)."""
+    if subset is not None and subset != "all":
+        if name_has_subsets(corpus):
+            options["subset"] = subset
+        else:
+            raise ConfigError(f"corpus {corpus!r} has no subsets (got subset={subset!r})")
+    df = load_corpus(corpus, data_root, **options)
+    if classes is None or classes == "all":
+        return df
+    return select_classes(df, classes, merge)
+
+
+def name_has_subsets(corpus: str) -> bool:
+    return corpus in ("iemocap", "synthetic")
+
+
+__all__ = ["ADAPTERS", "load_corpus", "prepare_manifest", "select_classes"]

@@ -1,0 +1,71 @@
+"""Datasets over cached features and the padding collate (lengths + masks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .cache import FeatureStore
+
+
+@dataclass
+class Batch:
+    """A padded batch: ``x`` is ``(B, ..., F, T_max)``, ``lengths`` the valid frames."""
+
+    x: torch.Tensor
+    lengths: torch.Tensor
+    y: torch.Tensor
+    ids: list[str]
+
+    def to(self, device, non_blocking: bool = True) -> Batch:
+        return Batch(self.x.to(device, non_blocking=non_blocking),
+                     self.lengths.to(device, non_blocking=non_blocking),
+                     self.y.to(device, non_blocking=non_blocking), self.ids)
+
+    def pin_memory(self) -> Batch:
+        return Batch(self.x.pin_memory(), self.lengths.pin_memory(), self.y.pin_memory(), self.ids)
+
+
+class FeatureDataset(Dataset):
+    """Items ``(features, class index, utt_id)`` of one split.
+
+    Args:
+        store: the cached features.
+        ids: the split's utterance ids (a fold's train, val or test list).
+        labels: their labels, same order.
+        classes: the class names, in output order.
+        index: optional positions into ``ids`` (e.g. an oversampled training index);
+            it can only repeat items of this split, never add others.
+    """
+
+    def __init__(self, store: FeatureStore, ids: Sequence[str], labels: Sequence[str],
+                 classes: Sequence[str], index: np.ndarray | None = None):
+        missing = [u for u in ids if u not in store]
+        if missing:
+            raise KeyError(f"{len(missing)} utterances have no features (skipped?): {missing[:3]}")
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not among the classes {list(classes)}")
+        self.store, self.ids, self.classes = store, list(ids), list(classes)
+        self.targets = [self.classes.index(y) for y in labels]
+        self.index = np.arange(len(self.ids)) if index is None else np.asarray(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        j = int(self.index[i])
+        return self.store[self.ids[j]], self.targets[j], self.ids[j]
+
+
+def collate(items) -> Batch:
+    """Zero-pad the last (time) axis to the longest item."""
+    feats, targets, ids = zip(*items)
+    lengths = torch.tensor([f.shape[-1] for f in feats])
+    t_max = int(lengths.max())
+    x = torch.stack([torch.nn.functional.pad(f, (0, t_max - f.shape[-1])) for f in feats])
+    return Batch(x, lengths, torch.tensor(targets), list(ids))

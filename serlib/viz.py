@@ -1,0 +1,153 @@
+"""Plotly figures for the notebooks. Each function takes data and returns a Figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from .augment import warp_frequencies
+from .constants import DURATION, LABEL, SPEAKER
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def class_balance(manifest: pd.DataFrame, by: str | None = None, title: str = "Class balance") -> go.Figure:
+    """Bar chart of utterances per label, optionally split by a column (speaker, subset…)."""
+    counts = manifest.groupby([LABEL] + ([by] if by else [])).size().rename("utterances").reset_index()
+    order = manifest[LABEL].value_counts().index.tolist()
+    return px.bar(counts, x=LABEL, y="utterances", color=by, barmode="group", title=title,
+                  category_orders={LABEL: order})
+
+
+def duration_histogram(manifest: pd.DataFrame, color: str | None = LABEL) -> go.Figure:
+    return px.histogram(manifest, x=DURATION, color=color, nbins=40, barmode="overlay", opacity=0.6,
+                        title="Utterance durations (s)")
+
+
+def speakers_by_label(manifest: pd.DataFrame) -> pd.DataFrame:
+    return pd.crosstab(manifest[SPEAKER], manifest[LABEL], margins=True, margins_name="total")
+
+
+def waveform(wave, sample_rate: int, title: str = "Waveform") -> go.Figure:
+    y = _np(wave)
+    t = np.arange(len(y)) / sample_rate
+    step = max(1, len(y) // 20000)  # keep the figure light
+    fig = go.Figure(go.Scatter(x=t[::step], y=y[::step], mode="lines", line={"width": 1}))
+    return fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="amplitude", height=250)
+
+
+def feature_map(feat, hop_s: float | None = None, freqs: Sequence[float] | None = None,
+                title: str = "", colorscale: str = "Viridis") -> go.Figure:
+    """Heatmap of a ``(F, T)`` feature map (frequency or coefficient upwards)."""
+    z = _np(feat)
+    x = np.arange(z.shape[-1]) * hop_s if hop_s else None
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=freqs, colorscale=colorscale))
+    return fig.update_layout(title=title, xaxis_title="time (s)" if hop_s else "frame",
+                             yaxis_title="frequency (Hz)" if freqs is not None else "bin", height=320)
+
+
+def warp_function(alphas: Sequence[float] = (0.9, 0.95, 1.0, 1.05, 1.1), fmax: float = 8000.0,
+                  f0_ratio: float = 0.9) -> go.Figure:
+    """G(f) of eq. 1 for several α."""
+    f = torch.linspace(0, fmax, 400)
+    fig = go.Figure()
+    for a in alphas:
+        fig.add_scatter(x=f.numpy(), y=warp_frequencies(f, torch.tensor(a), fmax, f0_ratio).numpy(),
+                        name=f"α = {a:.2f}")
+    fig.add_vline(x=f0_ratio * fmax, line_dash="dot", annotation_text="f0")
+    return fig.update_layout(title="VTLP warping function G(f) (eq. 1)", xaxis_title="f (Hz)",
+                             yaxis_title="G(f) (Hz)", height=400)
+
+
+def spectrogram_grid(specs: Mapping[str, object], cols: int = 4, title: str = "") -> go.Figure:
+    """Several ``(F, T)`` maps side by side with a shared colour scale."""
+    names = list(specs)
+    rows = int(np.ceil(len(names) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.03,
+                        vertical_spacing=0.08)
+    zs = [_np(specs[n]) for n in names]
+    lo, hi = min(z.min() for z in zs), max(z.max() for z in zs)
+    for i, z in enumerate(zs):
+        fig.add_trace(go.Heatmap(z=z, zmin=lo, zmax=hi, colorscale="Viridis", showscale=i == 0),
+                      row=i // cols + 1, col=i % cols + 1)
+    return fig.update_layout(title=title, height=260 * rows)
+
+
+def confusion_matrix(matrix, labels: Sequence[str], normalize: bool = True, title: str = "Confusion") -> go.Figure:
+    """Rows = truth, columns = prediction; cells show recall (row-normalised) and counts."""
+    m = _np(matrix).astype(float)
+    z = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalize else m
+    text = [[f"{z[i, j]:.2f}<br>({int(m[i, j])})" for j in range(len(labels))] for i in range(len(labels))]
+    fig = go.Figure(go.Heatmap(z=z, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
+                               colorscale="Blues", zmin=0, zmax=1 if normalize else None))
+    return fig.update_layout(title=title, xaxis_title="prediction", yaxis_title="truth",
+                             yaxis_autorange="reversed", height=420, width=480)
+
+
+def learning_curves(history: Sequence[Mapping]) -> go.Figure:
+    """Training loss and validation WA/UA per epoch."""
+    h = pd.DataFrame(history)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_scatter(x=h.epoch, y=h.train_loss, name="train loss", secondary_y=False)
+    if "val_loss" in h:
+        fig.add_scatter(x=h.epoch, y=h.val_loss, name="val loss", secondary_y=False)
+    for col in ("val_wa", "val_ua"):
+        if col in h:
+            fig.add_scatter(x=h.epoch, y=h[col], name=col.replace("_", " ").upper(), secondary_y=True,
+                            line={"dash": "dot"})
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="accuracy", secondary_y=True, range=[0, 1])
+    return fig.update_layout(title="Learning curves", xaxis_title="epoch", height=380)
+
+
+def gradient_norms(records: Sequence[Mapping]) -> go.Figure:
+    """Per-layer gradient L2 norms over training steps (log scale), as in Fig. 3 of
+    Etienne et al. 2018."""
+    df = pd.DataFrame(records)
+    long = df.melt(id_vars=["step"], var_name="layer", value_name="grad_norm")
+    fig = px.line(long, x="step", y="grad_norm", color="layer", log_y=True,
+                  title="Per-layer gradient norms")
+    return fig.update_layout(height=400)
+
+
+def attention_overlay(feat, weights, title: str = "") -> go.Figure:
+    """A feature map with its attention weights as a second heatmap below."""
+    z, w = _np(feat), _np(weights)
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.75, 0.25], shared_xaxes=True, vertical_spacing=0.04)
+    fig.add_trace(go.Heatmap(z=z, colorscale="Greys", showscale=False), row=1, col=1)
+    fig.add_trace(go.Heatmap(z=w if w.ndim == 2 else w[None, :], colorscale="Reds", showscale=False), row=2, col=1)
+    return fig.update_layout(title=title, height=360)
+
+
+def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1.2):
+    """An ipywidgets slider on α that redraws the warped spectrogram live (JupyterLab).
+
+    Returns the widget; a headless run shows its initial state only, so notebooks also
+    draw static figures.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from .augment import vtlp_warp
+
+    slider = widgets.FloatSlider(value=1.0, min=low, max=high, step=0.01, description="α",
+                                 continuous_update=False)
+    out = widgets.Output()
+
+    def redraw(change=None):
+        with out:
+            out.clear_output()
+            warped = vtlp_warp(torch.as_tensor(spec), slider.value, f0_ratio)
+            display(spectrogram_grid({"original": spec, f"α = {slider.value:.2f}": warped}, cols=2))
+
+    slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([slider, out])

@@ -1,0 +1,43 @@
+"""Notebook conventions; executing them is nbval's job (`make test`), parameters papermill's."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_thin_stripped_and_parameterised(path):
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    params = ast.parse("".join(tagged[0]["source"]))
+    assert all(isinstance(node, ast.Assign) for node in params.body), "parameters are literals only"
+    for cell in code:
+        assert not cell.get("outputs") and cell.get("execution_count") is None, "outputs must be stripped"
+        tree = ast.parse("".join(cell["source"]))
+        assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in ast.walk(tree)), \
+            "logic belongs in serlib, not in notebooks"
+
+
+def test_papermill_parameters_reach_the_notebook(tmp_path):
+    """00 on a fixture EMO-DB tree, through papermill's parameter injection."""
+    import papermill as pm
+
+    from tests import fixtures
+
+    root = fixtures.write_emodb(tmp_path / "emodb", names=[
+        f"{s}a01{e}a" for s in ("03", "08", "09", "10") for e in "WNT"])
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS[0]), str(out), parameters={"corpus": "emodb", "data_root": str(root)},
+                        progress_bar=False, kernel_name="python3")
+    text = out.read_text()
+    assert "corpus emodb: 12 utterances, 4 speakers" in text
