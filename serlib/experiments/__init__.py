@@ -1,0 +1,26 @@
+"""The registry of experiments (one per paper) that ``run_fold`` and the CLI use."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .base import Experiment
+from .cnn_lstm import CNNLSTMExperiment
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (CNNLSTMExperiment(),)}
+
+
+def get(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def make_config(name: str, values: dict | None = None):
+    """The experiment's config with ``values`` applied (unknown keys are an error)."""
+    from ..config import from_dict
+
+    values = {k: v for k, v in (values or {}).items() if k != "experiment"}
+    return from_dict(get(name).Config, values)
+
+
+__all__ = ["EXPERIMENTS", "Experiment", "get", "make_config"]

@@ -1,0 +1,50 @@
+"""What an experiment defines for the engine: its config, front end, model, optimiser,
+loss, augmentation and prediction. The engine (:mod:`serlib.train`) does the rest."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..cache import WaveCrop
+from ..config import ExperimentConfig
+from ..features import FeatureConfig
+
+
+class Experiment:
+    """Defaults shared by the experiments; subclasses override what their paper changes."""
+
+    name = ""
+    Config: type[ExperimentConfig] = ExperimentConfig
+
+    def features(self, config) -> tuple[FeatureConfig, WaveCrop | None]:
+        raise NotImplementedError
+
+    def model(self, config, n_features: int, n_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def optimizer(self, config, model: nn.Module):
+        """(optimiser, scheduler or None); the scheduler steps once per epoch."""
+        return torch.optim.Adam(model.parameters(), lr=1e-3), None
+
+    def loss(self, config, class_counts: torch.Tensor) -> nn.Module:
+        return nn.CrossEntropyLoss()
+
+    def train_oversampling(self, config) -> dict[str, int]:
+        """Classes to repeat ×k in the training split."""
+        return {}
+
+    def augment(self, config, x: torch.Tensor, split: str, epoch_alpha: float | None) -> torch.Tensor:
+        """Augment a batch of raw features of ``split`` ("train" or "val")."""
+        return x
+
+    def epoch_alpha(self, config, generator: torch.Generator) -> float | None:
+        """A value drawn once per epoch (VTLP strategy 1), or None."""
+        return None
+
+    def predict(self, config, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
+                prepare, test: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities ``(B, C)`` and predicted indices ``(B,)``; ``prepare``
+        normalises and masks raw features; ``test`` is True for the final test pass."""
+        probs = torch.softmax(model(prepare(x), lengths).float(), -1)
+        return probs, probs.argmax(-1)

@@ -1,0 +1,126 @@
+"""CNN+LSTM with VTLP (Etienne et al. 2018) as an experiment: settings of SPEC.md (A).
+
+Table 1's four columns are four runs of this config::
+
+    baseline      vtlp=none        oversample={}                            freq_khz=4
+    oversampling  vtlp=none        oversample={'happy': 2, 'angry': 2}      freq_khz=4
+    vtlp          vtlp=per_example oversample={'happy': 2, 'angry': 2}      freq_khz=4
+    best          vtlp=per_example oversample={'happy': 2, 'angry': 2}      freq_khz=8  (the default)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..augment import STRATEGIES, TEST_ALPHAS, VTLP, predict_with_voting, vtlp_warp
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+from ..features import preset
+from ..models.cnn_lstm import CNNLSTM, CNNLSTMConfig
+from ..optim import LayerwiseMomentumSGD
+from .base import Experiment
+
+TABLE1 = {
+    "baseline": {"vtlp": "none", "oversample": {}, "freq_khz": 4},
+    "oversampling": {"vtlp": "none", "oversample": {"happy": 2, "angry": 2}, "freq_khz": 4},
+    "vtlp": {"vtlp": "per_example", "oversample": {"happy": 2, "angry": 2}, "freq_khz": 4},
+    "best": {"vtlp": "per_example", "oversample": {"happy": 2, "angry": 2}, "freq_khz": 8},
+}
+
+
+@dataclass
+class CNNLSTMExperimentConfig(ExperimentConfig):
+    """The paper's best model by default (Table 1, last column).
+
+    Not in the paper (our choices, as fields): epochs, learning rates, momentum, L2
+    weight, and the architecture details listed in :mod:`serlib.models.cnn_lstm`.
+    """
+
+    experiment: str = "cnn_lstm"
+    subset: str | None = "improvised"          # IEMOCAP improvised, 4 classes, excited not merged
+    batch_size: int = 16                       # section 3
+    epochs: int = 40
+    freq_khz: int = 8                          # 4 (baseline) or 8 (best)
+    normalization: str = "global"              # eq. 2, fitted on the training split
+    vtlp: str = "per_example"                  # strategy 2 (best); "per_epoch" = strategy 1; "none"
+    vtlp_low: float = 0.9
+    vtlp_high: float = 1.1
+    test_voting: bool = True                   # majority vote over 11 copies α = 0.90…1.10
+    oversample: dict[str, int] = field(default_factory=lambda: {"happy": 2, "angry": 2})
+    # model
+    n_conv: int = 4
+    conv_channels: tuple[int, ...] = (32, 32, 64, 64, 64, 64)
+    conv_kernel: tuple[int, int] = (3, 3)
+    conv_strides: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 1), (2, 1), (1, 1), (1, 1))
+    n_lstm: int = 1
+    lstm_hidden: int = 128
+    recurrent_bn: bool = False
+    dropout: float = 0.0
+    pooling: str = "last"
+    # layer-wise optimiser, eq. 6: (η, γ, β) per part, L2 weight
+    lr_conv: float = 0.01
+    momentum_conv: float = 0.9
+    beta_conv: float = 1.0
+    lr_lstm: float = 0.01
+    momentum_lstm: float = 0.9
+    beta_lstm: float = 1.0
+    weight_decay: float = 1e-4
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.vtlp not in STRATEGIES:
+            raise ConfigError(f"vtlp must be one of {STRATEGIES}, got {self.vtlp!r}")
+        if self.freq_khz not in (4, 8):
+            raise ConfigError(f"freq_khz must be 4 or 8, got {self.freq_khz}")
+        self.conv_strides = tuple(tuple(s) for s in self.conv_strides)
+
+
+class CNNLSTMExperiment(Experiment):
+    name = "cnn_lstm"
+    Config = CNNLSTMExperimentConfig
+
+    def features(self, config):
+        return preset("cnn_lstm" if config.freq_khz == 4 else "cnn_lstm_8k"), None
+
+    def model(self, config, n_features, n_classes):
+        return CNNLSTM(CNNLSTMConfig(
+            n_classes=n_classes, n_freq=n_features, n_conv=config.n_conv,
+            conv_channels=config.conv_channels, conv_kernel=config.conv_kernel,
+            conv_strides=config.conv_strides, n_lstm=config.n_lstm, lstm_hidden=config.lstm_hidden,
+            recurrent_bn=config.recurrent_bn, dropout=config.dropout, pooling=config.pooling))
+
+    def optimizer(self, config, model):
+        groups = model.param_groups()
+        return LayerwiseMomentumSGD([
+            {"params": groups["conv"], "lr": config.lr_conv, "momentum": config.momentum_conv,
+             "beta": config.beta_conv, "name": "conv"},
+            {"params": groups["lstm"] + groups["dense"], "lr": config.lr_lstm,
+             "momentum": config.momentum_lstm, "beta": config.beta_lstm, "name": "lstm"},
+        ], weight_decay=config.weight_decay), None
+
+    def train_oversampling(self, config):
+        return dict(config.oversample)
+
+    def epoch_alpha(self, config, generator):
+        if config.vtlp != "per_epoch":
+            return None
+        return float(config.vtlp_low + (config.vtlp_high - config.vtlp_low) * torch.rand(1, generator=generator))
+
+    def augment(self, config, x, split, epoch_alpha):
+        if config.vtlp == "per_epoch" and split == "train":  # strategy 1: validation untouched
+            return vtlp_warp(x, epoch_alpha)
+        if config.vtlp == "per_example":  # strategy 2: an α per example, train and val
+            return VTLP(config.vtlp_low, config.vtlp_high).train()(x)
+        return x
+
+    def predict(self, config, model, x, lengths, prepare, test):
+        def proba(spec):
+            return torch.softmax(model(prepare(spec), lengths).float(), -1)
+
+        if test and config.test_voting and config.vtlp != "none":
+            votes, mean = predict_with_voting(proba, x, TEST_ALPHAS)
+            return mean, votes
+        probs = proba(x)
+        return probs, probs.argmax(-1)

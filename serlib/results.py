@@ -1,0 +1,247 @@
+"""The results store: one JSON record (+ predictions CSV) per run, written atomically.
+
+Layout: ``outputs/results/<experiment>/<name>/<corpus>/<protocol>/fold<k>-seed<s>.json``
+with ``….predictions.csv`` beside it. Re-running the same key replaces the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .paths import outputs_dir
+
+
+def _safe(part: str) -> str:
+    return str(part).replace(":", "-").replace("/", "_").replace(" ", "_")
+
+
+def record_stem(root: Path, experiment: str, name: str, corpus: str, protocol: str, fold: int, seed: int) -> Path:
+    return root / _safe(experiment) / _safe(name) / _safe(corpus) / _safe(protocol) / f"fold{fold:02d}-seed{seed}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(record: dict, predictions: pd.DataFrame, stem: Path) -> Path:
+    """Write ``stem.predictions.csv`` then ``stem.json`` (the JSON last: a record never
+    points at predictions that are not there)."""
+    pred_path = stem.with_name(stem.name + ".predictions.csv")
+    atomic_write_text(pred_path, predictions.to_csv(index=False))
+    record = {**record, "predictions": pred_path.name}
+    json_path = stem.with_suffix(".json")
+    atomic_write_text(json_path, json.dumps(record, indent=1, default=_json_default))
+    return json_path
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def provenance() -> dict:
+    """Package versions, git commit and machine, stored with every record."""
+    import sklearn
+    import torch
+    import torchaudio
+
+    from . import __version__
+
+    try:
+        root = Path(__file__).resolve().parents[1]
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {
+        "serlib": __version__, "torch": torch.__version__, "torchaudio": torchaudio.__version__,
+        "numpy": np.__version__, "pandas": pd.__version__, "sklearn": sklearn.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "git_commit": commit, "git_dirty": dirty,
+    }
+
+
+def exists(stem: Path) -> bool:
+    return stem.with_suffix(".json").is_file()
+
+
+# --- reading ---------------------------------------------------------------------------
+
+def load_records(path: str | Path | None = None) -> list[dict]:
+    root = Path(path) if path is not None else outputs_dir() / "results"
+    records = []
+    for f in sorted(root.rglob("*.json")):
+        rec = json.loads(f.read_text())
+        rec["_path"] = str(f)
+        records.append(rec)
+    return records
+
+
+def collect(path: str | Path | None = None) -> pd.DataFrame:
+    """One row per record: key, WA/UA/macro-F1, epochs, timing, leaky flag, path."""
+    rows = []
+    for r in load_records(path):
+        c = r["config"]
+        rows.append({
+            "experiment": c["experiment"], "name": c["name"], "corpus": r["corpus_label"],
+            "protocol": c["protocol"], "fold": c["fold"], "seed": c["seed"],
+            "test_speakers": ",".join(r["test_speakers"]), "leaky": r["leaky"],
+            "wa": r["metrics"]["wa"], "ua": r["metrics"]["ua"], "macro_f1": r["metrics"]["macro_f1"],
+            "n_test": r["metrics"]["n"], "best_epoch": r["best_epoch"], "epochs_run": len(r["history"]),
+            "seconds_per_epoch": r["timing"]["seconds_per_epoch"], "device": r["device"],
+            "path": r["_path"],
+        })
+    cols = ["experiment", "name", "corpus", "protocol", "fold", "seed", "test_speakers", "leaky",
+            "wa", "ua", "macro_f1", "n_test", "best_epoch", "epochs_run", "seconds_per_epoch", "device", "path"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+GROUP = ["experiment", "name", "corpus", "protocol", "leaky"]
+
+
+def summarise(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per-fold table, mean ± std over folds (× seeds), and pooled scores.
+
+    Returns ``{"per_fold": …, "mean": …}``; "mean" has ``wa_mean, wa_std, ua_mean,
+    ua_std, n_folds, n_seeds`` and the pooled ``wa_pooled, ua_pooled`` (all folds'
+    predictions scored together — labelled as pooled, never mixed with the means).
+    """
+    if df.empty:
+        return {"per_fold": df, "mean": pd.DataFrame()}
+    per_fold = df.sort_values(GROUP + ["fold", "seed"])[GROUP + ["fold", "seed", "test_speakers", "wa", "ua", "macro_f1"]]
+    rows = []
+    for key, g in df.groupby(GROUP, sort=True):
+        pooled = pooled_scores(g["path"])
+        rows.append({**dict(zip(GROUP, key)), "n_folds": g.fold.nunique(), "n_seeds": g.seed.nunique(),
+                     "wa_mean": g.wa.mean(), "wa_std": g.wa.std(ddof=0), "ua_mean": g.ua.mean(),
+                     "ua_std": g.ua.std(ddof=0), "macro_f1_mean": g.macro_f1.mean(),
+                     "wa_pooled": pooled["wa"], "ua_pooled": pooled["ua"]})
+    return {"per_fold": per_fold.reset_index(drop=True), "mean": pd.DataFrame(rows)}
+
+
+def pooled_scores(record_paths: Iterable[str]) -> dict:
+    """WA/UA over the concatenated predictions of several records (one seed's folds)."""
+    truth, pred, labels = [], [], None
+    for p in record_paths:
+        rec = json.loads(Path(p).read_text())
+        labels = rec["metrics"]["labels"]
+        preds = pd.read_csv(Path(p).with_name(rec["predictions"]))
+        truth += preds["truth"].tolist()
+        pred += preds["prediction"].tolist()
+    if not truth:
+        return {"wa": float("nan"), "ua": float("nan")}
+    return {"wa": metrics.weighted_accuracy(truth, pred, labels),
+            "ua": metrics.unweighted_accuracy(truth, pred, labels)}
+
+
+# --- the papers' reported numbers ---------------------------------------------------------
+
+REFERENCE = pd.DataFrame([
+    # experiment, paper, variant, corpus, protocol, WA, UA, speaker independent, note
+    ("cnn_lstm", "Etienne et al. 2018", "baseline (4 kHz)", "iemocap-improvised", "loso 10-fold", 66.4, 57.7, True, "Table 1"),
+    ("cnn_lstm", "Etienne et al. 2018", "+oversampling", "iemocap-improvised", "loso 10-fold", 63.5, 59.8, True, "Table 1"),
+    ("cnn_lstm", "Etienne et al. 2018", "+VTLP", "iemocap-improvised", "loso 10-fold", 64.2, 60.9, True, "Table 1"),
+    ("cnn_lstm", "Etienne et al. 2018", "best (+8 kHz)", "iemocap-improvised", "loso 10-fold", 64.5, 61.7, True, "Table 1/2"),
+    ("cnn_lstm", "Etienne et al. 2018", "best, recurrent BN, batch 64", "iemocap-improvised", "loso 10-fold", 65.4, 60.8, True, "Table 3"),
+    ("attention_fcn", "Zhang et al. 2019", "AlexNet FCN + attention (ImageNet init)", "iemocap-improvised", "5-fold (session)", 70.4, 63.9, True, "arXiv 1806.01506"),
+    ("attention_fcn", "best public reproduction", "2-D, from scratch", "iemocap-improvised", "loso 10-fold", 74.0, 64.4, True, "SPEC (B)"),
+    ("attention_fcn", "Emotion in Motion", "1-D (names un-swapped)", "ravdess-4class", "random 5-fold", 51.2, 41.9, False, "its 'unweighted' 51.2 is WA"),
+    ("mscnn_spu", "Peng et al. 2021", "Audio-CNN", "iemocap-all-exc→hap", "10-fold 8/1/1", 65.4, 66.7, True, "Table 1"),
+    ("mscnn_spu", "Peng et al. 2021", "Audio-CNN-xvector", "iemocap-all-exc→hap", "10-fold 8/1/1", 66.6, 68.4, True, "Table 1"),
+    ("mscnn_spu", "Peng et al. 2021", "Text-CNN", "iemocap-all-exc→hap", "10-fold 8/1/1", 67.8, 67.7, True, "Table 1"),
+    ("mscnn_spu", "Peng et al. 2021", "MSCNN-SPU", "iemocap-all-exc→hap", "10-fold 8/1/1", 79.5, 80.4, True, "Table 1"),
+    ("mscnn_spu", "Peng et al. 2021", "MSCNN-SPU-ATT", "iemocap-all-exc→hap", "10-fold 8/1/1", 80.3, 81.4, True, "Table 1"),
+    ("mscnn_spu", "Peng et al. 2021", "MSCNN-SPU (ASR text)", "iemocap-all-exc→hap", "10-fold 8/1/1", 77.4, 78.2, True, "Table 1"),
+    ("mscnn_spu", "Peng et al. 2021", "MSCNN-SPU-ATT (ASR text)", "iemocap-all-exc→hap", "10-fold 8/1/1", 78.0, 79.1, True, "Table 1"),
+    ("mscnn_spu", "Peng et al. 2021", "w/o x-vectors", "iemocap-all-exc→hap", "10-fold 8/1/1", 78.5, 79.3, True, "Table 2"),
+    ("mscnn_spu", "Peng et al. 2021", "w/o text SPU", "iemocap-all-exc→hap", "10-fold 8/1/1", 77.7, 78.6, True, "Table 2"),
+    ("mscnn_spu", "Peng et al. 2021", "w/o SWEM", "iemocap-all-exc→hap", "10-fold 8/1/1", 77.2, 78.3, True, "Table 2"),
+    ("mscnn_spu", "Peng et al. 2021", "w/o audio SPU", "iemocap-all-exc→hap", "10-fold 8/1/1", 73.5, 74.0, True, "Table 2"),
+    ("light_sernet", "Aftab et al. 2022 (official code)", "3 s, CE", "emodb", "10-fold, test-selected", 94.21, 94.15, False, "pooled"),
+    ("light_sernet", "Aftab et al. 2022 (official code)", "3 s, focal", "emodb", "10-fold, test-selected", 93.08, 92.88, False, "pooled"),
+    ("light_sernet", "Aftab et al. 2022 (official code)", "7 s, CE", "iemocap-improvised", "10-fold, test-selected", 78.73, 71.51, False, "pooled"),
+    ("light_sernet", "Aftab et al. 2022 (official code)", "7 s, focal", "iemocap-improvised", "10-fold, test-selected", 79.87, 70.78, False, "pooled"),
+    ("light_sernet", "Aftab et al. 2022 (official code)", "3 s, CE", "iemocap-improvised", "10-fold, test-selected", 76.60, 68.42, False, "pooled"),
+    ("light_sernet", "Aftab et al. 2022 (official code)", "7 s, CE", "iemocap-all", "10-fold, test-selected", 69.15, 70.12, False, "pooled"),
+    ("peers", "emotion2vec", "leave-one-session-out", "iemocap", "session 5-fold", 71.8, None, True, "74.5 when selecting on test"),
+    ("peers", "EmoBox wav2vec2-base", "UA only", "iemocap", "session 5-fold", None, 58.3, True, ""),
+    ("peers", "EmoBox WavLM-large", "UA only", "iemocap", "session 5-fold", None, 69.5, True, ""),
+    ("peers", "EmoBox Whisper-large-v3", "UA only", "iemocap", "session 5-fold", None, 73.5, True, ""),
+    ("peers", "EmoBox wav2vec2-base", "UA only", "emodb", "loso", None, 82.1, True, ""),
+    ("peers", "EmoBox WavLM-large", "UA only", "emodb", "loso", None, 92.6, True, ""),
+    ("peers", "EmoBox Whisper-large-v3", "UA only", "emodb", "loso", None, 91.3, True, ""),
+    ("peers", "EmoBox wav2vec2-base", "UA only", "ravdess", "6-fold actor-disjoint", None, 54.3, True, ""),
+    ("peers", "EmoBox WavLM-large", "UA only", "ravdess", "6-fold actor-disjoint", None, 72.0, True, ""),
+    ("peers", "EmoBox Whisper-large-v3", "UA only", "ravdess", "6-fold actor-disjoint", None, 75.3, True, ""),
+    ("peers", "SpeechBrain ECAPA", "accuracy only", "iemocap", "random split", 65.7, None, False, ""),
+    ("peers", "SpeechBrain wav2vec2", "accuracy only", "iemocap", "random split", 78.7, None, False, ""),
+    ("peers", "SpeechBrain HuBERT", "accuracy only", "iemocap", "random split", 79.1, None, False, ""),
+], columns=["experiment", "paper", "variant", "corpus", "protocol", "wa", "ua", "speaker_independent", "note"])
+"""Every number the four papers (and the peers of SPEC.md) report, in percent."""
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    """A GitHub-style Markdown table (no extra dependency)."""
+    def cell(v):
+        if isinstance(v, float):
+            return "" if np.isnan(v) else floatfmt.format(v)
+        return "" if v is None else str(v)
+
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path | None = None) -> list[Path]:
+    """Write each table as CSV and Markdown (atomically) under ``outputs/tables``."""
+    folder = Path(folder) if folder is not None else outputs_dir() / "tables"
+    written = []
+    for name, df in tables.items():
+        for suffix, text in ((".csv", df.to_csv(index=False)), (".md", to_markdown(df))):
+            path = folder / f"{name}{suffix}"
+            atomic_write_text(path, text)
+            written.append(path)
+    return written
+
+
+def compare_with_papers(mean: pd.DataFrame) -> pd.DataFrame:
+    """Our mean table (in percent) beside the papers' numbers for the same experiments."""
+    if mean.empty:
+        return REFERENCE.assign(source="paper")
+    ours = mean.assign(
+        paper="serlib (this workbench)", variant=mean["name"], wa=(100 * mean.wa_mean).round(1),
+        ua=(100 * mean.ua_mean).round(1), speaker_independent=~mean["leaky"].astype(bool),
+        note=[f"± {100 * w:.1f} / ± {100 * u:.1f} over {n} folds; pooled {100 * pw:.1f} / {100 * pu:.1f}"
+              for w, u, n, pw, pu in zip(mean.wa_std, mean.ua_std, mean.n_folds, mean.wa_pooled, mean.ua_pooled)],
+    )[list(REFERENCE.columns)]
+    papers = REFERENCE[REFERENCE.experiment.isin(set(ours.experiment))]
+    return pd.concat([ours.assign(source="measured"), papers.assign(source="paper")], ignore_index=True)

@@ -1,0 +1,381 @@
+"""The training engine: ``run_fold(config)`` = manifest → folds → features → fit →
+test → results record.
+
+Model selection and early stopping use the validation split (UA) only; the test split
+is scored once, by the selected weights, after training. (``selection="test"`` exists to
+reproduce leaky published protocols and marks every record as leaky.)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import experiments, metrics, results
+from .augment import oversample_indices
+from .cache import extract
+from .config import ExperimentConfig
+from .constants import LABEL, SPEAKER, UTT_ID
+from .corpora import prepare_manifest
+from .data import Batch, FeatureDataset, collate
+from .errors import SerlibError
+from .features import Normalizer, lengths_to_mask
+from .paths import outputs_dir
+from .protocols import make_folds
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(SerlibError):
+    """Training cannot go on (e.g. a NaN loss); names the epoch and batch."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` → cuda, then mps, then cpu; anything else is passed to torch."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """RNG states as plain types and tensors (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def layer_grad_norms(model: nn.Module) -> dict[str, float]:
+    """L2 norm of the gradient per layer (parameters grouped by their module path)."""
+    sq = defaultdict(float)
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            layer = name.rsplit(".", 1)[0] if "." in name else name
+            layer = layer.removesuffix(".conv")
+            sq[layer] += float(p.grad.detach().float().pow(2).sum())
+    return {k: math.sqrt(v) for k, v in sq.items()}
+
+
+@dataclass
+class FitState:
+    """Everything a checkpoint holds besides the model and optimiser."""
+
+    epoch: int = 0
+    best_metric: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_state: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    grad_norms: list[dict] = field(default_factory=list)
+    step: int = 0
+
+
+class Trainer:
+    """One fold's training: ``fit()`` then ``test()``."""
+
+    def __init__(self, config: ExperimentConfig, experiment, model: nn.Module, normalizer: Normalizer,
+                 loaders: dict[str, DataLoader], classes: list[str], run_dir: Path, class_counts: torch.Tensor,
+                 generator: torch.Generator):
+        self.config, self.experiment, self.classes = config, experiment, classes
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward_model = torch.compile(self.model) if config.compile else self.model
+        self.normalizer = normalizer.to(self.device)
+        self.loaders = loaders
+        self.optimizer, self.scheduler = experiment.optimizer(config, self.model)
+        self.loss_fn = experiment.loss(config, class_counts).to(self.device)
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.generator = generator  # shuffling and per-epoch draws; saved in checkpoints
+        self.run_dir = run_dir
+        self.checkpoint_path = run_dir / "checkpoint.pt"
+        self.state = FitState()
+
+    # -- pieces ----------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Normalise with training statistics; padding back to zero."""
+        x = self.normalizer(x)
+        mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
+        x = x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def autocast(self):
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype, enabled=self.use_amp)
+
+    @torch.no_grad()
+    def evaluate(self, split: str, test: bool = False, augment_alpha: float | None = None) -> dict:
+        """Metrics (and per-utterance outputs) of ``split`` with the current weights."""
+        self.model.eval()
+        probs, preds, truth, ids, loss_sum = [], [], [], [], 0.0
+        for batch in self.loaders[split]:
+            batch: Batch = batch.to(self.device)
+            x = batch.x
+            if split == "val":  # VTLP strategy 2 warps validation too
+                x = self.experiment.augment(self.config, x, "val", augment_alpha)
+            with self.autocast():
+                p, pred = self.experiment.predict(self.config, self.forward_model, x, batch.lengths,
+                                                  lambda s, n=batch.lengths: self.prepare(s, n), test)
+            loss_sum += float(nn.functional.nll_loss(torch.log(p.float().clamp_min(1e-12)), batch.y,
+                                                     reduction="sum"))
+            probs.append(p.float().cpu())
+            preds += pred.cpu().tolist()
+            truth += batch.y.cpu().tolist()
+            ids += batch.ids
+        names_t = [self.classes[i] for i in truth]
+        names_p = [self.classes[i] for i in preds]
+        out = metrics.summary(names_t, names_p, self.classes)
+        out.update({"loss": loss_sum / max(len(truth), 1), "ids": ids, "truth": names_t,
+                    "prediction": names_p, "probabilities": torch.cat(probs).numpy()})
+        return out
+
+    def train_epoch(self, epoch: int, alpha: float | None) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        bar = tqdm(self.loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not self.config.progress)
+        for i, batch in enumerate(bar, start=1):
+            batch: Batch = batch.to(self.device)
+            x = self.prepare(self.experiment.augment(self.config, batch.x, "train", alpha), batch.lengths)
+            with self.autocast():
+                logits = self.forward_model(x, batch.lengths)
+                loss = self.loss_fn(logits.float(), batch.y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{self.config.experiment} fold {self.config.fold}: loss is {loss.item()} "
+                                    f"at epoch {epoch}, batch {i} (utterances {batch.ids[:4]}…); "
+                                    "lower the learning rate or check the features")
+            self.scaler.scale(loss).backward()
+            if self.config.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.state.step += 1
+            every = self.config.grad_norm_every
+            if every and self.state.step % every == 0:
+                if not self.config.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
+                self.state.grad_norms.append({"step": self.state.step, **layer_grad_norms(self.model)})
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            total += loss.item() * len(batch.ids)
+            count += len(batch.ids)
+            bar.set_postfix(loss=f"{total / count:.3f}")
+        return total / max(count, 1)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        s = self.state
+        atomic_save({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(), "normalizer": self.normalizer.state_dict(),
+            "epoch": s.epoch, "best_metric": s.best_metric, "best_epoch": s.best_epoch,
+            "bad_epochs": s.bad_epochs, "best_state": s.best_state, "history": s.history,
+            "grad_norms": s.grad_norms, "step": s.step, "config": self.config.to_dict(),
+            "rng": rng_state(), "generator": self.generator.get_state(),
+        }, self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        ckpt = torch.load(self.checkpoint_path, weights_only=True, map_location=self.device)
+        saved = {k: v for k, v in ckpt["config"].items() if k not in ("epochs", "resume", "progress", "device")}
+        current = {k: v for k, v in self.config.to_dict().items() if k not in ("epochs", "resume", "progress", "device")}
+        if saved != current:
+            diff = sorted(k for k in current if saved.get(k) != current[k])
+            raise TrainingError(f"{self.checkpoint_path}: checkpoint was made with other settings ({diff}); "
+                                "delete it or run without resume")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler and ckpt["scheduler"]:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.normalizer.load_state_dict(ckpt["normalizer"])
+        self.state = FitState(ckpt["epoch"], ckpt["best_metric"], ckpt["best_epoch"], ckpt["bad_epochs"],
+                              ckpt["best_state"], ckpt["history"], ckpt["grad_norms"], ckpt["step"])
+        set_rng_state(ckpt["rng"])
+        self.generator.set_state(ckpt["generator"])
+        log.info("resumed %s at epoch %d", self.checkpoint_path, self.state.epoch)
+        return True
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self) -> FitState:
+        if self.config.resume:
+            self.load_checkpoint()
+        c, s = self.config, self.state
+        selection_split = "test" if c.selection == "test" else "val"
+        epochs = tqdm(range(s.epoch + 1, c.epochs + 1), desc=f"{c.experiment} fold {c.fold}",
+                      disable=not c.progress, initial=s.epoch, total=c.epochs)
+        for epoch in epochs:
+            start = time.perf_counter()
+            alpha = self.experiment.epoch_alpha(c, self.generator)
+            train_loss = self.train_epoch(epoch, alpha)
+            val = self.evaluate("val", augment_alpha=alpha)
+            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_wa": val["wa"],
+                   "val_ua": val["ua"], "lr": self.optimizer.param_groups[0]["lr"], "alpha": alpha}
+            score = val["ua"]
+            if selection_split == "test":  # the leaky protocol: pick the epoch on the test fold
+                test = self.evaluate("test", test=True)
+                row.update({"test_wa": test["wa"], "test_ua": test["ua"]})
+                score = test["ua"]
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if score > s.best_metric:
+                s.best_metric, s.best_epoch, s.bad_epochs = score, epoch, 0
+                s.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            else:
+                s.bad_epochs += 1
+            row["seconds"] = time.perf_counter() - start
+            s.history.append(row)
+            s.epoch = epoch
+            self.save_checkpoint()
+            epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{val['ua']:.3f}", best=s.best_epoch)
+            if c.patience is not None and s.bad_epochs >= c.patience:
+                log.info("early stop at epoch %d (best %d)", epoch, s.best_epoch)
+                break
+        return s
+
+    def test(self) -> dict:
+        """Score the test split once with the selected weights."""
+        if self.state.best_state is not None:
+            self.model.load_state_dict(self.state.best_state)
+        return self.evaluate("test", test=True)
+
+
+def _loader(dataset, config, shuffle: bool, generator: torch.Generator | None, device) -> DataLoader:
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, collate_fn=collate,
+                      num_workers=config.num_workers, generator=generator,
+                      pin_memory=device.type == "cuda")
+
+
+def corpus_label(config: ExperimentConfig) -> str:
+    return config.corpus if config.subset in (None, "all") else f"{config.corpus}-{config.subset}"
+
+
+def record_stem(config: ExperimentConfig) -> Path:
+    root = Path(config.output_dir) if config.output_dir else outputs_dir()
+    name = config.name + ("+test-selection" if config.selection == "test" else "")
+    return results.record_stem(root / "results", config.experiment, name, corpus_label(config),
+                               config.protocol, config.fold, config.seed)
+
+
+def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = None) -> dict:
+    """Train and evaluate one fold; write and return its results record.
+
+    Args:
+        config: an experiment config (or a dict with ``experiment`` and its fields).
+        manifest: an already prepared manifest (else built from the config).
+
+    Returns:
+        The record: resolved config, test metrics, history, gradient norms, speakers,
+        timing, provenance, and paths of the record and its predictions.
+    """
+    if isinstance(config, dict):
+        config = experiments.make_config(config["experiment"], config)
+    exp = experiments.get(config.experiment)
+    t0 = time.perf_counter()
+    seed_everything(config.seed)
+    if manifest is None:
+        manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
+    classes = list(config.classes) if config.classes else sorted(manifest[LABEL].unique())
+    folds = make_folds(manifest, config.protocol, seed=config.seed)
+    if not 1 <= config.fold <= len(folds):
+        raise SerlibError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
+    fold = folds[config.fold - 1]
+    feature_config, crop = exp.features(config)
+    store = extract(manifest, feature_config, crop, workers=config.feature_workers, progress=config.progress)
+    label_of = dict(zip(manifest[UTT_ID], manifest[LABEL]))
+    speaker_of = dict(zip(manifest[UTT_ID], manifest[SPEAKER]))
+    split_ids = {name: [u for u in getattr(fold, name) if u in store] for name in ("train", "val", "test")}
+    train_labels = [label_of[u] for u in split_ids["train"]]
+    index = oversample_indices(train_labels, exp.train_oversampling(config)) if exp.train_oversampling(config) else None
+    datasets = {name: FeatureDataset(store, ids, [label_of[u] for u in ids], classes,
+                                     index if name == "train" else None) for name, ids in split_ids.items()}
+    device = resolve_device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+    loaders = {"train": _loader(datasets["train"], config, True, generator, device),
+               "val": _loader(datasets["val"], config, False, None, device),
+               "test": _loader(datasets["test"], config, False, None, device)}
+    normalizer = Normalizer(getattr(config, "normalization", "global")).fit(store[u] for u in split_ids["train"])
+    first = store[split_ids["train"][0]]
+    model = exp.model(config, first.shape[-2], len(classes))
+    counts = torch.tensor([train_labels.count(c) for c in classes], dtype=torch.float32)
+    stem = record_stem(config)
+    run_dir = stem.parent / (stem.name + ".run")
+    trainer = Trainer(config, exp, model, normalizer, loaders, classes, run_dir, counts, generator)
+    state = trainer.fit()
+    test = trainer.test()
+    seconds = time.perf_counter() - t0
+    predictions = pd.DataFrame({"utt_id": test["ids"], "speaker": [speaker_of[u] for u in test["ids"]],
+                                "truth": test["truth"], "prediction": test["prediction"]})
+    for i, c in enumerate(classes):
+        predictions[f"p_{c}"] = test["probabilities"][:, i].round(5)
+    record = {
+        "config": config.to_dict(), "corpus_label": corpus_label(config), "classes": classes,
+        "leaky": config.leaky, "speaker_independent": fold.speaker_independent,
+        "metrics": {k: test[k] for k in ("wa", "ua", "macro_f1", "recall", "confusion", "labels", "n")},
+        "best_epoch": state.best_epoch, "selected_on": "test" if config.selection == "test" else "val",
+        "best_selection_ua": state.best_metric, "history": state.history, "grad_norms": state.grad_norms,
+        "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
+        "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_items_after_oversampling": len(datasets["train"]),
+        "fold_notes": fold.notes, "skipped_files": store.skipped, "features": feature_config.key(),
+        "normalizer": normalizer.state() if normalizer.mode == "global" else {"mode": normalizer.mode},
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "timing": {"total_seconds": seconds,
+                   "seconds_per_epoch": float(np.mean([h["seconds"] for h in state.history])) if state.history else 0.0,
+                   "feature_seconds": store.seconds},
+        "device": str(trainer.device), "provenance": results.provenance(),
+    }
+    path = results.write(record, predictions, stem)
+    record["path"] = str(path)
+    record["predictions_path"] = str(path.with_name(stem.name + ".predictions.csv"))
+    return record

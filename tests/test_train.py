@@ -1,0 +1,119 @@
+"""The engine, the results store and the CLI on a tiny fixture corpus."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from serlib import results
+from serlib.__main__ import main
+from serlib.experiments import make_config
+from serlib.train import Trainer, TrainingError, run_fold
+
+TINY = dict(corpus="iemocap", subset="all", epochs=2, batch_size=4, n_conv=1, conv_channels=(4,),
+            conv_strides=((2, 2),), lstm_hidden=8, freq_khz=4, progress=False, feature_workers=1,
+            grad_norm_every=1)
+
+
+@pytest.fixture
+def tiny(iemocap_root, tmp_path):
+    def make(**kw):
+        return make_config("cnn_lstm", {**TINY, "data_root": str(iemocap_root), "output_dir": str(tmp_path), **kw})
+    return make
+
+
+def test_run_fold_writes_a_complete_record(tiny):
+    rec = run_fold(tiny(fold=5))
+    stored = json.loads(open(rec["path"]).read())
+    assert stored["test_speakers"] == ["Ses03_F"] and stored["val_speakers"] == ["Ses03_M"]
+    assert set(stored["metrics"]) >= {"wa", "ua", "macro_f1", "recall", "confusion"}
+    assert len(stored["history"]) == 2 and stored["selected_on"] == "val" and not stored["leaky"]
+    assert stored["provenance"]["torch"] and stored["config"]["experiment"] == "cnn_lstm"
+    assert {"convs.0", "lstm", "classifier"} <= set(stored["grad_norms"][0])
+    preds = pd.read_csv(rec["predictions_path"])
+    assert list(preds.columns[:4]) == ["utt_id", "speaker", "truth", "prediction"]
+    assert set(preds.speaker) == {"Ses03_F"} and len(preds) == stored["metrics"]["n"]
+
+
+def test_same_seed_same_metrics(tiny):
+    a, b = run_fold(tiny(name="a")), run_fold(tiny(name="b"))
+    assert a["metrics"] == b["metrics"]
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+
+
+def test_resume_continues_an_interrupted_fold(tiny):
+    straight = run_fold(tiny(name="straight", epochs=3))
+    run_fold(tiny(name="resumed", epochs=2))  # "interrupted" after 2 epochs: its checkpoint stays
+    resumed = run_fold(tiny(name="resumed", epochs=3, resume=True))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert resumed["metrics"] == straight["metrics"]
+    with pytest.raises(TrainingError, match="other settings.*lstm_hidden"):
+        run_fold(tiny(name="resumed", epochs=3, resume=True, lstm_hidden=9))
+
+
+def test_test_split_is_scored_once_after_training(tiny, monkeypatch):
+    calls = []
+    original = Trainer.evaluate
+
+    def spy(self, split, *args, **kwargs):
+        calls.append((split, self.state.epoch))
+        return original(self, split, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", spy)
+    run_fold(tiny(epochs=3))
+    assert [c for c in calls if c[0] == "test"] == [("test", 3)]  # once, after the last epoch
+    assert [c[0] for c in calls].count("val") == 3
+
+
+def test_leaky_selection_is_labelled(tiny):
+    rec = run_fold(tiny(selection="test"))
+    assert rec["leaky"] and rec["selected_on"] == "test" and "+test-selection" in rec["path"]
+    assert "test_ua" in rec["history"][0]
+
+
+def test_nan_loss_names_epoch_and_batch(tiny, monkeypatch):
+    from serlib.experiments.cnn_lstm import CNNLSTMExperiment
+
+    class NaNLoss(CNNLSTMExperiment):
+        def loss(self, config, counts):
+            import torch
+
+            class Broken(torch.nn.Module):
+                def forward(self, logits, y):
+                    return logits.sum() * float("nan")
+
+            return Broken()
+
+    monkeypatch.setitem(__import__("serlib.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS, "cnn_lstm", NaNLoss())
+    with pytest.raises(TrainingError, match="loss is nan at epoch 1, batch 1"):
+        run_fold(tiny())
+
+
+def test_records_replace_not_duplicate_and_summarise(tiny, tmp_path):
+    for fold in (1, 2):
+        run_fold(tiny(fold=fold))
+    run_fold(tiny(fold=2))  # same key again
+    table = results.collect(tmp_path / "results")
+    assert len(table) == 2 and sorted(table.fold) == [1, 2]
+    assert not list((tmp_path / "results").rglob("*.tmp"))
+    summary = results.summarise(table)
+    mean = summary["mean"].iloc[0]
+    assert mean.n_folds == 2 and mean.wa_mean == pytest.approx(table.wa.mean())
+    assert 0 <= mean.wa_pooled <= 1 and "ua_pooled" in summary["mean"]
+    assert "| experiment |" in results.to_markdown(summary["mean"])
+    comparison = results.compare_with_papers(summary["mean"])
+    assert {"measured", "paper"} == set(comparison.source)
+
+
+def test_cli_run_sweep_and_unknown_keys(iemocap_root, tmp_path, capsys):
+    common = ["--experiment", "cnn_lstm", "--corpus", "iemocap", "--root", str(iemocap_root), "--subset", "all",
+              "--set", "epochs=1", "batch_size=4", "n_conv=1", "conv_channels=(4,)", "lstm_hidden=4",
+              "progress=false", f"output_dir={tmp_path}", "feature_workers=1"]
+    assert main(["sweep", *common, "--folds", "1,2"]) == 0
+    assert "2 runs to do, 0 already recorded" in capsys.readouterr().out
+    assert main(["sweep", *common, "--folds", "1,2"]) == 0  # resumes: nothing left to do
+    assert "0 runs to do, 2 already recorded" in capsys.readouterr().out
+    assert main(["run", *common, "--fold", "3"]) == 0
+    with pytest.raises(Exception, match="unknown config key"):
+        main(["run", *common, "lstm_hiden=3"])
