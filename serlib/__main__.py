@@ -68,6 +68,10 @@ def _config(args, fold: int, seed: int):
     return make_config(args.experiment, values)
 
 
+def _report(fold: int, seed: int, wa: float, ua: float, path: str) -> str:
+    return f"fold {fold} seed {seed}: WA {wa:.3f} UA {ua:.3f} -> {path}"
+
+
 def _run_one(config, threads: int | None) -> tuple[int, int, float, float, str]:
     import torch
 
@@ -104,7 +108,7 @@ def _sweep(args) -> int:
     failures = 0
     if args.jobs == 1:
         for config in todo:
-            print("fold %d seed %d: WA %.3f UA %.3f -> %s" % _run_one(config, None))
+            print(_report(*_run_one(config, None)), flush=True)
     else:
         import multiprocessing as mp
 
@@ -113,7 +117,7 @@ def _sweep(args) -> int:
             for fut in as_completed(futures):
                 c = futures[fut]
                 try:
-                    print("fold %d seed %d: WA %.3f UA %.3f -> %s" % fut.result(), flush=True)
+                    print(_report(*fut.result()), flush=True)
                 except Exception as e:  # report and go on: the other folds still run
                     failures += 1
                     print(f"fold {c.fold} seed {c.seed} FAILED: {e}", file=sys.stderr, flush=True)
