@@ -14,8 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: corpus summary, one CNN+LSTM fold (notebook 03, fold 5), the results table (07).
 demo: $(STAMP)
 	$(PY) -m serlib demo
+	mkdir -p outputs/notebooks
+	$(VENV)/bin/papermill --no-progress-bar notebooks/03_train_cnn_lstm.ipynb outputs/notebooks/03_train_cnn_lstm.ipynb -p fold 5
+	$(VENV)/bin/papermill --no-progress-bar notebooks/07_collect_results.ipynb outputs/notebooks/07_collect_results.ipynb
+	@echo
+	@echo "executed notebooks: outputs/notebooks/03_train_cnn_lstm.ipynb, outputs/notebooks/07_collect_results.ipynb"
+	@echo "results table:      outputs/tables/mean.md (and per_fold, vs_papers; .csv beside each)"
+	@echo "records:            outputs/results/"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check serlib tests benchmarks

@@ -41,6 +41,7 @@ class ExperimentConfig:
     patience: int | None = None        # early stopping on validation UA (epochs without improvement)
     selection: str = "val"             # "val"; "test" reproduces a leaky published protocol
     grad_clip: float | None = None
+    bucket: bool = True                # batch utterances of similar length (less padding)
     # engine
     device: str = "auto"               # auto -> cuda, then mps, then cpu
     amp: bool = True                   # autocast on CUDA only

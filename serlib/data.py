@@ -69,3 +69,41 @@ def collate(items) -> Batch:
     t_max = int(lengths.max())
     x = torch.stack([torch.nn.functional.pad(f, (0, t_max - f.shape[-1])) for f in feats])
     return Batch(x, lengths, torch.tensor(targets), list(ids))
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Batches of similar length, to pad less.
+
+    Training (``shuffle=True``): shuffle, sort pools of ``pool`` batches by length, cut
+    them into batches, shuffle the batches. Evaluation: batches in length order.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool,
+                 generator: torch.Generator | None = None, pool: int = 50):
+        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
+        self.generator, self.pool = generator, pool
+
+    def _batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        if not self.shuffle:
+            order = sorted(range(n), key=lambda i: self.lengths[i])
+            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        order = torch.randperm(n, generator=self.generator).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, n, size):
+            chunk = sorted(order[start : start + size], key=lambda i: self.lengths[i])
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        perm = torch.randperm(len(batches), generator=self.generator).tolist()
+        return [batches[p] for p in perm]
+
+    def __iter__(self):
+        yield from self._batches()
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+def item_lengths(dataset: FeatureDataset) -> list[int]:
+    """Frames of each item of a dataset (oversampled repeats included)."""
+    return [dataset.store[dataset.ids[int(j)]].shape[-1] for j in dataset.index]

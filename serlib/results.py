@@ -208,7 +208,7 @@ REFERENCE = pd.DataFrame([
 """Every number the four papers (and the peers of SPEC.md) report, in percent."""
 
 
-def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     """A GitHub-style Markdown table (no extra dependency)."""
     def cell(v):
         if isinstance(v, float):

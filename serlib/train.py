@@ -31,7 +31,7 @@ from .cache import extract
 from .config import ExperimentConfig
 from .constants import LABEL, SPEAKER, UTT_ID
 from .corpora import prepare_manifest
-from .data import Batch, FeatureDataset, collate
+from .data import Batch, BucketBatchSampler, FeatureDataset, collate, item_lengths
 from .errors import SerlibError
 from .features import Normalizer, lengths_to_mask
 from .paths import outputs_dir
@@ -292,9 +292,12 @@ class Trainer:
 
 
 def _loader(dataset, config, shuffle: bool, generator: torch.Generator | None, device) -> DataLoader:
+    if config.bucket:
+        sampler = BucketBatchSampler(item_lengths(dataset), config.batch_size, shuffle, generator)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
+                          pin_memory=device.type == "cuda")
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, collate_fn=collate,
-                      num_workers=config.num_workers, generator=generator,
-                      pin_memory=device.type == "cuda")
+                      num_workers=config.num_workers, generator=generator, pin_memory=device.type == "cuda")
 
 
 def corpus_label(config: ExperimentConfig) -> str:

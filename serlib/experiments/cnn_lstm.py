@@ -60,10 +60,10 @@ class CNNLSTMExperimentConfig(ExperimentConfig):
     dropout: float = 0.0
     pooling: str = "last"
     # layer-wise optimiser, eq. 6: (η, γ, β) per part, L2 weight
-    lr_conv: float = 0.01
+    lr_conv: float = 0.03
     momentum_conv: float = 0.9
     beta_conv: float = 1.0
-    lr_lstm: float = 0.01
+    lr_lstm: float = 0.03
     momentum_lstm: float = 0.9
     beta_lstm: float = 1.0
     weight_decay: float = 1e-4
