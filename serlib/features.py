@@ -279,13 +279,14 @@ class Normalizer(nn.Module):
     """``(x - mean) / sqrt(var + eps)`` with statistics from the training split.
 
     ``mode="global"``: one mean/std over all valid pixels (CNN+LSTM eq. 2);
-    ``mode="per_feature"``: one per frequency bin / coefficient (per channel too).
+    ``mode="per_feature"``: one per frequency bin / coefficient (per channel too);
+    ``mode="none"``: the identity (front ends that normalise themselves).
     """
 
     def __init__(self, mode: str = "global", eps: float = 1e-5):
         super().__init__()
-        if mode not in ("global", "per_feature"):
-            raise ValueError(f"mode must be 'global' or 'per_feature', got {mode!r}")
+        if mode not in ("global", "per_feature", "none"):
+            raise ValueError(f"mode must be 'global', 'per_feature' or 'none', got {mode!r}")
         self.mode, self.eps = mode, eps
         self.register_buffer("mean", torch.zeros(1))
         self.register_buffer("var", torch.ones(1))
@@ -294,6 +295,9 @@ class Normalizer(nn.Module):
     @torch.no_grad()
     def fit(self, items) -> Normalizer:
         """Fit on an iterable of unpadded ``(..., F, T)`` training features."""
+        if self.mode == "none":
+            self.fitted.fill_(True)
+            return self
         total, total_sq, count = 0.0, 0.0, 0
         for x in items:
             x = x.double()
@@ -316,6 +320,8 @@ class Normalizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not bool(self.fitted):
             raise RuntimeError("Normalizer used before fit() on the training split")
+        if self.mode == "none":
+            return x
         return (x - self.mean) / torch.sqrt(self.var + self.eps)
 
     def state(self) -> dict:

@@ -151,3 +151,22 @@ def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1
     slider.observe(redraw, names="value")
     redraw()
     return widgets.VBox([slider, out])
+
+
+def attention_grid(examples, title: str = "Attention over the input") -> go.Figure:
+    """One panel per example: the (static) input map in grey with the attention weights
+    overlaid in red, upsampled (nearest) from the encoder's grid to the input's."""
+    cols = 2
+    rows = int(np.ceil(len(examples) / cols))
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.04, vertical_spacing=0.1,
+                        subplot_titles=[f"{e['truth']} → {e['prediction']} ({e['utt_id']})" for e in examples])
+    for i, e in enumerate(examples):
+        feat = _np(e["features"])
+        feat = feat[0] if feat.ndim == 3 else feat  # static channel of (3, F, T)
+        alpha = torch.as_tensor(e["attention"]).float()
+        alpha = alpha.reshape(-1, alpha.shape[-1])[None, None]  # (1, 1, F' or 1, T')
+        up = torch.nn.functional.interpolate(alpha, size=feat.shape, mode="nearest")[0, 0].numpy()
+        r, c = i // cols + 1, i % cols + 1
+        fig.add_trace(go.Heatmap(z=feat, colorscale="Greys", showscale=False), row=r, col=c)
+        fig.add_trace(go.Heatmap(z=up, colorscale="Reds", opacity=0.55, showscale=False, zmin=0), row=r, col=c)
+    return fig.update_layout(title=title, height=260 * rows)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .attention_fcn import AttentionFCN1DExperiment, AttentionFCNExperiment
 from .base import Experiment
 from .cnn_lstm import CNNLSTMExperiment
+from .light_sernet import LightSERNetExperiment
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (CNNLSTMExperiment(),)}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    CNNLSTMExperiment(), AttentionFCNExperiment(), AttentionFCN1DExperiment(), LightSERNetExperiment())}
 
 
 def get(name: str) -> Experiment:

@@ -1,0 +1,80 @@
+"""Looking inside trained runs: reload a record's model, attention on test utterances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from . import experiments
+from .cache import FeatureStore, extract
+from .corpora import prepare_manifest
+from .features import Normalizer
+
+
+@dataclass
+class TrainedRun:
+    """A record's selected model (on the CPU, eval mode) with its data."""
+
+    record: dict
+    config: object
+    model: torch.nn.Module
+    normalizer: Normalizer
+    store: FeatureStore
+    predictions: pd.DataFrame
+
+    def inputs(self, utt_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised model input ``(1, ...)`` and its length, as in training."""
+        x = self.store[utt_id]
+        return self.normalizer(x.unsqueeze(0)), torch.tensor([x.shape[-1]])
+
+
+def load_trained(record: dict) -> TrainedRun:
+    """Rebuild the model of ``record`` with its selected (best-epoch) weights."""
+    config = experiments.make_config(record["config"]["experiment"], record["config"])
+    exp = experiments.get(config.experiment)
+    manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
+    feature_config, crop = exp.features(config)
+    store = extract(manifest, feature_config, crop, progress=False)
+    first = next(iter(store.features.values()))
+    model = exp.model(config, first.shape[-2], len(record["classes"]))
+    run_dir = record["path"].removesuffix(".json") + ".run"
+    ckpt = torch.load(f"{run_dir}/checkpoint.pt", weights_only=True, map_location="cpu")
+    model.load_state_dict(ckpt["best_state"] or ckpt["model"])
+    normalizer = Normalizer(getattr(config, "normalization", "global"))
+    for name, value in ckpt["normalizer"].items():  # buffers of the fitted shapes
+        setattr(normalizer, name, value)
+    return TrainedRun(record, config, model.eval(), normalizer, store, pd.read_csv(record["predictions_path"]))
+
+
+@torch.no_grad()
+def attention_examples(run: TrainedRun, per_class: int = 1) -> list[dict]:
+    """For each true class: up to ``per_class`` correctly and wrongly classified test
+    utterances with their features and attention weights."""
+    out = []
+    preds = run.predictions
+    for label in run.record["classes"]:
+        rows = preds[preds.truth == label]
+        for correct in (True, False):
+            chosen = rows[(rows.prediction == label) == correct].head(per_class)
+            for row in chosen.itertuples():
+                x, n = run.inputs(row.utt_id)
+                _, alpha = run.model.forward_with_attention(x, n)
+                out.append({"utt_id": row.utt_id, "truth": label, "prediction": row.prediction,
+                            "correct": correct, "features": run.store[row.utt_id], "attention": alpha[0]})
+    return out
+
+
+def attention_entropy(alpha: torch.Tensor) -> float:
+    """Entropy (nats) of one utterance's attention weights over its valid positions."""
+    p = alpha.flatten()
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
+def model_size(model: torch.nn.Module) -> dict:
+    """Parameter count and float32 size of the weights."""
+    n = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for b in model.buffers())
+    return {"parameters": n, "buffers": buffers, "megabytes_float32": 4 * (n + buffers) / 2**20}

@@ -1,0 +1,85 @@
+"""Attention-based FCN experiments: 2-D (Zhang et al., settings of the best public
+reproduction) and 1-D ("Emotion in Motion"); SPEC.md (B)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..cache import WaveCrop
+from ..config import ExperimentConfig
+from ..features import preset
+from ..models.attention_fcn import AttentionFCN, AttentionFCNConfig
+from .base import Experiment
+
+
+@dataclass
+class AttentionFCNExperimentConfig(ExperimentConfig):
+    """2-D: Hamming 40 ms / 10 ms, 0–4 kHz, static+Δ+ΔΔ; AdamW 1e-4, batch 64, 100 epochs,
+    λ = 0.3; IEMOCAP improvised, excited not merged."""
+
+    experiment: str = "attention_fcn"
+    subset: str | None = "improvised"
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-2           # AdamW's default
+    attention_lambda: float = 0.3
+    attention_dim: int = 256
+    segment_seconds: float | None = None  # 3.0: score 3-s segments, utterance = segment_pool of them
+    segment_pool: str = "max"
+    normalization: str = "per_feature"
+    dropout: float = 0.0
+    encoder_checkpoint: str | None = None  # a state_dict file (e.g. ImageNet AlexNet features.*)
+
+
+@dataclass
+class AttentionFCN1DExperimentConfig(ExperimentConfig):
+    """Emotion in Motion: 3 s from 0.5 s, 128-mel mean series; Adam 1e-3, batch 51,
+    200 epochs, λ = 0.8. Its random 5-fold split is ``protocol="stratified_kfold:5"``."""
+
+    experiment: str = "attention_fcn_1d"
+    epochs: int = 200
+    batch_size: int = 51
+    lr: float = 1e-3
+    attention_lambda: float = 0.8
+    input_seconds: float = 3.0
+    offset_seconds: float = 0.5
+    normalization: str = "global"
+    dropout: float = 0.0
+
+
+class AttentionFCNExperiment(Experiment):
+    name = "attention_fcn"
+    Config = AttentionFCNExperimentConfig
+
+    def features(self, config):
+        return preset("attention_fcn"), None
+
+    def model(self, config, n_features, n_classes):
+        state = torch.load(config.encoder_checkpoint, weights_only=True) if config.encoder_checkpoint else None
+        hop_ms = preset("attention_fcn").hop_ms
+        segment = round(config.segment_seconds * 1000 / hop_ms) if config.segment_seconds else None
+        return AttentionFCN(AttentionFCNConfig(
+            n_classes=n_classes, variant="2d", attention_lambda=config.attention_lambda,
+            attention_dim=config.attention_dim, dropout=config.dropout, segment_frames=segment,
+            segment_pool=config.segment_pool), encoder_state_dict=state)
+
+    def optimizer(self, config, model):
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay), None
+
+
+class AttentionFCN1DExperiment(Experiment):
+    name = "attention_fcn_1d"
+    Config = AttentionFCN1DExperimentConfig
+
+    def features(self, config):
+        return preset("attention_fcn_1d"), WaveCrop(config.input_seconds, config.offset_seconds, mode="start")
+
+    def model(self, config, n_features, n_classes):
+        return AttentionFCN(AttentionFCNConfig(n_classes=n_classes, variant="1d",
+                                               attention_lambda=config.attention_lambda, dropout=config.dropout))
+
+    def optimizer(self, config, model):
+        return torch.optim.Adam(model.parameters(), lr=config.lr), None
