@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import audio
 from ..constants import AUDIO_HASH, DURATION, LABELS, MANIFEST_COLUMNS, PATH, UTT_ID
-from ..errors import AudioError, DataError
+from ..errors import AudioError, DataError, LabelError
 
 log = logging.getLogger("serlib.corpora")
 
@@ -55,6 +55,23 @@ def wav_files(root: Path) -> list[Path]:
         p for p in root.rglob("*")
         if p.suffix.lower() == ".wav" and not p.name.startswith("._") and p.is_file()
     )
+
+
+def parsed_files(root: Path, parse, skips: Skips):
+    """``(wav, fields)`` for every wav under root whose name ``parse`` decodes.
+
+    ``parse`` raises ValueError for a name that is not of this corpus (ignored) and
+    KeyError for an unknown code (an error, or a counted skip).
+    """
+    for wav in wav_files(root):
+        try:
+            fields = parse(wav.name)
+        except ValueError:
+            continue
+        except KeyError as e:
+            skips.handle(LabelError(wav, e.args[0]))
+            continue
+        yield wav, fields
 
 
 def duration_of(path: Path) -> float:

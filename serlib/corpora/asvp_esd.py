@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..constants import GENDER, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
-from ..errors import DataError, LabelError
-from ._common import Skips, check_root, finish, wav_files
+from ..errors import DataError
+from ._common import Skips, check_root, finish, parsed_files
 
 # ASVP-ESD's emotion codes, mapped to the canonical labels (the corpus' own names kept).
 EMOTIONS = {
@@ -66,14 +66,7 @@ def load(
     root = check_root(root, "asvp_esd")
     skips = Skips(on_error)
     rows = []
-    for wav in wav_files(root):
-        try:
-            fields = parse_name(wav.name)
-        except ValueError:
-            continue
-        except KeyError as e:
-            skips.handle(LabelError(wav, e.args[0]))
-            continue
+    for wav, fields in parsed_files(root, parse_name, skips):
         if vocal_channel != "all" and fields["vocal_channel"] != vocal_channel:
             continue
         # File names repeat across sub-folders: the id keeps the relative folder.

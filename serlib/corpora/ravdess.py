@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..constants import GENDER, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
-from ..errors import DataError, LabelError
-from ._common import Skips, check_root, finish, wav_files
+from ..errors import DataError
+from ._common import Skips, check_root, finish, parsed_files
 
 EMOTIONS = {
     "01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -62,14 +62,7 @@ def load(
     root = check_root(root, "ravdess")
     skips = Skips(on_error)
     rows = []
-    for wav in wav_files(root):
-        try:
-            fields = parse_name(wav.name)
-        except ValueError:
-            continue  # not a RAVDESS clip (e.g. a readme or stray file)
-        except KeyError as e:
-            skips.handle(LabelError(wav, e.args[0]))
-            continue
+    for wav, fields in parsed_files(root, parse_name, skips):
         if vocal_channel != "all" and fields["vocal_channel"] != vocal_channel:
             continue
         rows.append({
