@@ -23,6 +23,8 @@ class TrainedRun:
     normalizer: Normalizer
     store: FeatureStore
     predictions: pd.DataFrame
+    context: dict
+    manifest: pd.DataFrame
 
     def inputs(self, utt_id: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The normalised model input ``(1, ...)`` and its length, as in training."""
@@ -38,14 +40,16 @@ def load_trained(record: dict) -> TrainedRun:
     feature_config, crop = exp.features(config)
     store = extract(manifest, feature_config, crop, progress=False)
     first = next(iter(store.features.values()))
-    model = exp.model(config, first.shape[-2], len(record["classes"]))
+    context = exp.prepare(config, manifest, {"train": [u for u in record["train_ids"]]}) if "train_ids" in record else {}
+    model = exp.model(config, first.shape[-2], len(record["classes"]), context)
     run_dir = record["path"].removesuffix(".json") + ".run"
     ckpt = torch.load(f"{run_dir}/checkpoint.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(ckpt["best_state"] or ckpt["model"])
     normalizer = Normalizer(getattr(config, "normalization", "global"))
     for name, value in ckpt["normalizer"].items():  # buffers of the fitted shapes
         setattr(normalizer, name, value)
-    return TrainedRun(record, config, model.eval(), normalizer, store, pd.read_csv(record["predictions_path"]))
+    return TrainedRun(record, config, model.eval(), normalizer, store, pd.read_csv(record["predictions_path"]), context,
+                      manifest)
 
 
 @torch.no_grad()
@@ -63,6 +67,29 @@ def attention_examples(run: TrainedRun, per_class: int = 1) -> list[dict]:
                 _, alpha = run.model.forward_with_attention(x, n)
                 out.append({"utt_id": row.utt_id, "truth": label, "prediction": row.prediction,
                             "correct": correct, "features": run.store[row.utt_id], "attention": alpha[0]})
+    return out
+
+
+@torch.no_grad()
+def text_attention_examples(run: TrainedRun, n: int = 4) -> list[dict]:
+    """MSCNN-SPU-ATT: the attention weights over the words of ``n`` test utterances,
+    one row per γ ∈ {max, avg, std}."""
+    from .text import tokenize
+
+    token_ids = run.context["extras"]["text"]
+    column = getattr(run.config, "text_column", "text")
+    texts = dict(zip(run.manifest["utt_id"], run.manifest[column])) if column in run.manifest else {}
+    out = []
+    for row in run.predictions.head(n).itertuples():
+        x, lengths = run.inputs(row.utt_id)
+        ids = token_ids[row.utt_id][None]
+        extras = {"text": ids, "text_lengths": torch.tensor([ids.shape[1]])}
+        if "utterance" in run.context["extras"]:
+            extras["utterance"] = run.context["extras"]["utterance"][row.utt_id][None]
+        _, weights = run.model.forward_with_attention(x, lengths, **extras)
+        tokens = tokenize(texts.get(row.utt_id)) or ["<unk>"]
+        out.append({"utt_id": row.utt_id, "truth": row.truth, "prediction": row.prediction, "tokens": tokens,
+                    "weights": {g: w[0].tolist() for g, w in weights.items()}})
     return out
 
 

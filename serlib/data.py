@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,14 +20,16 @@ class Batch:
     lengths: torch.Tensor
     y: torch.Tensor
     ids: list[str]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. text ids, text_lengths
 
     def to(self, device, non_blocking: bool = True) -> Batch:
-        return Batch(self.x.to(device, non_blocking=non_blocking),
-                     self.lengths.to(device, non_blocking=non_blocking),
-                     self.y.to(device, non_blocking=non_blocking), self.ids)
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.x), move(self.lengths), move(self.y), self.ids,
+                     {k: move(v) for k, v in self.extras.items()})
 
     def pin_memory(self) -> Batch:
-        return Batch(self.x.pin_memory(), self.lengths.pin_memory(), self.y.pin_memory(), self.ids)
+        return Batch(self.x.pin_memory(), self.lengths.pin_memory(), self.y.pin_memory(), self.ids,
+                     {k: v.pin_memory() for k, v in self.extras.items()})
 
 
 class FeatureDataset(Dataset):
@@ -40,10 +42,14 @@ class FeatureDataset(Dataset):
         classes: the class names, in output order.
         index: optional positions into ``ids`` (e.g. an oversampled training index);
             it can only repeat items of this split, never add others.
+        extras: optional per-utterance tensors by name (``{"text": {utt_id: ids}}``);
+            1-D long tensors are padded in batches with a ``<name>_lengths`` tensor,
+            float vectors are stacked.
     """
 
     def __init__(self, store: FeatureStore, ids: Sequence[str], labels: Sequence[str],
-                 classes: Sequence[str], index: np.ndarray | None = None):
+                 classes: Sequence[str], index: np.ndarray | None = None,
+                 extras: Mapping[str, Mapping[str, torch.Tensor]] | None = None):
         missing = [u for u in ids if u not in store]
         if missing:
             raise KeyError(f"{len(missing)} utterances have no features (skipped?): {missing[:3]}")
@@ -53,22 +59,36 @@ class FeatureDataset(Dataset):
         self.store, self.ids, self.classes = store, list(ids), list(classes)
         self.targets = [self.classes.index(y) for y in labels]
         self.index = np.arange(len(self.ids)) if index is None else np.asarray(index)
+        self.extras = dict(extras or {})
+        for name, table in self.extras.items():
+            missing = [u for u in self.ids if u not in table]
+            if missing:
+                raise KeyError(f"{len(missing)} utterances have no {name!r}: {missing[:3]}")
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int):
         j = int(self.index[i])
-        return self.store[self.ids[j]], self.targets[j], self.ids[j]
+        utt = self.ids[j]
+        return self.store[utt], self.targets[j], utt, {k: v[utt] for k, v in self.extras.items()}
 
 
 def collate(items) -> Batch:
-    """Zero-pad the last (time) axis to the longest item."""
-    feats, targets, ids = zip(*items)
+    """Zero-pad the last (time) axis to the longest item; pad or stack the extras."""
+    feats, targets, ids, extras = zip(*items)
     lengths = torch.tensor([f.shape[-1] for f in feats])
     t_max = int(lengths.max())
     x = torch.stack([torch.nn.functional.pad(f, (0, t_max - f.shape[-1])) for f in feats])
-    return Batch(x, lengths, torch.tensor(targets), list(ids))
+    batched = {}
+    for name in extras[0]:
+        values = [e[name] for e in extras]
+        if values[0].dtype == torch.long:  # token ids: pad with 0 and keep the lengths
+            batched[name] = torch.nn.utils.rnn.pad_sequence(values, batch_first=True)
+            batched[f"{name}_lengths"] = torch.tensor([len(v) for v in values])
+        else:
+            batched[name] = torch.stack(values)
+    return Batch(x, lengths, torch.tensor(targets), list(ids), batched)
 
 
 class BucketBatchSampler(torch.utils.data.Sampler):

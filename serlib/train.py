@@ -165,7 +165,7 @@ class Trainer:
                 x = self.experiment.augment(self.config, x, "val", augment_alpha)
             with self.autocast():
                 p, pred = self.experiment.predict(self.config, self.forward_model, x, batch.lengths,
-                                                  lambda s, n=batch.lengths: self.prepare(s, n), test)
+                                                  lambda s, n=batch.lengths: self.prepare(s, n), test, batch.extras)
             loss_sum += float(nn.functional.nll_loss(torch.log(p.float().clamp_min(1e-12)), batch.y,
                                                      reduction="sum"))
             probs.append(p.float().cpu())
@@ -187,7 +187,7 @@ class Trainer:
             batch: Batch = batch.to(self.device)
             x = self.prepare(self.experiment.augment(self.config, batch.x, "train", alpha), batch.lengths)
             with self.autocast():
-                logits = self.forward_model(x, batch.lengths)
+                logits = self.forward_model(x, batch.lengths, **batch.extras)
                 loss = self.loss_fn(logits.float(), batch.y)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{self.config.experiment} fold {self.config.fold}: loss is {loss.item()} "
@@ -341,8 +341,10 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     split_ids = {name: [u for u in getattr(fold, name) if u in store] for name in ("train", "val", "test")}
     train_labels = [label_of[u] for u in split_ids["train"]]
     index = oversample_indices(train_labels, exp.train_oversampling(config)) if exp.train_oversampling(config) else None
+    context = exp.prepare(config, manifest, split_ids)
     datasets = {name: FeatureDataset(store, ids, [label_of[u] for u in ids], classes,
-                                     index if name == "train" else None) for name, ids in split_ids.items()}
+                                     index if name == "train" else None, context.get("extras"))
+                for name, ids in split_ids.items()}
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
     loaders = {"train": _loader(datasets["train"], config, True, generator, device),
@@ -350,7 +352,7 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
                "test": _loader(datasets["test"], config, False, None, device)}
     normalizer = Normalizer(getattr(config, "normalization", "global")).fit(store[u] for u in split_ids["train"])
     first = store[split_ids["train"][0]]
-    model = exp.model(config, first.shape[-2], len(classes))
+    model = exp.model(config, first.shape[-2], len(classes), context)
     counts = torch.tensor([train_labels.count(c) for c in classes], dtype=torch.float32)
     stem = record_stem(config)
     run_dir = stem.parent / (stem.name + ".run")
@@ -369,10 +371,11 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
         "best_epoch": state.best_epoch, "selected_on": "test" if config.selection == "test" else "val",
         "best_selection_ua": state.best_metric, "history": state.history, "grad_norms": state.grad_norms,
         "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
-        "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_items_after_oversampling": len(datasets["train"]),
+        "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"], "train_items_after_oversampling": len(datasets["train"]),
         "fold_notes": fold.notes, "skipped_files": store.skipped, "features": feature_config.key(),
         "normalizer": normalizer.state() if normalizer.mode == "global" else {"mode": normalizer.mode},
         "n_parameters": sum(p.numel() for p in model.parameters()),
+        "context": {k: v for k, v in context.items() if k != "extras" and not isinstance(v, torch.Tensor)},
         "timing": {"total_seconds": seconds,
                    "seconds_per_epoch": float(np.mean([h["seconds"] for h in state.history])) if state.history else 0.0,
                    "feature_seconds": store.seconds},

@@ -170,3 +170,13 @@ def attention_grid(examples, title: str = "Attention over the input") -> go.Figu
         fig.add_trace(go.Heatmap(z=feat, colorscale="Greys", showscale=False), row=r, col=c)
         fig.add_trace(go.Heatmap(z=up, colorscale="Reds", opacity=0.55, showscale=False, zmin=0), row=r, col=c)
     return fig.update_layout(title=title, height=260 * rows)
+
+
+def text_attention(example: Mapping) -> go.Figure:
+    """MSCNN-SPU-ATT's attention over the words of one utterance, one row per γ."""
+    gammas = list(example["weights"])
+    z = np.array([example["weights"][g] for g in gammas])
+    fig = go.Figure(go.Heatmap(z=z, x=[f"{i}:{t}" for i, t in enumerate(example["tokens"])], y=gammas,
+                               colorscale="Reds", zmin=0))
+    return fig.update_layout(title=f"{example['utt_id']}: {example['truth']} → {example['prediction']}",
+                             height=220, xaxis_tickangle=-45)

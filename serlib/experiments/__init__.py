@@ -7,9 +7,11 @@ from .attention_fcn import AttentionFCN1DExperiment, AttentionFCNExperiment
 from .base import Experiment
 from .cnn_lstm import CNNLSTMExperiment
 from .light_sernet import LightSERNetExperiment
+from .mscnn_spu import MSCNNSPUExperiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    CNNLSTMExperiment(), AttentionFCNExperiment(), AttentionFCN1DExperiment(), LightSERNetExperiment())}
+    CNNLSTMExperiment(), AttentionFCNExperiment(), AttentionFCN1DExperiment(), LightSERNetExperiment(),
+    MSCNNSPUExperiment())}
 
 
 def get(name: str) -> Experiment:

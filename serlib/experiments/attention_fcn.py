@@ -57,7 +57,7 @@ class AttentionFCNExperiment(Experiment):
     def features(self, config):
         return preset("attention_fcn"), None
 
-    def model(self, config, n_features, n_classes):
+    def model(self, config, n_features, n_classes, context=None):
         state = torch.load(config.encoder_checkpoint, weights_only=True) if config.encoder_checkpoint else None
         hop_ms = preset("attention_fcn").hop_ms
         segment = round(config.segment_seconds * 1000 / hop_ms) if config.segment_seconds else None
@@ -77,7 +77,7 @@ class AttentionFCN1DExperiment(Experiment):
     def features(self, config):
         return preset("attention_fcn_1d"), WaveCrop(config.input_seconds, config.offset_seconds, mode="start")
 
-    def model(self, config, n_features, n_classes):
+    def model(self, config, n_features, n_classes, context=None):
         return AttentionFCN(AttentionFCNConfig(n_classes=n_classes, variant="1d",
                                                attention_lambda=config.attention_lambda, dropout=config.dropout))
 

@@ -20,7 +20,12 @@ class Experiment:
     def features(self, config) -> tuple[FeatureConfig, WaveCrop | None]:
         raise NotImplementedError
 
-    def model(self, config, n_features: int, n_classes: int) -> nn.Module:
+    def prepare(self, config, manifest, split_ids: dict[str, list[str]]) -> dict:
+        """Per-fold context for the model and data, built from the training split only
+        (e.g. a vocabulary); ``context["extras"]`` holds per-utterance model inputs."""
+        return {}
+
+    def model(self, config, n_features: int, n_classes: int, context: dict | None = None) -> nn.Module:
         raise NotImplementedError
 
     def optimizer(self, config, model: nn.Module):
@@ -43,8 +48,8 @@ class Experiment:
         return None
 
     def predict(self, config, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
-                prepare, test: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                prepare, test: bool, extras: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Class probabilities ``(B, C)`` and predicted indices ``(B,)``; ``prepare``
         normalises and masks raw features; ``test`` is True for the final test pass."""
-        probs = torch.softmax(model(prepare(x), lengths).float(), -1)
+        probs = torch.softmax(model(prepare(x), lengths, **(extras or {})).float(), -1)
         return probs, probs.argmax(-1)

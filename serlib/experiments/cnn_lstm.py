@@ -84,7 +84,7 @@ class CNNLSTMExperiment(Experiment):
     def features(self, config):
         return preset("cnn_lstm" if config.freq_khz == 4 else "cnn_lstm_8k"), None
 
-    def model(self, config, n_features, n_classes):
+    def model(self, config, n_features, n_classes, context=None):
         return CNNLSTM(CNNLSTMConfig(
             n_classes=n_classes, n_freq=n_features, n_conv=config.n_conv,
             conv_channels=config.conv_channels, conv_kernel=config.conv_kernel,
@@ -115,7 +115,7 @@ class CNNLSTMExperiment(Experiment):
             return VTLP(config.vtlp_low, config.vtlp_high).train()(x)
         return x
 
-    def predict(self, config, model, x, lengths, prepare, test):
+    def predict(self, config, model, x, lengths, prepare, test, extras=None):
         def proba(spec):
             return torch.softmax(model(prepare(spec), lengths).float(), -1)
 

@@ -65,7 +65,7 @@ class LightSERNetExperiment(Experiment):
     def features(self, config):
         return preset(config.front_end), WaveCrop(config.input_seconds, mode="center")
 
-    def model(self, config, n_features, n_classes):
+    def model(self, config, n_features, n_classes, context=None):
         return LightSERNet(LightSERNetConfig(n_classes=n_classes, n_mfcc=n_features, dropout=config.dropout))
 
     def optimizer(self, config, model):
