@@ -40,7 +40,8 @@ def load_trained(record: dict) -> TrainedRun:
     feature_config, crop = exp.features(config)
     store = extract(manifest, feature_config, crop, progress=False)
     first = next(iter(store.features.values()))
-    context = exp.prepare(config, manifest, {"train": [u for u in record["train_ids"]]}) if "train_ids" in record else {}
+    # the per-fold context (e.g. the vocabulary) is rebuilt from the same training ids
+    context = exp.prepare(config, manifest, {"train": record["train_ids"]})
     model = exp.model(config, first.shape[-2], len(record["classes"]), context)
     run_dir = record["path"].removesuffix(".json") + ".run"
     ckpt = torch.load(f"{run_dir}/checkpoint.pt", weights_only=True, map_location="cpu")

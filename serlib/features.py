@@ -255,11 +255,9 @@ class FrontEnd(nn.Module):
                 feats = feats.mean(dim=-2, keepdim=True)
         if c.deltas != "none":
             # Deltas of each item over its own valid frames only.
-            d1 = torch.zeros_like(feats)
+            d1, d2 = torch.zeros_like(feats), torch.zeros_like(feats)
             for i, t in enumerate(frames.tolist()):
                 d1[i, :, :t] = deltas(feats[i, :, :t], c.delta_width)
-            d2 = torch.zeros_like(feats)
-            for i, t in enumerate(frames.tolist()):
                 d2[i, :, :t] = deltas(d1[i, :, :t], c.delta_width)
             feats = torch.stack([feats, d1, d2], dim=1) if c.deltas == "channels" else torch.cat(
                 [feats, d1, d2], dim=-2)

@@ -340,7 +340,8 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     speaker_of = dict(zip(manifest[UTT_ID], manifest[SPEAKER]))
     split_ids = {name: [u for u in getattr(fold, name) if u in store] for name in ("train", "val", "test")}
     train_labels = [label_of[u] for u in split_ids["train"]]
-    index = oversample_indices(train_labels, exp.train_oversampling(config)) if exp.train_oversampling(config) else None
+    factors = exp.train_oversampling(config)
+    index = oversample_indices(train_labels, factors) if factors else None
     context = exp.prepare(config, manifest, split_ids)
     datasets = {name: FeatureDataset(store, ids, [label_of[u] for u in ids], classes,
                                      index if name == "train" else None, context.get("extras"))
