@@ -37,6 +37,7 @@ BENCH_CORPUS := $(if $(wildcard $(EMODB)/wav),--corpus emodb --root $(EMODB),--c
 
 bench: $(STAMP)
 	$(PY) benchmarks/features.py $(BENCH_CORPUS)
+	$(PY) benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) outputs/cache outputs/synthetic
