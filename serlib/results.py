@@ -147,6 +147,35 @@ def summarise(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"per_fold": per_fold.reset_index(drop=True), "mean": pd.DataFrame(rows)}
 
 
+def selection_effect(path: str | Path | None = None) -> pd.DataFrame:
+    """How much of a leaky score is the epoch selection alone, on the same split.
+
+    Records with ``selection="test"`` hold every epoch's test scores beside the
+    validation ones, so each fold gives three test scores of one run: at the epoch that
+    validation UA would have picked (``*_val_selected``, honest on that split), at the last
+    epoch, and at the epoch picked on the test fold (``*_test_selected``, the published
+    number). Their difference is the selection's share of the inflation; the rest comes
+    from the split (e.g. speaker-dependent vs LOSO).
+    """
+    rows = []
+    for r in load_records(path):
+        c, h = r["config"], r["history"]
+        if c["selection"] != "test" or not h or "test_ua" not in h[0]:
+            continue
+        by_val = max(h, key=lambda e: e["val_ua"])  # first maximum, as the Trainer keeps
+        by_test = next(e for e in h if e["epoch"] == r["best_epoch"])
+        rows.append({**{k: c[k] for k in ("experiment", "name", "protocol", "fold", "seed")},
+                     "corpus": r["corpus_label"],
+                     "ua_val_selected": by_val["test_ua"], "ua_last": h[-1]["test_ua"],
+                     "ua_test_selected": by_test["test_ua"], "wa_val_selected": by_val["test_wa"],
+                     "wa_last": h[-1]["test_wa"], "wa_test_selected": by_test["test_wa"],
+                     "epoch_val_selected": by_val["epoch"], "epoch_test_selected": by_test["epoch"]})
+    cols = ["experiment", "name", "corpus", "protocol", "fold", "seed", "ua_val_selected", "ua_last",
+            "ua_test_selected", "wa_val_selected", "wa_last", "wa_test_selected", "epoch_val_selected",
+            "epoch_test_selected"]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def pooled_scores(record_paths: Iterable[str]) -> dict:
     """WA/UA over the concatenated predictions of several records (one seed's folds)."""
     truth, pred, labels = [], [], None

@@ -28,6 +28,17 @@ def test_thin_stripped_and_parameterised(path):
             "logic belongs in serlib, not in notebooks"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill's parser drops a parameter whose comment holds an '=' (then `-p` only warns)."""
+    import papermill as pm
+
+    cells = json.loads(path.read_text())["cells"]
+    tagged = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = {t.id for node in ast.parse("".join(tagged["source"])).body for t in node.targets}
+    assert set(pm.inspect_notebook(str(path))) == names
+
+
 def test_papermill_parameters_reach_the_notebook(tmp_path):
     """00 on a fixture EMO-DB tree, through papermill's parameter injection."""
     import papermill as pm

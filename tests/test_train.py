@@ -1,6 +1,7 @@
 """The engine, the results store and the CLI on a tiny fixture corpus."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -70,6 +71,12 @@ def test_leaky_selection_is_labelled(tiny):
     rec = run_fold(tiny(selection="test"))
     assert rec["leaky"] and rec["selected_on"] == "test" and "+test-selection" in rec["path"]
     assert "test_ua" in rec["history"][0]
+    effect = results.selection_effect(Path(rec["path"]).parent).iloc[0]
+    assert effect.ua_test_selected == pytest.approx(rec["metrics"]["ua"])  # the published number
+    assert effect.ua_test_selected == max(h["test_ua"] for h in rec["history"])
+    assert effect.ua_last == rec["history"][-1]["test_ua"]
+    best_val = max(rec["history"], key=lambda h: h["val_ua"])
+    assert effect.epoch_val_selected == best_val["epoch"] and effect.ua_val_selected == best_val["test_ua"]
 
 
 def test_nan_loss_names_epoch_and_batch(tiny, monkeypatch):
