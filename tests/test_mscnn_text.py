@@ -8,7 +8,7 @@ import torch
 from serlib.errors import DataError
 from serlib.experiments import make_config
 from serlib.experiments.mscnn_spu import MSCNNSPUExperiment
-from serlib.models.mscnn_spu import MSCNNSPU, VARIANTS, MSCNNSPUConfig, spu, text_attention
+from serlib.models.mscnn_spu import MSCNN, MSCNNSPU, VARIANTS, MSCNNSPUConfig, spu, text_attention
 from serlib.text import Vocabulary, load_glove, read_utterance_embeddings, swem, tokenize
 
 
@@ -51,6 +51,19 @@ def test_swem_and_spu_ignore_padding():
     assert pooled["max"].item() == 3.0 and pooled["avg"].item() == 2.0
     assert pooled["std"].item() == pytest.approx(1.0, abs=1e-4)  # population std of [1, 3]
     assert list(spu(h, torch.tensor([2]), "max")) == ["max"]
+
+
+def test_mscnn_is_same_padded_for_odd_and_even_kernels():
+    torch.manual_seed(0)
+    kernels = (2, 3, 4, 5)
+    msc, x, lengths = MSCNN(6, kernels, 4), torch.randn(3, 6, 11), torch.tensor([11, 7, 3])
+    mask = (torch.arange(11) < lengths[:, None])[:, None].float()
+    out = msc(x, lengths)
+    for i, (conv, k) in enumerate(zip(msc.convs, kernels)):
+        same = torch.nn.Conv1d(6, 4, k, padding="same")
+        same.load_state_dict(conv.state_dict())
+        expected = torch.relu(same(x * mask)) * mask
+        assert torch.allclose(out[:, 4 * i:4 * (i + 1)], expected, atol=1e-6)
 
 
 def test_text_attention_masks_padding():

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..features import lengths_to_mask
 from ..text import swem
@@ -76,13 +77,17 @@ class MSCNN(nn.Module):
     def __init__(self, dim: int, kernels: tuple[int, ...], filters: int):
         super().__init__()
         # A Conv1d over D input channels is the paper's 2-D convolution with a (s, D) kernel.
-        self.convs = nn.ModuleList(nn.Conv1d(dim, filters, k, padding="same") for k in kernels)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, filters, k) for k in kernels)
+        # "same" output length; padded here because padding="same" copies the input (and
+        # warns) for even kernels. The extra zero goes on the right, as padding="same" does.
+        self.pads = [((k - 1) // 2, k // 2) for k in kernels]
         self.out_dim = filters * len(kernels)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
         x = x * mask
-        return torch.cat([torch.relu(conv(x)) for conv in self.convs], dim=1) * mask
+        return torch.cat([torch.relu(conv(F.pad(x, pad))) for conv, pad in zip(self.convs, self.pads)],
+                         dim=1) * mask
 
 
 def spu(h: torch.Tensor, lengths: torch.Tensor, stats: str = "all") -> dict[str, torch.Tensor]:
