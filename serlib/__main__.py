@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from .constants import FOUR_CLASSES
+from .errors import SerlibError
 
 
 def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = ",".join(FOUR_CLASSES)) -> None:
@@ -149,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--path", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _dispatch(args)
+    except SerlibError as e:  # bad input or settings: the message names the file and the reason
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
+
+def _dispatch(args) -> int:
     if args.command == "run":
         from .train import run_fold
 

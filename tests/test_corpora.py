@@ -99,6 +99,7 @@ def test_ravdess_fields(tmp_path):
     row = df.set_index("utt_id").loc["03-01-05-02-01-01-03"]
     assert (row.label, row.intensity, row.statement, row.repetition) == (
         "angry", "strong", "Kids are talking by the door", 1)
+    assert df.text.isna().all()  # fixed statements are not transcripts
     assert set(load_corpus("ravdess", tmp_path, vocal_channel="song").label) == {"happy"}
     assert len(load_corpus("ravdess", tmp_path, vocal_channel="all")) == 44
 
@@ -120,6 +121,7 @@ def test_emodb(tmp_path):
     assert by_id.loc["03a01Fa", ["speaker", "gender", "label", "text_code", "version"]].tolist() == [
         "03", "M", "happy", "a01", "a"]
     assert by_id.loc["16b10Lb", ["gender", "label"]].tolist() == ["F", "boredom"]
+    assert df.text.isna().all() and by_id.loc["03a01Fa", "prompt_text"] == "Der Lappen liegt auf dem Eisschrank."
     assert set(df.label) == {"happy", "angry", "neutral", "sad", "boredom", "disgust", "fear"}
     fixtures.write_wav(tmp_path / "wav" / "03a01Xa.wav")
     with pytest.raises(LabelError, match="03a01Xa.wav: unknown emotion letter 'X'"):

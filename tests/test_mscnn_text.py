@@ -53,6 +53,7 @@ def test_swem_and_spu_ignore_padding():
     assert list(spu(h, torch.tensor([2]), "max")) == ["max"]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # the reference layer
 def test_mscnn_is_same_padded_for_odd_and_even_kernels():
     torch.manual_seed(0)
     kernels = (2, 3, 4, 5)
@@ -101,7 +102,10 @@ def test_ablations_change_the_classifier_input():
 def test_corpus_without_text_is_a_clear_error():
     manifest = pd.DataFrame({"utt_id": ["a", "b"], "text": [None, None]})
     config = make_config("mscnn_spu", {"variant": "mscnn_spu_att", "corpus": "asvp_esd"})
-    with pytest.raises(DataError, match="needs a transcript for every utterance.*2 of 2.*variant='audio'"):
+    with pytest.raises(DataError, match="corpus 'asvp_esd' has no transcripts.*variant='audio'"):
+        MSCNNSPUExperiment._texts(config, manifest)
+    manifest.loc[0, "text"] = "one transcript"
+    with pytest.raises(DataError, match="needs a transcript for every utterance.*1 of 2.*variant='audio'"):
         MSCNNSPUExperiment._texts(config, manifest)
     audio_only = make_config("mscnn_spu", {"variant": "audio"})
     assert MSCNNSPUExperiment().prepare(audio_only, manifest, {"train": ["a"]}) == {"extras": {}}

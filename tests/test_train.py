@@ -122,5 +122,7 @@ def test_cli_run_sweep_and_unknown_keys(iemocap_root, tmp_path, capsys):
     assert main(["sweep", *common, "--folds", "1,2"]) == 0  # resumes: nothing left to do
     assert "0 runs to do, 2 already recorded" in capsys.readouterr().out
     assert main(["run", *common, "--fold", "3"]) == 0
-    with pytest.raises(Exception, match="unknown config key"):
-        main(["run", *common, "lstm_hiden=3"])
+    assert main(["run", *common, "lstm_hiden=3"]) == 2  # a clear message, no traceback
+    assert "error: " in (err := capsys.readouterr().err) and "unknown config key" in err and "lstm_hiden" in err
+    assert main(["run", *common[:5], "/no/such/folder", *common[6:]]) == 2
+    assert "/no/such/folder" in capsys.readouterr().err

@@ -51,8 +51,11 @@ def load(root: str | Path | None, on_error: str = "raise", hash_audio: bool = Fa
             continue
         rows.append({
             UTT_ID: wav.stem, PATH: str(wav), SPEAKER: m["speaker"], GENDER: GENDERS[m["speaker"]],
-            SESSION: None, LABEL: EMOTIONS[m["emotion"]], TEXT: TEXTS.get(m["text"]),
-            "text_code": m["text"], "version": m["version"],
+            # Every emotion is acted on the same ten prompt sentences: they are no transcript
+            # of emotional speech, so `text` stays empty and text models refuse the corpus
+            # unless asked for `text_column="prompt_text"`.
+            SESSION: None, LABEL: EMOTIONS[m["emotion"]], TEXT: None,
+            "text_code": m["text"], "prompt_text": TEXTS.get(m["text"]), "version": m["version"],
         })
     if not rows:
         raise DataError(root, "no EMO-DB files (SSTTTEV.wav, e.g. 03a01Fa.wav) found")

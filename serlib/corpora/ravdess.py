@@ -67,7 +67,7 @@ def load(
             continue
         rows.append({
             UTT_ID: wav.stem, PATH: str(wav), SPEAKER: f"Actor_{fields['actor']:02d}",
-            SESSION: None, TEXT: fields["statement"], **fields,
+            SESSION: None, TEXT: None, **fields,  # two fixed statements, no transcript (see emodb)
         })
     if not rows:
         raise DataError(root, "no RAVDESS files (MM-VV-EE-II-SS-RR-AA.wav) found")

@@ -96,6 +96,9 @@ class MSCNNSPUExperiment(Experiment):
             raise ConfigError(f"corpus {config.corpus!r} has no '{column}' column: variant {config.variant!r} "
                               "needs transcripts; use variant='audio'")
         missing = frame[frame[column].isna()]
+        if len(missing) == len(frame):
+            raise DataError(None, f"corpus {config.corpus!r} has no transcripts ('{column}' is empty): variant "
+                                  f"{config.variant!r} needs them; use variant='audio', or asr_csv=FILE")
         if len(missing):
             raise DataError(None, f"variant {config.variant!r} needs a transcript for every utterance, but "
                                   f"{len(missing)} of {len(frame)} have no '{column}' in corpus {config.corpus!r} "
