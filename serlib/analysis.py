@@ -75,11 +75,11 @@ def attention_examples(run: TrainedRun, per_class: int = 1) -> list[dict]:
 def text_attention_examples(run: TrainedRun, n: int = 4) -> list[dict]:
     """MSCNN-SPU-ATT: the attention weights over the words of ``n`` test utterances,
     one row per γ ∈ {max, avg, std}."""
+    from .experiments.mscnn_spu import MSCNNSPUExperiment
     from .text import tokenize
 
     token_ids = run.context["extras"]["text"]
-    column = getattr(run.config, "text_column", "text")
-    texts = dict(zip(run.manifest["utt_id"], run.manifest[column])) if column in run.manifest else {}
+    texts = MSCNNSPUExperiment._texts(run.config, run.manifest)  # the texts it was trained on (ASR too)
     out = []
     for row in run.predictions.head(n).itertuples():
         x, lengths = run.inputs(row.utt_id)
@@ -88,7 +88,7 @@ def text_attention_examples(run: TrainedRun, n: int = 4) -> list[dict]:
         if "utterance" in run.context["extras"]:
             extras["utterance"] = run.context["extras"]["utterance"][row.utt_id][None]
         _, weights = run.model.forward_with_attention(x, lengths, **extras)
-        tokens = tokenize(texts.get(row.utt_id)) or ["<unk>"]
+        tokens = tokenize(texts[row.utt_id]) or ["<unk>"]
         out.append({"utt_id": row.utt_id, "truth": row.truth, "prediction": row.prediction, "tokens": tokens,
                     "weights": {g: w[0].tolist() for g, w in weights.items()}})
     return out

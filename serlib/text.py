@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .constants import UTT_ID
 from .errors import DataError
+from .features import lengths_to_mask
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +115,7 @@ def load_glove(path: str | Path, vocab: Vocabulary, dim: int | None = None,
 def swem(embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """SWEM-max and SWEM-avg (Shen et al. 2018) over valid tokens:
     ``(B, L, d) -> (B, 2d)``."""
-    mask = torch.arange(embeddings.shape[1], device=lengths.device)[None, :] < lengths[:, None]
-    m = mask[..., None]
+    m = lengths_to_mask(lengths, embeddings.shape[1])[..., None]
     maximum = embeddings.masked_fill(~m, float("-inf")).amax(1)
     average = (embeddings * m).sum(1) / m.sum(1).clamp_min(1)
     return torch.cat([maximum, average], dim=-1)
@@ -133,8 +134,8 @@ def read_utterance_embeddings(path: str | Path) -> dict[str, torch.Tensor]:
         import pandas as pd
 
         table = pd.read_csv(path)
-        if "utt_id" not in table.columns:
-            raise DataError(path, "needs a 'utt_id' column")
-        values = table.drop(columns="utt_id").to_numpy(dtype=np.float32)
-        return {u: torch.from_numpy(v) for u, v in zip(table.utt_id.astype(str), values)}
+        if UTT_ID not in table.columns:
+            raise DataError(path, f"needs a '{UTT_ID}' column")
+        values = table.drop(columns=UTT_ID).to_numpy(dtype=np.float32)
+        return {u: torch.from_numpy(v) for u, v in zip(table[UTT_ID].astype(str), values)}
     raise DataError(path, "utterance embeddings must be .npz or .csv")

@@ -292,12 +292,11 @@ class Trainer:
 
 
 def _loader(dataset, config, shuffle: bool, generator: torch.Generator | None, device) -> DataLoader:
+    common = dict(collate_fn=collate, num_workers=config.num_workers, pin_memory=device.type == "cuda")
     if config.bucket:
         sampler = BucketBatchSampler(item_lengths(dataset), config.batch_size, shuffle, generator)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
-                          pin_memory=device.type == "cuda")
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, collate_fn=collate,
-                      num_workers=config.num_workers, generator=generator, pin_memory=device.type == "cuda")
+        return DataLoader(dataset, batch_sampler=sampler, **common)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator, **common)
 
 
 def corpus_label(config: ExperimentConfig) -> str:

@@ -77,6 +77,19 @@ class Attention(nn.Module):
         return (alpha.unsqueeze(-1).to(a.dtype) * a).sum(1), alpha
 
 
+def masked_stack(layers: nn.Sequential, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``layers`` on ``(B, ..., T)``, carrying each item's valid length along time
+    through every conv/pool and zeroing the steps past it, so padding changes nothing."""
+    for layer in layers:
+        x = layer(x)
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d)):
+            k, s, p = (v[-1] if isinstance(v, tuple) else v for v in (layer.kernel_size, layer.stride, layer.padding))
+            lengths = conv_lengths(lengths, k, s, p)
+            mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
+            x = x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
+    return x, lengths
+
+
 class AlexNetEncoder(nn.Module):
     """AlexNet's conv stack; each stage zeroes the time steps past each item's length."""
 
@@ -93,14 +106,7 @@ class AlexNetEncoder(nn.Module):
         self.out_channels = 256
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        for layer in self.features:
-            x = layer(x)
-            if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
-                k, s, p = (layer.kernel_size, layer.stride, layer.padding)
-                k, s, p = (v[1] if isinstance(v, tuple) else v for v in (k, s, p))
-                lengths = conv_lengths(lengths, k, s, p)
-                x = x * lengths_to_mask(lengths, x.shape[-1])[:, None, None, :].to(x.dtype)
-        return x, lengths
+        return masked_stack(self.features, x, lengths)
 
 
 class Conv1dEncoder(nn.Module):
@@ -117,12 +123,7 @@ class Conv1dEncoder(nn.Module):
         self.out_channels = c.dense_1d
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        for layer in self.features:
-            x = layer(x)
-            if isinstance(layer, (nn.Conv1d, nn.MaxPool1d)):
-                k, s, p = (v[0] if isinstance(v, tuple) else v for v in (layer.kernel_size, layer.stride, layer.padding))
-                lengths = conv_lengths(lengths, k, s, p)
-                x = x * lengths_to_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
+        x, lengths = masked_stack(self.features, x, lengths)
         return torch.tanh(self.dense(x.transpose(1, 2))).transpose(1, 2), lengths  # (B, D, T')
 
 
