@@ -8,8 +8,8 @@ import pandas as pd
 import torch
 
 from . import experiments
-from .cache import FeatureStore, extract
-from .corpora import prepare_manifest
+from .cache import FeatureStore
+from .errors import DataError
 from .features import Normalizer
 
 
@@ -34,23 +34,23 @@ class TrainedRun:
 
 def load_trained(record: dict) -> TrainedRun:
     """Rebuild the model of ``record`` with its selected (best-epoch) weights."""
+    from .train import setup_fold
+
     config = experiments.make_config(record["config"]["experiment"], record["config"])
-    exp = experiments.get(config.experiment)
-    manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
-    feature_config, crop = exp.features(config)
-    store = extract(manifest, feature_config, crop, progress=False)
-    first = next(iter(store.features.values()))
     # the per-fold context (e.g. the vocabulary) is rebuilt from the same training ids
-    context = exp.prepare(config, manifest, {"train": record["train_ids"]})
-    model = exp.model(config, first.shape[-2], len(record["classes"]), context)
+    setup = setup_fold(config, train_ids=record["train_ids"])
+    if setup.fingerprint != record["fingerprint"]:
+        raise DataError(record.get("path"), "the corpus or settings changed since this record was made "
+                                            "(fingerprints differ); its model cannot be rebuilt faithfully")
     run_dir = record["path"].removesuffix(".json") + ".run"
     ckpt = torch.load(f"{run_dir}/checkpoint.pt", weights_only=True, map_location="cpu")
+    model = setup.model
     model.load_state_dict(ckpt["best_state"] or ckpt["model"])
-    normalizer = Normalizer(getattr(config, "normalization", "global"))
+    normalizer = Normalizer(config.normalization)
     for name, value in ckpt["normalizer"].items():  # buffers of the fitted shapes
         setattr(normalizer, name, value)
-    return TrainedRun(record, config, model.eval(), normalizer, store, pd.read_csv(record["predictions_path"]), context,
-                      manifest)
+    return TrainedRun(record, config, model.eval(), normalizer, setup.store, pd.read_csv(record["predictions_path"]),
+                      setup.context, setup.manifest)
 
 
 @torch.no_grad()

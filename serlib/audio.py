@@ -90,6 +90,33 @@ def load(
     return wav
 
 
+def wav_length_mismatch(path: str | Path) -> str | None:
+    """A message when a WAV header promises more audio than the file holds (a truncated
+    copy: libsndfile then quietly reads only what is there), else None.
+
+    Reads the RIFF chunk headers only; other formats return None.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        offset = 12
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk = f.read(8)
+            name, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if name == b"data":
+                actual = size - offset - 8
+                if length > actual and length != 0xFFFFFFFF:  # 0xFFFFFFFF: streamed, length unknown
+                    return (f"header says {length} bytes of audio, the file holds {actual} "
+                            f"({100 * actual / length:.0f} %): truncated?")
+                return None
+            offset += 8 + length + (length & 1)
+    return None
+
+
 _resampler_lock = threading.Lock()
 
 

@@ -35,6 +35,12 @@ class ExperimentConfig:
     protocol: str = "loso"
     fold: int = 1                      # 1-based
     seed: int = 1
+    # input checks (each failure is a counted skip listed in the record, or an error)
+    dedup: bool = True                 # byte-identical audio never on two sides of a split
+    min_seconds: float = 0.25          # shorter files are skipped
+    max_seconds: float | None = 60.0   # longer files are centre-cropped to this, with a warning
+    bad_audio: str = "skip"            # "skip": undecodable/too short/silent files are counted skips; "raise"
+    normalization: str = "global"      # feature normalisation fitted on the training split: global | per_feature | none
     # training
     epochs: int = 30
     batch_size: int = 16
@@ -55,11 +61,9 @@ class ExperimentConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.selection not in ("val", "test"):
-            raise ConfigError(f"selection must be 'val' or 'test', got {self.selection!r}")
-        if self.fold < 1:
-            raise ConfigError(f"fold is 1-based, got {self.fold}")
-        self.classes = tuple(self.classes)
+        if isinstance(self.classes, list):
+            self.classes = tuple(self.classes)
+        validate(self)
 
     @property
     def leaky(self) -> bool:
@@ -68,6 +72,132 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Fields that change how a run executes, never what it computes: left out of a run's
+# fingerprint (see :func:`serlib.results.fingerprint`). ``data_root`` is covered by the
+# manifest's content; ``name`` is a label; fold and seed are part of the record's key.
+RUNTIME_FIELDS = frozenset({
+    "name", "data_root", "fold", "seed", "device", "channels_last", "compile", "num_workers",
+    "feature_workers", "grad_norm_every", "output_dir", "resume", "progress",
+})
+
+CHOICES = {
+    "selection": ("val", "test"),
+    "normalization": ("global", "per_feature", "none"),
+    "bad_audio": ("skip", "raise"),
+    "subset": (None, "improvised", "scripted", "all"),
+}
+
+# (lower bound, inclusive?) by field name; applied to every config that has the field.
+LOWER_BOUNDS = {
+    "epochs": (1, True), "batch_size": (1, True), "fold": (1, True), "seed": (0, True),
+    "patience": (1, True), "grad_clip": (0, False), "num_workers": (0, True),
+    "feature_workers": (1, True), "grad_norm_every": (0, True), "min_seconds": (0, True),
+    "max_seconds": (0, False), "weight_decay": (0, True), "body_weight_decay": (0, True),
+    "focal_gamma": (0, True), "filters": (1, True), "fc_dim": (1, True), "embedding_dim": (1, True),
+    "lstm_hidden": (1, True), "n_conv": (1, True), "n_lstm": (1, True), "attention_dim": (1, True),
+    "input_seconds": (0, False), "segment_seconds": (0, False), "offset_seconds": (0, True),
+    "lr_decay_start": (1, True), "lr_decay_every": (1, True), "lr_decay": (0, False),
+}
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` has the type ``annotation`` (the annotations configs use)."""
+    if annotation is Any:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args))
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1])
+                                               for k, v in value.items())
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def validate(config) -> None:
+    """Type, range and choice checks of every field; raises :class:`ConfigError` naming
+    the field, the value and what it should be.
+
+    >>> from serlib.experiments import make_config
+    >>> make_config("cnn_lstm", {"batch_size": 0})
+    Traceback (most recent call last):
+    ...
+    serlib.errors.ConfigError: batch_size must be >= 1, got 0
+    """
+    from .constants import LABELS
+    from .protocols import parse_protocol
+
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in hints and not _matches(value, hints[f.name]):
+            raise ConfigError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+        if isinstance(value, float) and value != value:
+            raise ConfigError(f"{f.name} must be a number, got NaN")
+        if hints.get(f.name) is float and isinstance(value, int):
+            setattr(config, f.name, float(value))
+    for name, allowed in CHOICES.items():
+        if hasattr(config, name) and getattr(config, name) not in allowed:
+            raise ConfigError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
+    for name, (low, inclusive) in LOWER_BOUNDS.items():
+        value = getattr(config, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value < low or (value == low and not inclusive):
+                raise ConfigError(f"{name} must be {'>=' if inclusive else '>'} {low}, got {value}")
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not isinstance(value, float):
+            continue
+        if (f.name == "lr" or f.name.startswith("lr_")) and f.name not in LOWER_BOUNDS and not value > 0:
+            raise ConfigError(f"{f.name} must be > 0, got {value}")
+        if f.name == "dropout" and not 0 <= value < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {value}")
+        if f.name.startswith("momentum") and not 0 <= value <= 1:
+            raise ConfigError(f"{f.name} must be in [0, 1], got {value}")
+    if getattr(config, "max_seconds", None) is not None and config.max_seconds < config.min_seconds:
+        raise ConfigError(f"max_seconds ({config.max_seconds}) is below min_seconds ({config.min_seconds})")
+    bad = [c for c in (*config.classes, *config.merge, *config.merge.values()) if c not in LABELS]
+    if bad:
+        raise ConfigError(f"unknown label(s) {bad} in classes/merge; canonical labels: {', '.join(LABELS)}")
+    if len(set(config.classes)) != len(config.classes) or (config.classes and len(config.classes) < 2):
+        raise ConfigError(f"classes must be at least 2 distinct labels, got {list(config.classes)}")
+    parse_protocol(config.protocol)
+    from .corpora import ADAPTERS
+
+    if config.corpus not in ADAPTERS:
+        raise ConfigError(f"unknown corpus {config.corpus!r}; choose from {sorted(ADAPTERS)}")
+    check_device_name(config.device)
+
+
+def check_device_name(name: str) -> None:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (availability is checked when
+    the run starts, on the machine that runs it)."""
+    kind, _, index = name.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
+    return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}.get(
+        text or "", str(annotation).replace("typing.", ""))
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

@@ -95,7 +95,10 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     """Batches of similar length, to pad less.
 
     Training (``shuffle=True``): shuffle, sort pools of ``pool`` batches by length, cut
-    them into batches, shuffle the batches. Evaluation: batches in length order.
+    them into batches, shuffle the batches. Evaluation: batches in length order, each
+    holding at most ``batch_size`` items and at most ``batch_size`` × the median length
+    in padded frames, so a few very long utterances are scored in small batches instead
+    of padding a whole batch to their length.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool,
@@ -107,7 +110,14 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         n = len(self.lengths)
         if not self.shuffle:
             order = sorted(range(n), key=lambda i: self.lengths[i])
-            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            budget = self.batch_size * float(np.median(self.lengths)) if n else 0.0
+            batches, current = [], []
+            for i in order:  # ascending: item i is the longest of its batch
+                if current and (len(current) == self.batch_size or (len(current) + 1) * self.lengths[i] > budget):
+                    batches.append(current)
+                    current = []
+                current.append(i)
+            return batches + ([current] if current else [])
         order = torch.randperm(n, generator=self.generator).tolist()
         size = self.batch_size * self.pool
         batches = []
@@ -121,6 +131,8 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         yield from self._batches()
 
     def __len__(self) -> int:
+        if not self.shuffle:
+            return len(self._batches())
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 

@@ -108,7 +108,7 @@ def _split_by(manifest, column, test_values, val_values, exclude_values=()):
     return train, val, test
 
 
-def _parse(protocol: str) -> tuple[str, int | None]:
+def parse_protocol(protocol: str) -> tuple[str, int | None]:
     name, _, k = protocol.partition(":")
     if name in ("loso", "session") and not k:
         return name, None
@@ -125,7 +125,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     never sit on two sides of a split: a copy of a test (or val) utterance is removed
     from the other splits, and the fold's ``notes`` say how many.
     """
-    name, k = _parse(protocol)
+    name, k = parse_protocol(protocol)
     if name != "stratified_kfold" and manifest[SPEAKER].isna().any():
         raise SplitError(f"protocol {protocol!r} groups by speaker but the manifest has rows "
                          "without a speaker (folder corpus: pass speaker_regex=...)")
@@ -196,10 +196,3 @@ def _drop_duplicate_audio(fold: Fold, manifest: pd.DataFrame) -> None:
 def folds_table(folds: list[Fold]) -> pd.DataFrame:
     """One row per fold: speakers and split sizes (printable)."""
     return pd.DataFrame([f.summary() for f in folds]).set_index("fold")
-
-
-def fold_frames(manifest: pd.DataFrame, fold: Fold) -> dict[str, pd.DataFrame]:
-    """The manifest rows of each split, in the fold's order."""
-    indexed = manifest.set_index(UTT_ID, drop=False)
-    return {name: indexed.loc[getattr(fold, name)].reset_index(drop=True)
-            for name in ("train", "val", "test")}

@@ -1,56 +1,91 @@
 """The results store: one JSON record (+ predictions CSV) per run, written atomically.
 
-Layout: ``outputs/results/<experiment>/<name>/<corpus>/<protocol>/fold<k>-seed<s>.json``
-with ``….predictions.csv`` beside it. Re-running the same key replaces the record.
+Layout: ``outputs/results/<experiment>/<name>/<corpus>/<protocol>/<fingerprint>/fold<k>-seed<s>.json``
+with ``….predictions.csv`` beside it. The fingerprint (:func:`fingerprint`) hashes
+everything that determines a result — the resolved settings, the classes and the
+manifest's content — so runs with other settings or other data never share a key:
+re-running the same settings replaces the record, other settings get their own, and
+:func:`summarise` never averages records with different fingerprints.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import atomic, metrics
+from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .paths import outputs_dir
+
+log = logging.getLogger(__name__)
+FINGERPRINT_CHARS = 10  # of the hex digest, in paths and tables
 
 
 def _safe(part: str) -> str:
     return str(part).replace(":", "-").replace("/", "_").replace(" ", "_")
 
 
-def record_stem(root: Path, experiment: str, name: str, corpus: str, protocol: str, fold: int, seed: int) -> Path:
-    return root / _safe(experiment) / _safe(name) / _safe(corpus) / _safe(protocol) / f"fold{fold:02d}-seed{seed}"
+def record_stem(root: Path, experiment: str, name: str, corpus: str, protocol: str, fingerprint: str,
+                fold: int, seed: int) -> Path:
+    return (root / _safe(experiment) / _safe(name) / _safe(corpus) / _safe(protocol)
+            / fingerprint[:FINGERPRINT_CHARS] / f"fold{fold:02d}-seed{seed}")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict:
+    """What determines a run's result, fold and seed aside: the settings (the config
+    without its run-time switches, :data:`serlib.config.RUNTIME_FIELDS`), the classes,
+    and the manifest's content (utterance ids, labels, speakers and each file's content
+    hash, or size and modification time when no hash is there)."""
+    from .config import RUNTIME_FIELDS
+
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    h = hashlib.sha256()
+    columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
+    for row in manifest.sort_values(UTT_ID)[columns].itertuples(index=False):
+        *fields, audio_id = row
+        if AUDIO_HASH not in manifest.columns:
+            st = os.stat(audio_id)
+            audio_id = f"{st.st_size}:{st.st_mtime_ns}"
+        h.update("\0".join(map(str, (*fields, audio_id))).encode() + b"\n")
+    return {"settings": json.loads(json.dumps(atomic.strict_json(settings, _json_default))),
+            "classes": list(classes),
+            "manifest": {"n": len(manifest), "sha256": h.hexdigest(), "audio": columns[-1]}}
+
+
+def fingerprint(identity: dict) -> str:
+    """SHA-256 of a :func:`run_identity`, as hex."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def identity_diff(a: dict, b: dict) -> list[str]:
+    """Names of what differs between two identities (settings by field).
+
+    >>> identity_diff({"settings": {"epochs": 2, "lr": 1}, "classes": ["a"], "manifest": {"n": 3}},
+    ...               {"settings": {"epochs": 3, "lr": 1}, "classes": ["a"], "manifest": {"n": 4}})
+    ['epochs', 'manifest']
+    """
+    sa, sb = a.get("settings", {}), b.get("settings", {})
+    out = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
+    return out + [k for k in ("classes", "manifest") if a.get(k) != b.get(k)]
 
 
 def write(record: dict, predictions: pd.DataFrame, stem: Path) -> Path:
     """Write ``stem.predictions.csv`` then ``stem.json`` (the JSON last: a record never
-    points at predictions that are not there)."""
+    points at predictions that are not there). The JSON is strict: NaN (e.g. the recall
+    of a class absent from a test fold) is written as ``null``."""
     pred_path = stem.with_name(stem.name + ".predictions.csv")
-    atomic_write_text(pred_path, predictions.to_csv(index=False))
+    atomic.write_text(pred_path, predictions.to_csv(index=False))
     record = {**record, "predictions": pred_path.name}
-    json_path = stem.with_suffix(".json")
-    atomic_write_text(json_path, json.dumps(record, indent=1, default=_json_default))
-    return json_path
+    return atomic.write_json(stem.with_suffix(".json"), record, _json_default)
 
 
 def _json_default(o):
@@ -89,42 +124,71 @@ def provenance() -> dict:
     }
 
 
-def exists(stem: Path) -> bool:
-    return stem.with_suffix(".json").is_file()
+RECORD_KEYS = ("config", "metrics", "fingerprint", "corpus_label", "test_speakers", "history", "timing")
 
 
-# --- reading ---------------------------------------------------------------------------
+def read_record(path: str | Path) -> dict:
+    """One record; raises :class:`~serlib.errors.DataError` naming the file when it is
+    not valid JSON or lacks a record's fields (a truncated or foreign file)."""
+    from .errors import DataError
 
-def load_records(path: str | Path | None = None) -> list[dict]:
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(path, f"damaged results record ({e})") from e
+    missing = [k for k in RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+    if missing:
+        raise DataError(path, f"not a serlib record of this version (missing {missing})")
+    rec["_path"] = str(path)
+    return rec
+
+
+def load_records(path: str | Path | None = None, damaged: list | None = None) -> list[dict]:
+    """Every record under ``path`` (default ``outputs/results``). A damaged record is
+    skipped with a warning naming it, and appended to ``damaged`` as ``(path, reason)``."""
+    from .errors import DataError
+
     root = Path(path) if path is not None else outputs_dir() / "results"
     records = []
     for f in sorted(root.rglob("*.json")):
-        rec = json.loads(f.read_text())
-        rec["_path"] = str(f)
-        records.append(rec)
+        try:
+            records.append(read_record(f))
+        except DataError as e:
+            log.warning("skipped %s", e)
+            if damaged is not None:
+                damaged.append((str(f), e.reason))
     return records
 
 
 def collect(path: str | Path | None = None) -> pd.DataFrame:
-    """One row per record: key, WA/UA/macro-F1, epochs, timing, leaky flag, path."""
-    rows = []
-    for r in load_records(path):
+    """One row per record: key, fingerprint, WA/UA/macro-F1, epochs, timing, leaky flag,
+    path. Damaged records are skipped with a warning and listed in ``df.attrs["damaged"]``."""
+    rows, damaged = [], []
+    for r in load_records(path, damaged):
         c = r["config"]
         rows.append({
             "experiment": c["experiment"], "name": c["name"], "corpus": r["corpus_label"],
-            "protocol": c["protocol"], "fold": c["fold"], "seed": c["seed"],
+            "protocol": c["protocol"], "fingerprint": r["fingerprint"][:FINGERPRINT_CHARS],
+            "fold": c["fold"], "seed": c["seed"],
             "test_speakers": ",".join(r["test_speakers"]), "leaky": r["leaky"],
             "wa": r["metrics"]["wa"], "ua": r["metrics"]["ua"], "macro_f1": r["metrics"]["macro_f1"],
             "n_test": r["metrics"]["n"], "best_epoch": r["best_epoch"], "epochs_run": len(r["history"]),
             "seconds_per_epoch": r["timing"]["seconds_per_epoch"], "device": r["device"],
             "path": r["_path"],
         })
-    cols = ["experiment", "name", "corpus", "protocol", "fold", "seed", "test_speakers", "leaky",
+    cols = ["experiment", "name", "corpus", "protocol", "fingerprint", "fold", "seed", "test_speakers", "leaky",
             "wa", "ua", "macro_f1", "n_test", "best_epoch", "epochs_run", "seconds_per_epoch", "device", "path"]
-    return pd.DataFrame(rows, columns=cols)
+    df = pd.DataFrame(rows, columns=cols)
+    for column in ("wa", "ua", "macro_f1"):  # null in strict JSON
+        df[column] = df[column].astype(float)
+    df.attrs["damaged"] = damaged
+    if damaged:
+        log.warning("collect: %d damaged record(s) skipped: %s", len(damaged), [d[0] for d in damaged[:3]])
+    return df
 
 
-GROUP = ["experiment", "name", "corpus", "protocol", "leaky"]
+GROUP = ["experiment", "name", "corpus", "protocol", "fingerprint", "leaky"]
 
 
 def summarise(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -180,7 +244,7 @@ def pooled_scores(record_paths: Iterable[str]) -> dict:
     """WA/UA over the concatenated predictions of several records (one seed's folds)."""
     truth, pred, labels = [], [], None
     for p in record_paths:
-        rec = json.loads(Path(p).read_text())
+        rec = read_record(p)
         labels = rec["metrics"]["labels"]
         preds = pd.read_csv(Path(p).with_name(rec["predictions"]))
         truth += preds["truth"].tolist()
@@ -201,7 +265,7 @@ REFERENCE = pd.DataFrame([
     ("cnn_lstm", "Etienne et al. 2018", "best (+8 kHz)", "iemocap-improvised", "loso 10-fold", 64.5, 61.7, True, "Table 1/2"),
     ("cnn_lstm", "Etienne et al. 2018", "best, recurrent BN, batch 64", "iemocap-improvised", "loso 10-fold", 65.4, 60.8, True, "Table 3"),
     ("attention_fcn", "Zhang et al. 2019", "AlexNet FCN + attention (ImageNet init)", "iemocap-improvised", "5-fold (session)", 70.4, 63.9, True, "arXiv 1806.01506"),
-    ("attention_fcn", "best public reproduction", "2-D, from scratch", "iemocap-improvised", "loso 10-fold", 74.0, 64.4, True, "SPEC (B)"),
+    ("attention_fcn", "best public reproduction", "2-D, from scratch", "iemocap-improvised", "loso 10-fold", 74.0, 64.4, True, "Zhang et al. reproduction"),
     ("attention_fcn", "Emotion in Motion", "1-D (names un-swapped)", "ravdess-4class", "random 5-fold", 51.2, 41.9, False, "its 'unweighted' 51.2 is WA"),
     ("mscnn_spu", "Peng et al. 2021", "Audio-CNN", "iemocap-all-exc→hap", "10-fold 8/1/1", 65.4, 66.7, True, "Table 1"),
     ("mscnn_spu", "Peng et al. 2021", "Audio-CNN-xvector", "iemocap-all-exc→hap", "10-fold 8/1/1", 66.6, 68.4, True, "Table 1"),
@@ -234,7 +298,7 @@ REFERENCE = pd.DataFrame([
     ("peers", "SpeechBrain wav2vec2", "accuracy only", "iemocap", "random split", 78.7, None, False, ""),
     ("peers", "SpeechBrain HuBERT", "accuracy only", "iemocap", "random split", 79.1, None, False, ""),
 ], columns=["experiment", "paper", "variant", "corpus", "protocol", "wa", "ua", "speaker_independent", "note"])
-"""Every number the four papers (and the peers of SPEC.md) report, in percent."""
+"""Every number the four papers (and the peer systems of the README) report, in percent."""
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
@@ -257,7 +321,7 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path | None = No
     for name, df in tables.items():
         for suffix, text in ((".csv", df.to_csv(index=False)), (".md", to_markdown(df))):
             path = folder / f"{name}{suffix}"
-            atomic_write_text(path, text)
+            atomic.write_text(path, text)
             written.append(path)
     return written
 
@@ -267,7 +331,7 @@ def compare_with_papers(mean: pd.DataFrame) -> pd.DataFrame:
     if mean.empty:
         return REFERENCE.assign(source="paper")
     ours = mean.assign(
-        paper="serlib (this workbench)", variant=mean["name"], wa=(100 * mean.wa_mean).round(1),
+        paper="serlib (this workbench)", variant=mean["name"] + " [" + mean["fingerprint"] + "]", wa=(100 * mean.wa_mean).round(1),
         ua=(100 * mean.ua_mean).round(1), speaker_independent=~mean["leaky"].astype(bool),
         note=[f"± {100 * w:.1f} / ± {100 * u:.1f} over {n} folds; pooled {100 * pw:.1f} / {100 * pu:.1f}"
               for w, u, n, pw, pu in zip(mean.wa_std, mean.ua_std, mean.n_folds, mean.wa_pooled, mean.ua_pooled)],

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,14 +23,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import experiments, metrics, results
+from . import atomic, experiments, metrics, results
 from .augment import oversample_indices
-from .cache import extract
+from .cache import FeatureStore, InputChecks, extract, with_audio_hashes
 from .config import ExperimentConfig
-from .constants import LABEL, SPEAKER, UTT_ID
+from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .corpora import prepare_manifest
 from .data import Batch, BucketBatchSampler, FeatureDataset, collate, item_lengths
-from .errors import SerlibError
+from .errors import ConfigError, DataError, SerlibError
 from .features import Normalizer, lengths_to_mask
 from .paths import outputs_dir
 from .protocols import make_folds
@@ -44,14 +42,23 @@ class TrainingError(SerlibError):
     """Training cannot go on (e.g. a NaN loss); names the epoch and batch."""
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` → cuda, then mps, then cpu; anything else is passed to torch."""
+    """``"auto"`` → cuda, then mps, then cpu; ``cpu``, ``cuda[:N]`` or ``mps`` when this
+    machine has it (else a :class:`~serlib.errors.ConfigError` saying what it has)."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+    kind, _, index = name.partition(":")
+    if kind == "cuda" and (not torch.cuda.is_available() or (index and int(index) >= torch.cuda.device_count())):
+        have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+        raise ConfigError(f"device={name!r} but this machine has {have}; use device=auto or cpu")
+    if kind == "mps" and not _mps_available():
+        raise ConfigError("device='mps' but MPS is not available here; use device=auto or cpu")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     return torch.device(name)
 
 
@@ -77,18 +84,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
@@ -138,6 +133,7 @@ class Trainer:
         self.generator = generator  # shuffling and per-epoch draws; saved in checkpoints
         self.run_dir = run_dir
         self.checkpoint_path = run_dir / "checkpoint.pt"
+        self.fingerprint: str | None = None  # of the run; a checkpoint of another run is refused
         self.state = FitState()
 
     # -- pieces ----------------------------------------------------------------------
@@ -214,7 +210,8 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         s = self.state
-        atomic_save({
+        atomic.torch_save({
+            "fingerprint": self.fingerprint,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(), "normalizer": self.normalizer.state_dict(),
@@ -225,15 +222,26 @@ class Trainer:
         }, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
+        """Resume from the checkpoint if there is one. A checkpoint that cannot be read
+        is moved aside (``checkpoint.pt.corrupt``) with a warning and the fold restarts."""
         if not self.checkpoint_path.is_file():
             return False
-        ckpt = torch.load(self.checkpoint_path, weights_only=True, map_location=self.device)
-        saved = {k: v for k, v in ckpt["config"].items() if k not in ("epochs", "resume", "progress", "device")}
-        current = {k: v for k, v in self.config.to_dict().items() if k not in ("epochs", "resume", "progress", "device")}
-        if saved != current:
+        try:
+            ckpt = torch.load(self.checkpoint_path, weights_only=True, map_location=self.device)
+            missing = [k for k in ("model", "optimizer", "epoch", "config", "rng", "generator") if k not in ckpt]
+            if missing:
+                raise KeyError(f"missing {missing}")
+        except Exception as e:  # truncated zip, foreign pickle, …: never abort a sweep for it
+            aside = self.checkpoint_path.with_name(self.checkpoint_path.name + ".corrupt")
+            self.checkpoint_path.replace(aside)
+            log.warning("%s: damaged checkpoint (%s: %s); moved to %s, the fold starts again",
+                        self.checkpoint_path, type(e).__name__, e, aside.name)
+            return False
+        if self.fingerprint is not None and ckpt.get("fingerprint") not in (None, self.fingerprint):
+            saved, current = ckpt["config"], self.config.to_dict()
             diff = sorted(k for k in current if saved.get(k) != current[k])
-            raise TrainingError(f"{self.checkpoint_path}: checkpoint was made with other settings ({diff}); "
-                                "delete it or run without resume")
+            raise TrainingError(f"{self.checkpoint_path}: checkpoint was made with other settings or data "
+                                f"(config differs in {diff or 'nothing: the data differ'}); delete it or run without resume")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler and ckpt["scheduler"]:
@@ -292,8 +300,10 @@ class Trainer:
 
 
 def _loader(dataset, config, shuffle: bool, generator: torch.Generator | None, device) -> DataLoader:
+    """Training batches follow ``config.bucket``; evaluation is always length-bucketed
+    (metrics do not depend on the order, and long utterances get small batches)."""
     common = dict(collate_fn=collate, num_workers=config.num_workers, pin_memory=device.type == "cuda")
-    if config.bucket:
+    if config.bucket or not shuffle:
         sampler = BucketBatchSampler(item_lengths(dataset), config.batch_size, shuffle, generator)
         return DataLoader(dataset, batch_sampler=sampler, **common)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator, **common)
@@ -303,11 +313,113 @@ def corpus_label(config: ExperimentConfig) -> str:
     return config.corpus if config.subset in (None, "all") else f"{config.corpus}-{config.subset}"
 
 
-def record_stem(config: ExperimentConfig) -> Path:
+def run_manifest(config: ExperimentConfig) -> pd.DataFrame:
+    """The manifest a run trains on: the corpus with the config's subset and classes, and
+    every file's content hash (cached), which the fingerprint and ``dedup`` use."""
+    manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
+    return with_audio_hashes(manifest)
+
+
+def record_stem(config: ExperimentConfig, fingerprint: str) -> Path:
     root = Path(config.output_dir) if config.output_dir else outputs_dir()
     name = config.name + ("+test-selection" if config.selection == "test" else "")
     return results.record_stem(root / "results", config.experiment, name, corpus_label(config),
-                               config.protocol, config.fold, config.seed)
+                               config.protocol, fingerprint, config.fold, config.seed)
+
+
+@dataclass
+class FoldSetup:
+    """Everything between a config and a trainable fold: manifest, fold, features,
+    splits, per-fold context, normaliser, datasets, model — built once, by
+    :func:`setup_fold`, for training (:func:`run_fold`) and for reloading a trained
+    fold (:func:`serlib.analysis.load_trained`)."""
+
+    config: ExperimentConfig
+    experiment: experiments.Experiment
+    manifest: pd.DataFrame
+    fold: object
+    classes: list[str]
+    store: FeatureStore
+    split_ids: dict[str, list[str]]
+    context: dict
+    datasets: dict[str, FeatureDataset]
+    normalizer: Normalizer
+    model: nn.Module
+    identity: dict
+    fingerprint: str
+    input_skips: list[dict]
+
+    @property
+    def stem(self) -> Path:
+        return record_stem(self.config, self.fingerprint)
+
+    def class_counts(self) -> torch.Tensor:
+        labels = [self.datasets["train"].classes[t] for t in self.datasets["train"].targets]
+        return torch.tensor([labels.count(c) for c in self.classes], dtype=torch.float32)
+
+
+def setup_fingerprint(config: ExperimentConfig, manifest: pd.DataFrame) -> tuple[str, dict]:
+    """``(fingerprint, identity)`` of a run on ``manifest`` (:func:`serlib.results.run_identity`)."""
+    classes = list(config.classes) if config.classes else sorted(manifest[LABEL].unique())
+    identity = results.run_identity(config, classes, manifest)
+    return results.fingerprint(identity), identity
+
+
+def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
+               train_ids: list[str] | None = None) -> FoldSetup:
+    """Build a fold from its config (see :class:`FoldSetup`).
+
+    Files that give no features (undecodable, shorter than ``min_seconds``, silent) are
+    counted skips with ``bad_audio="skip"`` and an error with ``"raise"``; an utterance
+    of the fold that has no features and was not skipped (a stale cache) is an error.
+
+    Args:
+        manifest: an already prepared manifest (else built from the config).
+        train_ids: rebuild the per-fold context from these training ids (a record's).
+    """
+    exp = experiments.get(config.experiment)
+    if manifest is None:
+        manifest = run_manifest(config)
+    fp, identity = setup_fingerprint(config, manifest)
+    classes = identity["classes"]
+    split_manifest = manifest if config.dedup else manifest.drop(columns=[AUDIO_HASH], errors="ignore")
+    folds = make_folds(split_manifest, config.protocol, seed=config.seed)
+    if not 1 <= config.fold <= len(folds):
+        raise ConfigError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
+    fold = folds[config.fold - 1]
+    feature_config, crop = exp.features(config)
+    store = extract(manifest, feature_config, crop, workers=config.feature_workers, progress=config.progress,
+                    on_error=config.bad_audio, checks=InputChecks.from_config(config))
+    skipped_ids = {utt for utt, _, _ in store.skipped}
+    in_fold = {u for name in ("train", "val", "test") for u in getattr(fold, name)}
+    input_skips = [{"utt_id": u, "path": p, "reason": r} for u, p, r in store.skipped if u in in_fold]
+    if input_skips and config.bad_audio == "raise":
+        first = input_skips[0]
+        raise DataError(first["path"], f"{first['reason']} ({len(input_skips)} such files; bad_audio='skip' counts them)")
+    split_ids = {}
+    for name in ("train", "val", "test"):
+        ids = getattr(fold, name)
+        lost = [u for u in ids if u not in store and u not in skipped_ids]
+        if lost:
+            raise DataError(store.path, f"{len(lost)} utterances of the {name} split have no features and were "
+                                        f"not skipped (e.g. {lost[:3]}): a stale or edited feature cache; delete it")
+        split_ids[name] = [u for u in ids if u in store]
+        if not split_ids[name]:
+            raise DataError(None, f"fold {config.fold}: the {name} split has no usable utterances "
+                                  f"({len(ids)} listed, all skipped)")
+    label_of = dict(zip(manifest[UTT_ID], manifest[LABEL]))
+    train_labels = [label_of[u] for u in split_ids["train"]]
+    factors = exp.train_oversampling(config)
+    index = oversample_indices(train_labels, factors) if factors else None
+    context = exp.prepare(config, manifest, {"train": train_ids} if train_ids is not None else split_ids)
+    datasets = {name: FeatureDataset(store, ids, [label_of[u] for u in ids], classes,
+                                     index if name == "train" else None, context.get("extras"))
+                for name, ids in split_ids.items()}
+    normalizer = Normalizer(config.normalization).fit(store[u] for u in split_ids["train"])
+    first = store[split_ids["train"][0]]
+    model = exp.model(config, first.shape[-2], len(classes), context)
+    return FoldSetup(config, exp, manifest, fold, classes, store, split_ids, context, datasets, normalizer,
+                     model, identity, fp, input_skips)
 
 
 def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = None) -> dict:
@@ -318,69 +430,66 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
         manifest: an already prepared manifest (else built from the config).
 
     Returns:
-        The record: resolved config, test metrics, history, gradient norms, speakers,
-        timing, provenance, and paths of the record and its predictions.
+        The record: resolved config, fingerprint, test metrics, history, gradient norms,
+        speakers, skipped inputs, timing, provenance, and paths of the record and its
+        predictions.
     """
     if isinstance(config, dict):
         config = experiments.make_config(config["experiment"], config)
-    exp = experiments.get(config.experiment)
     t0 = time.perf_counter()
     seed_everything(config.seed)
-    if manifest is None:
-        manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
-    classes = list(config.classes) if config.classes else sorted(manifest[LABEL].unique())
-    folds = make_folds(manifest, config.protocol, seed=config.seed)
-    if not 1 <= config.fold <= len(folds):
-        raise SerlibError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
-    fold = folds[config.fold - 1]
-    feature_config, crop = exp.features(config)
-    store = extract(manifest, feature_config, crop, workers=config.feature_workers, progress=config.progress)
-    label_of = dict(zip(manifest[UTT_ID], manifest[LABEL]))
-    speaker_of = dict(zip(manifest[UTT_ID], manifest[SPEAKER]))
-    split_ids = {name: [u for u in getattr(fold, name) if u in store] for name in ("train", "val", "test")}
-    train_labels = [label_of[u] for u in split_ids["train"]]
-    factors = exp.train_oversampling(config)
-    index = oversample_indices(train_labels, factors) if factors else None
-    context = exp.prepare(config, manifest, split_ids)
-    datasets = {name: FeatureDataset(store, ids, [label_of[u] for u in ids], classes,
-                                     index if name == "train" else None, context.get("extras"))
-                for name, ids in split_ids.items()}
+    setup = setup_fold(config, manifest)
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
-    loaders = {"train": _loader(datasets["train"], config, True, generator, device),
-               "val": _loader(datasets["val"], config, False, None, device),
-               "test": _loader(datasets["test"], config, False, None, device)}
-    normalizer = Normalizer(getattr(config, "normalization", "global")).fit(store[u] for u in split_ids["train"])
-    first = store[split_ids["train"][0]]
-    model = exp.model(config, first.shape[-2], len(classes), context)
-    counts = torch.tensor([train_labels.count(c) for c in classes], dtype=torch.float32)
-    stem = record_stem(config)
-    run_dir = stem.parent / (stem.name + ".run")
-    trainer = Trainer(config, exp, model, normalizer, loaders, classes, run_dir, counts, generator)
+    loaders = {"train": _loader(setup.datasets["train"], config, True, generator, device),
+               "val": _loader(setup.datasets["val"], config, False, None, device),
+               "test": _loader(setup.datasets["test"], config, False, None, device)}
+    stem = setup.stem
+    trainer = Trainer(config, setup.experiment, setup.model, setup.normalizer, loaders, setup.classes,
+                      stem.parent / (stem.name + ".run"), setup.class_counts(), generator)
+    trainer.fingerprint = setup.fingerprint
+    fit_start = time.perf_counter()
     state = trainer.fit()
+    fit_here = time.perf_counter() - fit_start
     test = trainer.test()
-    seconds = time.perf_counter() - t0
+    # epochs run before an interruption count too (their seconds are in the history)
+    seconds = time.perf_counter() - t0 - fit_here + sum(h["seconds"] for h in state.history)
+    speaker_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[SPEAKER]))
     predictions = pd.DataFrame({"utt_id": test["ids"], "speaker": [speaker_of[u] for u in test["ids"]],
                                 "truth": test["truth"], "prediction": test["prediction"]})
-    for i, c in enumerate(classes):
+    for i, c in enumerate(setup.classes):
         predictions[f"p_{c}"] = test["probabilities"][:, i].round(5)
+    fold, store, split_ids = setup.fold, setup.store, setup.split_ids
+    paths = dict(zip(setup.manifest[UTT_ID], setup.manifest[PATH]))
+    in_fold = {u for ids in split_ids.values() for u in ids}
     record = {
-        "config": config.to_dict(), "corpus_label": corpus_label(config), "classes": classes,
+        "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
+        "corpus_label": corpus_label(config), "classes": setup.classes,
         "leaky": config.leaky, "speaker_independent": fold.speaker_independent,
         "metrics": {k: test[k] for k in ("wa", "ua", "macro_f1", "recall", "confusion", "labels", "n")},
         "best_epoch": state.best_epoch, "selected_on": "test" if config.selection == "test" else "val",
         "best_selection_ua": state.best_metric, "history": state.history, "grad_norms": state.grad_norms,
         "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
-        "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"], "train_items_after_oversampling": len(datasets["train"]),
-        "fold_notes": fold.notes, "skipped_files": store.skipped, "features": feature_config.key(),
-        "normalizer": normalizer.state() if normalizer.mode == "global" else {"mode": normalizer.mode},
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "context": {k: v for k, v in context.items() if k != "extras" and not isinstance(v, torch.Tensor)},
+        "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"],
+        "train_items_after_oversampling": len(setup.datasets["train"]),
+        "fold_notes": fold.notes, "dedup": config.dedup,
+        "skipped_inputs": setup.input_skips,
+        "input_warnings": [{"utt_id": u, "path": paths.get(u, p), "message": m}
+                           for u, p, m in store.warnings if u in in_fold],
+        "manifest_skipped": [list(x) for x in setup.manifest.attrs.get("skipped", [])],
+        "features": store.config.key(),
+        "normalizer": setup.normalizer.state() if setup.normalizer.mode == "global" else {"mode": setup.normalizer.mode},
+        "n_parameters": sum(p.numel() for p in setup.model.parameters()),
+        "context": {k: v for k, v in setup.context.items() if k != "extras" and not isinstance(v, torch.Tensor)},
         "timing": {"total_seconds": seconds,
                    "seconds_per_epoch": float(np.mean([h["seconds"] for h in state.history])) if state.history else 0.0,
                    "feature_seconds": store.seconds},
-        "device": str(trainer.device), "provenance": results.provenance(),
+        "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
+        "provenance": results.provenance(),
     }
+    if setup.input_skips:
+        log.warning("fold %d: %d input files skipped: %s", config.fold, len(setup.input_skips),
+                    [(s["path"], s["reason"]) for s in setup.input_skips[:3]])
     path = results.write(record, predictions, stem)
     record["path"] = str(path)
     record["predictions_path"] = str(path.with_name(stem.name + ".predictions.csv"))

@@ -118,15 +118,6 @@ def gradient_norms(records: Sequence[Mapping]) -> go.Figure:
     return fig.update_layout(height=400)
 
 
-def attention_overlay(feat, weights, title: str = "") -> go.Figure:
-    """A feature map with its attention weights as a second heatmap below."""
-    z, w = _np(feat), _np(weights)
-    fig = make_subplots(rows=2, cols=1, row_heights=[0.75, 0.25], shared_xaxes=True, vertical_spacing=0.04)
-    fig.add_trace(go.Heatmap(z=z, colorscale="Greys", showscale=False), row=1, col=1)
-    fig.add_trace(go.Heatmap(z=w if w.ndim == 2 else w[None, :], colorscale="Reds", showscale=False), row=2, col=1)
-    return fig.update_layout(title=title, height=360)
-
-
 def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1.2):
     """An ipywidgets slider on α that redraws the warped spectrogram live (JupyterLab).
 

@@ -45,4 +45,4 @@ def test_bad_file_raises_or_is_counted(emodb, tmp_path):
     with pytest.raises(AudioError, match="03a01Fa.wav"):
         extract(bad, preset("cnn_lstm"), use_cache=False, progress=False)
     store = extract(bad, preset("cnn_lstm"), use_cache=False, on_error="skip", progress=False)
-    assert len(store) == len(bad) - 1 and store.skipped[0][0].endswith("03a01Fa.wav")
+    assert len(store) == len(bad) - 1 and store.skipped[0][1].endswith("03a01Fa.wav")

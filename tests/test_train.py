@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from serlib import results
 from serlib.__main__ import main
@@ -42,15 +43,48 @@ def test_same_seed_same_metrics(tiny):
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
 
 
-def test_resume_continues_an_interrupted_fold(tiny):
+def _interrupt_after(monkeypatch, epoch: int):
+    """Make the next fit stop (as if killed) right after the checkpoint of ``epoch``."""
+    original = Trainer.save_checkpoint
+
+    def save_then_stop(self):
+        original(self)
+        if self.state.epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_stop)
+
+
+def test_resume_continues_an_interrupted_fold(tiny, monkeypatch):
     straight = run_fold(tiny(name="straight", epochs=3))
-    run_fold(tiny(name="resumed", epochs=2))  # "interrupted" after 2 epochs: its checkpoint stays
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_fold(tiny(name="resumed", epochs=3))
     resumed = run_fold(tiny(name="resumed", epochs=3, resume=True))
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
-    assert resumed["metrics"] == straight["metrics"]
-    with pytest.raises(TrainingError, match="other settings.*lstm_hidden"):
-        run_fold(tiny(name="resumed", epochs=3, resume=True, lstm_hidden=9))
+    assert resumed["metrics"] == straight["metrics"] and resumed["fingerprint"] == straight["fingerprint"]
+    # the time before the interruption counts: at least the three epochs' seconds
+    assert resumed["timing"]["total_seconds"] >= sum(h["seconds"] for h in resumed["history"])
+    # other settings are another run: their own record, never the old checkpoint
+    other = run_fold(tiny(name="resumed", epochs=3, resume=True, lstm_hidden=9))
+    assert other["fingerprint"] != resumed["fingerprint"] and Path(other["path"]).is_file()
+    assert Path(resumed["path"]).is_file()
+
+
+def test_checkpoint_of_other_data_is_refused(tiny, monkeypatch):
+    config = tiny(name="guard", epochs=2)
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run_fold(config)
+    checkpoint = next(Path(config.output_dir).rglob("guard/**/checkpoint.pt"))
+    blob = torch.load(checkpoint, weights_only=True)
+    blob["fingerprint"] = "0" * 64  # as if the corpus had changed under the same path
+    torch.save(blob, checkpoint)
+    with pytest.raises(TrainingError, match="checkpoint.pt: checkpoint was made with other settings or data"):
+        run_fold(tiny(name="guard", epochs=2, resume=True))
 
 
 def test_test_split_is_scored_once_after_training(tiny, monkeypatch):

@@ -46,7 +46,6 @@ class AttentionFCN1DExperimentConfig(ExperimentConfig):
     attention_lambda: float = 0.8
     input_seconds: float = 3.0
     offset_seconds: float = 0.5
-    normalization: str = "global"
     dropout: float = 0.0
 
 

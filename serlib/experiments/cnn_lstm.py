@@ -43,7 +43,6 @@ class CNNLSTMExperimentConfig(ExperimentConfig):
     batch_size: int = 16                       # section 3
     epochs: int = 40
     freq_khz: int = 8                          # 4 (baseline) or 8 (best)
-    normalization: str = "global"              # eq. 2, fitted on the training split
     vtlp: str = "per_example"                  # strategy 2 (best); "per_epoch" = strategy 1; "none"
     vtlp_low: float = 0.9
     vtlp_high: float = 1.1

@@ -1,0 +1,73 @@
+"""Atomic writes: a reader (or a sweep killed half-way) never sees half a file.
+
+Every file serlib writes (records, predictions, tables, checkpoints, feature caches)
+goes through :func:`atomic_write`: the content is written to a temporary file in the
+same folder and renamed over the target, and the temporary file is removed if writing
+fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` and rename the result over ``path``.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a" / "b.txt"
+    >>> _ = atomic_write(p, lambda tmp: pathlib.Path(tmp).write_text("hi"))
+    >>> p.read_text(), [f.name for f in p.parent.iterdir()]
+    ('hi', ['b.txt'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | Path, obj: Any, default: Callable | None = None) -> Path:
+    """Strict JSON (``NaN``/``Inf`` become ``null``), so any JSON reader can read it."""
+    text = json.dumps(strict_json(obj, default), indent=1, allow_nan=False)
+    return write_text(path, text)
+
+
+def torch_save(obj: Any, path: str | Path) -> Path:
+    import torch
+
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def strict_json(obj: Any, default: Callable | None = None) -> Any:
+    """``obj`` with non-finite floats replaced by None and other types through ``default``.
+
+    >>> strict_json({"a": float("nan"), "b": [1.0, float("inf")], "c": (1, 2)})
+    {'a': None, 'b': [1.0, None], 'c': [1, 2]}
+    """
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v, default) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v, default) for v in obj]
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    if default is None:
+        raise TypeError(f"not JSON serialisable: {type(obj)}")
+    return strict_json(default(obj), default)

@@ -1,0 +1,228 @@
+"""Sweeps: every (fold, seed) of an experiment, resumable, serial or in parallel.
+
+:func:`sweep` is what ``python -m serlib sweep`` and the notebooks call. It loads the
+corpus once, plans the runs, skips those that already have a record with the same
+fingerprint (same settings, classes and data), re-runs the rest, and reports a failed
+run without stopping the others::
+
+    from serlib.sweep import sweep
+    table = sweep("light_sernet", {"corpus": "emodb", "data_root": "/data/emodb",
+                                   "classes": "all", "epochs": 20}, folds="all", seeds=3, jobs=2)
+
+Determinism: a run is bit-identical for the same seed, device and number of torch
+threads. ``threads`` fixes the thread count of every run (recorded as
+``torch_threads``), so a parallel sweep reproduces a serial one with the same
+``threads``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from . import experiments, results
+from .errors import ConfigError, DataError, SerlibError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What became of one planned run."""
+
+    fold: int
+    seed: int
+    status: str                 # done | skipped | failed
+    wa: float | None = None
+    ua: float | None = None
+    path: str | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        head = f"fold {self.fold} seed {self.seed}"
+        if self.status == "failed":
+            return f"{head} FAILED: {self.reason}"
+        scores = f"WA {self.wa:.3f} UA {self.ua:.3f}" if self.wa is not None else ""
+        return f"{head}: {self.status} {scores} -> {self.path}" + (f" ({self.reason})" if self.reason else "")
+
+
+def resolve_values(experiment: str, values: dict | None, manifest_loader: Callable | None = None) -> tuple:
+    """``(config of fold 1 seed 1, run manifest)`` for ``values``; ``classes="all"``
+    becomes the corpus's sorted labels."""
+    from .train import run_manifest
+
+    values = dict(values or {})
+    if values.get("classes") == "all":
+        probe = experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")})
+        from .corpora import prepare_manifest
+
+        labels = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all", probe.merge)["label"]
+        values["classes"] = tuple(sorted(labels.unique()))
+    config = experiments.make_config(experiment, {**values, "fold": 1, "seed": 1})
+    return config, (manifest_loader or run_manifest)(config)
+
+
+def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:
+    """``"all"``, ``"1,2,5"`` or an iterable of fold numbers, checked against ``n_folds``.
+
+    >>> parse_folds("2,1", 10), parse_folds("all", 3)
+    ([1, 2], [1, 2, 3])
+    """
+    if isinstance(folds, str):
+        if folds == "all":
+            return list(range(1, n_folds + 1))
+        try:
+            folds = [int(f) for f in folds.split(",") if f.strip()]
+        except ValueError:
+            raise ConfigError(f"folds must be 'all' or numbers such as 1,2,3, got {folds!r}") from None
+    folds = sorted(set(int(f) for f in folds))
+    bad = [f for f in folds if not 1 <= f <= n_folds]
+    if bad or not folds:
+        raise ConfigError(f"folds {bad or '(none)'} do not exist: the protocol has folds 1..{n_folds}")
+    return folds
+
+
+def plan(experiment: str, values: dict | None = None, folds: str | Iterable[int] = "all",
+         seeds: int | Iterable[int] = 1, force: bool = False):
+    """The runs of a sweep: ``(manifest, [(config, note)] to run, skipped outcomes)``.
+
+    A run is skipped when a record with its fingerprint exists; a damaged record or one
+    made with other settings is re-run, and the plan says so in ``reason``.
+    """
+    from .protocols import make_folds
+    from .train import record_stem, setup_fingerprint
+
+    first, manifest = resolve_values(experiment, values)
+    seed_list = list(range(1, seeds + 1)) if isinstance(seeds, int) else sorted(set(seeds))
+    if not seed_list or min(seed_list) < 0:
+        raise ConfigError(f"seeds must be >= 1 (a count) or a list of seeds >= 0, got {seeds!r}")
+    fold_list = parse_folds(folds, len(make_folds(manifest, first.protocol, seed=first.seed)))
+    todo, skipped = [], []
+    for seed in seed_list:
+        for fold in fold_list:
+            config = replace(first, fold=fold, seed=seed, resume=not force)
+            fp, identity = setup_fingerprint(config, manifest)
+            stem = record_stem(config, fp)
+            note = _other_settings(stem, identity)
+            if stem.with_suffix(".json").is_file() and not force:
+                try:
+                    rec = results.read_record(stem.with_suffix(".json"))
+                    if rec["fingerprint"] == fp:
+                        skipped.append(Outcome(fold, seed, "skipped", rec["metrics"]["wa"], rec["metrics"]["ua"],
+                                               str(stem.with_suffix(".json")), "already recorded"))
+                        continue
+                except DataError as e:
+                    note = f"{e}; running again"
+                    log.warning("%s", note)
+            todo.append((config, note))
+    return manifest, todo, skipped
+
+
+def _other_settings(stem: Path, identity: dict) -> str:
+    """A note when records of this fold and seed exist with other settings."""
+    others = []
+    for path in sorted(stem.parent.parent.glob(f"*/{stem.name}.json")):
+        if path.parent == stem.parent:
+            continue
+        try:
+            diff = results.identity_diff(results.read_record(path).get("identity", {}), identity)
+        except DataError:
+            continue
+        others.append(f"{path.parent.name} (differs in {', '.join(diff) or 'nothing recorded'})")
+    return ("records with other settings exist: " + "; ".join(others) + "; kept, and these settings run too"
+            if others else "")
+
+
+def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = None, note: str = "") -> Outcome:
+    """Run one fold and report it; a :class:`SerlibError` or any other exception becomes a
+    failed outcome (with the reason) instead of stopping the sweep. Module-level, so that
+    spawned worker processes can import it."""
+    import torch
+
+    from .train import run_fold
+
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        rec = run_fold(config, manifest)
+    except Exception as e:  # report and go on: the other folds still run
+        reason = str(e) if isinstance(e, SerlibError) else f"{type(e).__name__}: {e}"
+        log.debug("fold %d seed %d failed", config.fold, config.seed, exc_info=True)
+        return Outcome(config.fold, config.seed, "failed", reason=reason, seconds=time.perf_counter() - start)
+    return Outcome(config.fold, config.seed, "done", rec["metrics"]["wa"], rec["metrics"]["ua"], rec["path"],
+                   note, time.perf_counter() - start)
+
+
+def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int] = "all",
+          seeds: int | Iterable[int] = 1, jobs: int = 1, threads: int | None = None, force: bool = False,
+          echo: Callable[[str], None] | None = print) -> pd.DataFrame:
+    """Run every (fold, seed) of ``experiment`` with the config ``values``.
+
+    Args:
+        values: config fields (unknown keys are an error); ``classes="all"`` keeps every
+            label of the corpus.
+        folds: ``"all"``, ``"1,2,3"`` or a list of fold numbers.
+        seeds: a count N (seeds 1..N) or a list of seeds.
+        jobs: parallel runs (processes); each run gets ``threads`` torch threads
+            (default: the cores divided by ``jobs``; with one job, torch's default).
+        force: re-run even when a matching record exists (from scratch, not from a
+            checkpoint).
+        echo: where progress lines go (None: nowhere).
+
+    Returns:
+        One row per run: fold, seed, status (done / skipped / failed), WA, UA, path,
+        reason, seconds. ``df.attrs["failed"]`` counts the failures.
+    """
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    say = echo or (lambda _: None)
+    manifest, todo, outcomes = plan(experiment, values, folds, seeds, force)
+    outcomes = list(outcomes)
+    corpus = experiments.make_config(experiment, {k: v for k, v in (values or {}).items() if k != "classes"}).corpus
+    say(f"sweep {experiment} on {corpus}: {len(todo)} runs to do, {len(outcomes)} already recorded")
+    for config, note in todo:
+        if note:
+            say(f"fold {config.fold} seed {config.seed}: {note}")
+    if jobs > 1 and threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    if jobs == 1 or len(todo) <= 1:
+        for config, note in todo:
+            outcome = execute(config, manifest, threads, note)
+            outcomes.append(outcome)
+            say(outcome.line())
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(execute, replace(c, progress=False), manifest, threads, note): c
+                       for c, note in todo}
+            for future in as_completed(futures):
+                c = futures[future]
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool as e:  # a worker died (killed, out of memory)
+                    outcome = Outcome(c.fold, c.seed, "failed", reason=f"worker process died ({e})")
+                outcomes.append(outcome)
+                say(outcome.line())
+    table = pd.DataFrame([o.__dict__ for o in outcomes],
+                         columns=["fold", "seed", "status", "wa", "ua", "path", "reason", "seconds"])
+    table = table.sort_values(["seed", "fold"], ignore_index=True)
+    table.attrs["failed"] = int((table.status == "failed").sum())
+    counts = table.status.value_counts().to_dict()
+    say(f"sweep done: {counts.get('done', 0)} done, {counts.get('skipped', 0)} skipped, "
+        f"{counts.get('failed', 0)} failed")
+    for row in table[table.status == "failed"].itertuples():
+        say(f"  failed: fold {row.fold} seed {row.seed}: {row.reason}")
+    return table
