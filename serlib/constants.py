@@ -1,6 +1,6 @@
-"""Column names and canonical labels, defined once (STYLE.md: no stray string literals)."""
+"""Column names and canonical labels, defined once (no stray string literals elsewhere)."""
 
-# Manifest columns, always present (DESIGN.md).
+# Manifest columns, always present (README "Using a real corpus").
 UTT_ID = "utt_id"
 PATH = "path"
 CORPUS = "corpus"

@@ -140,7 +140,8 @@ def read_record(path: str | Path) -> dict:
     missing = [k for k in RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
     if missing:
         raise DataError(path, f"not a serlib record of this version (missing {missing})")
-    rec["_path"] = str(path)
+    rec["_path"] = rec["path"] = str(path)
+    rec["predictions_path"] = str(path.with_name(rec.get("predictions", path.stem + ".predictions.csv")))
     return rec
 
 

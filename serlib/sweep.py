@@ -97,9 +97,10 @@ def plan(experiment: str, values: dict | None = None, folds: str | Iterable[int]
     made with other settings is re-run, and the plan says so in ``reason``.
     """
     from .protocols import make_folds
-    from .train import record_stem, setup_fingerprint
+    from .train import record_stem, resolve_device, setup_fingerprint
 
     first, manifest = resolve_values(experiment, values)
+    resolve_device(first.device)  # one clear error, not one failure per fold
     seed_list = list(range(1, seeds + 1)) if isinstance(seeds, int) else sorted(set(seeds))
     if not seed_list or min(seed_list) < 0:
         raise ConfigError(f"seeds must be >= 1 (a count) or a list of seeds >= 0, got {seeds!r}")

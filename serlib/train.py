@@ -437,9 +437,9 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     if isinstance(config, dict):
         config = experiments.make_config(config["experiment"], config)
     t0 = time.perf_counter()
+    device = resolve_device(config.device)  # before any work: a missing device is a config error
     seed_everything(config.seed)
     setup = setup_fold(config, manifest)
-    device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
     loaders = {"train": _loader(setup.datasets["train"], config, True, generator, device),
                "val": _loader(setup.datasets["val"], config, False, None, device),

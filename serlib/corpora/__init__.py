@@ -1,4 +1,4 @@
-"""Corpus adapters: every corpus becomes the same manifest DataFrame (DESIGN.md).
+"""Corpus adapters: every corpus becomes the same manifest DataFrame (columns: serlib.constants).
 
 >>> from serlib.corpora import load_corpus, select_classes
 >>> df = load_corpus("synthetic")                                   # doctest: +SKIP
@@ -31,7 +31,8 @@ ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
 
 
 def load_corpus(name: str, root=None, **options) -> pd.DataFrame:
-    """Load a corpus as a manifest: one row per utterance, DESIGN.md's columns first.
+    """Load a corpus as a manifest: one row per utterance, the columns of
+    :data:`serlib.constants.MANIFEST_COLUMNS` first.
 
     Args:
         name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``folder``,

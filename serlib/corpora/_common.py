@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import audio
 from ..constants import AUDIO_HASH, DURATION, LABELS, MANIFEST_COLUMNS, PATH, UTT_ID
-from ..errors import AudioError, DataError, LabelError
+from ..errors import AudioError, ConfigError, DataError, LabelError
 
 log = logging.getLogger("serlib.corpora")
 
@@ -25,7 +25,7 @@ class Skips:
 
     def __init__(self, on_error: str):
         if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.on_error = on_error
         self.items: list[tuple[str, str]] = []
 
@@ -33,6 +33,11 @@ class Skips:
         if self.on_error == "raise":
             raise error
         self.items.append((error.path or "", error.reason))
+
+    def ignore(self, path: str | Path, reason: str) -> None:
+        """A file that is not part of the corpus (a stray name, a broken link): never an
+        error, always counted, so nothing disappears without a trace."""
+        self.items.append((str(path), reason))
 
     def summary(self) -> dict[str, int]:
         return dict(Counter(reason.split(" (")[0] for _, reason in self.items))
@@ -49,24 +54,31 @@ def check_root(root: str | Path | None, corpus: str) -> Path:
     return root
 
 
-def wav_files(root: Path) -> list[Path]:
-    """All .wav files under root, sorted, without macOS ``._*`` resource forks."""
-    return sorted(
-        p for p in root.rglob("*")
-        if p.suffix.lower() == ".wav" and not p.name.startswith("._") and p.is_file()
-    )
+def wav_files(root: Path, skips: Skips | None = None) -> list[Path]:
+    """All .wav files under root, sorted, without macOS ``._*`` resource forks; broken
+    symbolic links are counted in ``skips``."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() != ".wav" or p.name.startswith("._"):
+            continue
+        if p.is_file():
+            out.append(p)
+        elif p.is_symlink() and skips is not None:
+            skips.ignore(p, "broken symbolic link")
+    return out
 
 
 def parsed_files(root: Path, parse, skips: Skips):
     """``(wav, fields)`` for every wav under root whose name ``parse`` decodes.
 
-    ``parse`` raises ValueError for a name that is not of this corpus (ignored) and
-    KeyError for an unknown code (an error, or a counted skip).
+    ``parse`` raises ValueError for a name that is not of this corpus (ignored, and
+    counted) and KeyError for an unknown code (an error, or a counted skip).
     """
-    for wav in wav_files(root):
+    for wav in wav_files(root, skips):
         try:
             fields = parse(wav.name)
-        except ValueError:
+        except ValueError as e:
+            skips.ignore(wav, f"file name ignored: {e}")
             continue
         except KeyError as e:
             skips.handle(LabelError(wav, e.args[0]))
@@ -94,7 +106,7 @@ def finish(
     skips: Skips,
     hash_audio: bool = False,
 ) -> pd.DataFrame:
-    """Build the manifest: durations from headers, columns in DESIGN.md order, checks."""
+    """Build the manifest: durations from headers, columns in MANIFEST_COLUMNS order, checks."""
     records = []
     for row in rows:
         try:

@@ -39,9 +39,10 @@ def load(root: str | Path | None, on_error: str = "raise", hash_audio: bool = Fa
     root = check_root(root, "emodb")
     skips = Skips(on_error)
     rows = []
-    for wav in wav_files(root):
+    for wav in wav_files(root, skips):
         m = _NAME.match(wav.stem)
         if not m:
+            skips.ignore(wav, "file name ignored: not an EMO-DB name (SSTTTEV.wav, e.g. 03a01Fa.wav)")
             continue
         if m["emotion"] not in EMOTIONS:
             skips.handle(LabelError(wav, f"unknown emotion letter {m['emotion']!r}"))

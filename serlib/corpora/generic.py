@@ -62,10 +62,11 @@ def load_folder(
     pattern = re.compile(speaker_regex) if speaker_regex else None
     skips = Skips(on_error)
     rows = []
-    for wav in wav_files(root):
+    for wav in wav_files(root, skips):
         rel = wav.relative_to(root)
         if len(rel.parts) < 2:
-            continue  # files directly in root have no label folder
+            skips.ignore(wav, "file ignored: not in a label sub-folder (root/<label>/*.wav)")
+            continue
         try:
             label = canonical_label(rel.parts[0])
         except KeyError as e:
@@ -124,4 +125,12 @@ def load_csv(root: str | Path | None, on_error: str = "raise", hash_audio: bool 
         rows.append(row)
     if not rows:
         raise DataError(csv_path, "manifest has no usable rows")
+    by_path: dict[str, list] = {}
+    for row in rows:
+        by_path.setdefault(row[PATH], []).append(row[UTT_ID])
+    repeated = {p: ids for p, ids in by_path.items() if len(ids) > 1}
+    if repeated:  # one recording under two ids would sit on both sides of a split
+        path, ids = next(iter(repeated.items()))
+        raise DataError(csv_path, f"{len(repeated)} audio file(s) listed more than once, e.g. {path} "
+                                  f"as {ids}; list each file once")
     return finish(rows, "csv", csv_path.parent, skips, hash_audio)

@@ -1,4 +1,4 @@
-"""IEMOCAP adapter (IEMOCAP_full_release layout; SPEC.md "Corpora").
+"""IEMOCAP adapter (the IEMOCAP_full_release layout as distributed).
 
 Per session ``SessionN/``:
 
@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from ..constants import GENDER, IMPROVISED, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
-from ..errors import DataError, LabelError
+from ..errors import ConfigError, DataError, LabelError
 from ._common import Skips, check_root, finish
 
 CODES = {
@@ -107,7 +107,7 @@ def load(
         hash_audio: add an ``audio_hash`` column (content SHA-1).
     """
     if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+        raise ConfigError(f"subset must be one of {SUBSETS}, got {subset!r}")
     root = find_release_root(check_root(root, "iemocap"))
     skips = Skips(on_error)
     rows, dropped = [], 0

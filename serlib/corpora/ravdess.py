@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..constants import GENDER, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ._common import Skips, check_root, finish, parsed_files
 
 EMOTIONS = {
@@ -58,7 +58,7 @@ def load(
         vocal_channel: ``"speech"`` (default, 1440 files), ``"song"`` or ``"all"``.
     """
     if vocal_channel not in ("speech", "song", "all"):
-        raise ValueError(f"vocal_channel must be 'speech', 'song' or 'all', got {vocal_channel!r}")
+        raise ConfigError(f"vocal_channel must be 'speech', 'song' or 'all', got {vocal_channel!r}")
     root = check_root(root, "ravdess")
     skips = Skips(on_error)
     rows = []

@@ -1,5 +1,5 @@
 """Attention-based FCN experiments: 2-D (Zhang et al., settings of the best public
-reproduction) and 1-D ("Emotion in Motion"); SPEC.md (B)."""
+reproduction) and 1-D ("Emotion in Motion"); see the README's attention FCN section."""
 
 from __future__ import annotations
 

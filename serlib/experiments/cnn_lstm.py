@@ -1,4 +1,4 @@
-"""CNN+LSTM with VTLP (Etienne et al. 2018) as an experiment: settings of SPEC.md (A).
+"""CNN+LSTM with VTLP (Etienne et al. 2018) as an experiment: the paper's settings (sections 2-3, Table 1).
 
 Table 1's four columns are four runs of this config::
 

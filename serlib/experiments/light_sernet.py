@@ -1,4 +1,4 @@
-"""Light-SERNet (Aftab et al. 2022) as an experiment: SPEC.md (D).
+"""Light-SERNet (Aftab et al. 2022) as an experiment: the official code's settings (README, Light-SERNet).
 
 The official numbers were obtained with a speaker-dependent random 10-fold split and the
 best epoch picked on the test fold. ``protocol="stratified_kfold:10", selection="test"``

@@ -1,4 +1,4 @@
-"""MSCNN-SPU(-ATT) (Peng et al. 2021) as an experiment: SPEC.md (C).
+"""MSCNN-SPU(-ATT) (Peng et al. 2021) as an experiment: the paper's settings (section 4).
 
 IEMOCAP, all sessions, 4 classes with excited merged into happy (5531 utterances),
 10-fold 8/1/1 speakers (``loso``: test one speaker, validate on the session partner),
