@@ -144,33 +144,7 @@ def validate(config) -> None:
     from .constants import LABELS
     from .protocols import parse_protocol
 
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name in hints and not _matches(value, hints[f.name]):
-            raise ConfigError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
-        if isinstance(value, float) and value != value:
-            raise ConfigError(f"{f.name} must be a number, got NaN")
-        if hints.get(f.name) is float and isinstance(value, int):
-            setattr(config, f.name, float(value))
-    for name, allowed in CHOICES.items():
-        if hasattr(config, name) and getattr(config, name) not in allowed:
-            raise ConfigError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
-    for name, (low, inclusive) in LOWER_BOUNDS.items():
-        value = getattr(config, name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if value < low or (value == low and not inclusive):
-                raise ConfigError(f"{name} must be {'>=' if inclusive else '>'} {low}, got {value}")
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if not isinstance(value, float):
-            continue
-        if (f.name == "lr" or f.name.startswith("lr_")) and f.name not in LOWER_BOUNDS and not value > 0:
-            raise ConfigError(f"{f.name} must be > 0, got {value}")
-        if f.name == "dropout" and not 0 <= value < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {value}")
-        if f.name.startswith("momentum") and not 0 <= value <= 1:
-            raise ConfigError(f"{f.name} must be in [0, 1], got {value}")
+    validate_fields(config)
     if getattr(config, "max_seconds", None) is not None and config.max_seconds < config.min_seconds:
         raise ConfigError(f"max_seconds ({config.max_seconds}) is below min_seconds ({config.min_seconds})")
     bad = [c for c in (*config.classes, *config.merge, *config.merge.values()) if c not in LABELS]
@@ -184,6 +158,38 @@ def validate(config) -> None:
     if config.corpus not in ADAPTERS:
         raise ConfigError(f"unknown corpus {config.corpus!r}; choose from {sorted(ADAPTERS)}")
     check_device_name(config.device)
+
+
+def validate_fields(config, prefix: str = "") -> None:
+    """The generic checks of :func:`validate` for any config dataclass (types, choices,
+    lower bounds, learning rates, dropout, momentum); raises :class:`ConfigError`."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in hints and not _matches(value, hints[f.name]):
+            raise ConfigError(f"{prefix}{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+        if isinstance(value, float) and value != value:
+            raise ConfigError(f"{prefix}{f.name} must be a number, got NaN")
+        if hints.get(f.name) is float and isinstance(value, int):
+            setattr(config, f.name, float(value))
+    for name, allowed in CHOICES.items():
+        if hasattr(config, name) and getattr(config, name) not in allowed:
+            raise ConfigError(f"{prefix}{name} must be one of {allowed}, got {getattr(config, name)!r}")
+    for name, (low, inclusive) in LOWER_BOUNDS.items():
+        value = getattr(config, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value < low or (value == low and not inclusive):
+                raise ConfigError(f"{prefix}{name} must be {'>=' if inclusive else '>'} {low}, got {value}")
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not isinstance(value, float):
+            continue
+        if (f.name == "lr" or f.name.startswith("lr_")) and f.name not in LOWER_BOUNDS and not value > 0:
+            raise ConfigError(f"{prefix}{f.name} must be > 0, got {value}")
+        if f.name == "dropout" and not 0 <= value < 1:
+            raise ConfigError(f"{prefix}dropout must be in [0, 1), got {value}")
+        if f.name.startswith("momentum") and not 0 <= value <= 1:
+            raise ConfigError(f"{prefix}{f.name} must be in [0, 1], got {value}")
 
 
 def check_device_name(name: str) -> None:
@@ -200,10 +206,30 @@ def _type_name(annotation: Any) -> str:
         text or "", str(annotation).replace("typing.", ""))
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert a command-line string to the field's type."""
-    if not isinstance(value, str):
+def _from_json(value: Any, annotation: Any) -> Any:
+    """Lists (JSON's only sequence) back to the tuples a field is declared with."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            converted = _from_json(value, arg)
+            if _matches(converted, arg):
+                return converted
         return value
+    if origin is tuple and isinstance(value, (list, tuple)):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(v, args[0]) for v in value)
+        if len(args) == len(value):
+            return tuple(_from_json(v, a) for v, a in zip(value, args))
+        return tuple(value)
+    return value
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a command-line string (or a JSON value) to the field's type."""
+    if not isinstance(value, str):
+        return _from_json(value, annotation)
     hint = typing.get_origin(annotation) or annotation
     args = typing.get_args(annotation)
     if hint in (types.UnionType, typing.Union):
@@ -230,19 +256,55 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         parsed = tuple(parsed) if isinstance(parsed, list) else (parsed,)
     if annotation is float and isinstance(parsed, int):
         parsed = float(parsed)
-    return parsed
+    return _from_json(parsed, annotation)
 
 
-def from_dict(cls: type[T], values: dict[str, Any] | None = None) -> T:
-    """Build ``cls`` from a dict, rejecting unknown keys and coercing strings."""
+def from_dict(cls: type[T], values: dict[str, Any] | None = None, prefix: str = "") -> T:
+    """Build ``cls`` from a dict, rejecting unknown keys and coercing strings.
+
+    A field that is itself a config dataclass (an experiment's ``model``) takes a dict
+    or dotted keys, applied over its defaults: ``{"model.n_conv": 3}`` or
+    ``{"model": {"n_conv": 3}}`` (``--set model.n_conv=3`` on the command line).
+    """
     values = dict(values or {})
+    nested: dict[str, dict] = {}
+    for key in [k for k in values if "." in k]:
+        head, _, rest = key.partition(".")
+        nested.setdefault(head, {})[rest] = values.pop(key)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(values) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(f"{prefix}{k}" for k in (set(values) | set(nested)) - set(fields))
     if unknown:
-        close = {k: [n for n in names if n.startswith(k[:3])] for k in unknown}
+        close = {k: [f"{prefix}{n}" for n in fields if n.startswith(k.removeprefix(prefix)[:3])] for k in unknown}
         raise ConfigError(f"unknown config key(s) for {cls.__name__}: {unknown} (similar: {close})")
-    return cls(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
+    out = {}
+    for name in set(values) | set(nested):
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            given = values.get(name, {})
+            if dataclasses.is_dataclass(given):
+                given = dataclasses.asdict(given)
+            if not isinstance(given, dict):
+                raise ConfigError(f"{prefix}{name} takes fields such as {prefix}{name}.{next(iter(fields_of(hint)))}=…, "
+                                  f"got {given!r}")
+            default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING \
+                else hint()
+            merged = {**dataclasses.asdict(default), **given, **nested.get(name, {})}
+            try:
+                out[name] = from_dict(hint, merged, f"{prefix}{name}.")
+            except ConfigError as e:
+                message = str(e)
+                raise ConfigError(message if message.startswith(f"{prefix}{name}.") or "unknown config key" in message
+                                  else f"{prefix}{name}.{message}") from None
+        elif name in nested:
+            raise ConfigError(f"{prefix}{name} has no fields (got {prefix}{name}.{next(iter(nested[name]))})")
+        else:
+            out[name] = _coerce(values[name], hint, f"{prefix}{name}")
+    return cls(**out)
+
+
+def fields_of(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:

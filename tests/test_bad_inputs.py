@@ -24,8 +24,9 @@ from serlib.train import Trainer, run_fold
 from tests import fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"epochs": "1", "batch_size": "4", "n_conv": "1", "conv_channels": "(4,)", "conv_strides": "((2,2),)",
-        "lstm_hidden": "4", "freq_khz": "4", "progress": "false", "feature_workers": "1"}
+TINY = {"epochs": "1", "batch_size": "4", "model.n_conv": "1", "model.conv_channels": "(4,)",
+        "model.conv_strides": "((2,2),)", "model.lstm_hidden": "4", "freq_khz": "4", "progress": "false",
+        "feature_workers": "1"}
 SPEAKERS = ("s1", "s2", "s3", "s4")
 LABELS4 = ("neutral", "happy", "sad", "angry")
 
@@ -64,7 +65,12 @@ CLI_CASES = [
     ("epochs-zero", [], ["epochs=0"], "epochs must be >= 1, got 0"),
     ("epochs-negative", [], ["epochs=-1"], "epochs must be >= 1, got -1"),
     ("lr-zero", [], ["lr_conv=0"], "lr_conv must be > 0"),
-    ("dropout-one", [], ["dropout=1.0"], "dropout must be in [0, 1)"),
+    ("dropout-one", [], ["model.dropout=1.0"], "model.dropout must be in [0, 1)"),
+    ("model-key", [], ["model.n_convs=2"], "unknown config key(s) for CNNLSTMConfig: ['model.n_convs']"),
+    ("model-range", [], ["model.n_conv=9"], "model.n_conv=9 needs that many conv_channels"),
+    ("model-type", [], ["model.lstm_hidden=wide"], "model.lstm_hidden: cannot parse 'wide'"),
+    ("model-whole", [], ["model=3"], "model takes fields such as model.n_classes"),
+    ("no-subfield", [], ["epochs.max=3"], "epochs has no fields"),
     ("selection", [], ["selection=best"], "selection must be one of"),
     ("normalization", [], ["normalization=zscore"], "normalization must be one of"),
     ("vtlp", [], ["vtlp=always"], "vtlp must be one of"),

@@ -85,6 +85,9 @@ def test_configs_reject_unknown_keys_and_build_table1():
         make_config("cnn_lstm", {"lstm_hiden": 64})
     with pytest.raises(ConfigError, match="vtlp must be"):
         make_config("cnn_lstm", {"vtlp": "sometimes"})
+    nested = make_config("cnn_lstm", {"model.n_conv": "3", "model": {"lstm_hidden": 16}})
+    assert (nested.model.n_conv, nested.model.lstm_hidden, nested.model.n_lstm) == (3, 16, 1)
+    assert make_config("cnn_lstm", nested.to_dict()) == nested  # a record's config (JSON lists) round-trips
     for name, values in TABLE1.items():
         c = make_config("cnn_lstm", {"name": name, **values})
         assert c.freq_khz in (4, 8)
@@ -92,5 +95,5 @@ def test_configs_reject_unknown_keys_and_build_table1():
                                                          "classes": "neutral,sad", "amp": "false"})
     assert (c.epochs, c.oversample, c.patience, c.classes, c.amp) == (3, {"happy": 3}, None, ("neutral", "sad"), False)
     default = make_config("cnn_lstm")
-    assert (default.batch_size, default.vtlp, default.freq_khz, default.oversample, default.n_conv, default.n_lstm) == (
+    assert (default.batch_size, default.vtlp, default.freq_khz, default.oversample, default.model.n_conv, default.model.n_lstm) == (
         16, "per_example", 8, {"happy": 2, "angry": 2}, 4, 1)

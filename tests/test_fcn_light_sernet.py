@@ -113,5 +113,5 @@ def test_encoder_checkpoint_loading():
 
 def test_experiment_defaults_follow_spec():
     two_d, one_d = make_config("attention_fcn"), make_config("attention_fcn_1d")
-    assert (two_d.attention_lambda, two_d.lr, two_d.batch_size, two_d.epochs) == (0.3, 1e-4, 64, 100)
-    assert (one_d.attention_lambda, one_d.lr, one_d.batch_size, one_d.epochs) == (0.8, 1e-3, 51, 200)
+    assert (two_d.model.attention_lambda, two_d.lr, two_d.batch_size, two_d.epochs) == (0.3, 1e-4, 64, 100)
+    assert (one_d.model.attention_lambda, one_d.lr, one_d.batch_size, one_d.epochs) == (0.8, 1e-3, 51, 200)

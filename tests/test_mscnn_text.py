@@ -101,13 +101,13 @@ def test_ablations_change_the_classifier_input():
 
 def test_corpus_without_text_is_a_clear_error():
     manifest = pd.DataFrame({"utt_id": ["a", "b"], "text": [None, None]})
-    config = make_config("mscnn_spu", {"variant": "mscnn_spu_att", "corpus": "asvp_esd"})
+    config = make_config("mscnn_spu", {"model.variant": "mscnn_spu_att", "corpus": "asvp_esd"})
     with pytest.raises(DataError, match="corpus 'asvp_esd' has no transcripts.*variant='audio'"):
         MSCNNSPUExperiment._texts(config, manifest)
     manifest.loc[0, "text"] = "one transcript"
     with pytest.raises(DataError, match="needs a transcript for every utterance.*1 of 2.*variant='audio'"):
         MSCNNSPUExperiment._texts(config, manifest)
-    audio_only = make_config("mscnn_spu", {"variant": "audio"})
+    audio_only = make_config("mscnn_spu", {"model.variant": "audio"})
     assert MSCNNSPUExperiment().prepare(audio_only, manifest, {"train": ["a"]}) == {"extras": {}}
 
 
@@ -125,4 +125,4 @@ def test_asr_text_and_utterance_embeddings(tmp_path):
 
 def test_config_defaults_follow_the_paper():
     c = make_config("mscnn_spu")
-    assert (c.lr, c.grad_clip, c.dropout, c.batch_size, c.merge, c.filters) == (5e-4, 1.0, 0.3, 64, {"excited": "happy"}, 128)
+    assert (c.lr, c.grad_clip, c.model.dropout, c.batch_size, c.merge, c.model.filters) == (5e-4, 1.0, 0.3, 64, {"excited": "happy"}, 128)

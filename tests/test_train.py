@@ -12,9 +12,10 @@ from serlib.__main__ import main
 from serlib.experiments import make_config
 from serlib.train import Trainer, TrainingError, run_fold
 
-TINY = dict(corpus="iemocap", subset="all", epochs=2, batch_size=4, n_conv=1, conv_channels=(4,),
-            conv_strides=((2, 2),), lstm_hidden=8, freq_khz=4, progress=False, feature_workers=1,
-            grad_norm_every=1)
+TINY = {"corpus": "iemocap", "subset": "all", "epochs": 2, "batch_size": 4, "model.n_conv": 1,
+        "model.conv_channels": (4,), "model.conv_strides": ((2, 2),), "model.lstm_hidden": 8, "freq_khz": 4,
+        "progress": False, "feature_workers": 1,
+        "grad_norm_every": 1}
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_resume_continues_an_interrupted_fold(tiny, monkeypatch):
     # the time before the interruption counts: at least the three epochs' seconds
     assert resumed["timing"]["total_seconds"] >= sum(h["seconds"] for h in resumed["history"])
     # other settings are another run: their own record, never the old checkpoint
-    other = run_fold(tiny(name="resumed", epochs=3, resume=True, lstm_hidden=9))
+    other = run_fold(tiny(name="resumed", epochs=3, resume=True, **{"model.lstm_hidden": 9}))
     assert other["fingerprint"] != resumed["fingerprint"] and Path(other["path"]).is_file()
     assert Path(resumed["path"]).is_file()
 
@@ -149,14 +150,14 @@ def test_records_replace_not_duplicate_and_summarise(tiny, tmp_path):
 
 def test_cli_run_sweep_and_unknown_keys(iemocap_root, tmp_path, capsys):
     common = ["--experiment", "cnn_lstm", "--corpus", "iemocap", "--root", str(iemocap_root), "--subset", "all",
-              "--set", "epochs=1", "batch_size=4", "n_conv=1", "conv_channels=(4,)", "lstm_hidden=4",
+              "--set", "epochs=1", "batch_size=4", "model.n_conv=1", "model.conv_channels=(4,)", "model.lstm_hidden=4",
               "progress=false", f"output_dir={tmp_path}", "feature_workers=1"]
     assert main(["sweep", *common, "--folds", "1,2"]) == 0
     assert "2 runs to do, 0 already recorded" in capsys.readouterr().out
     assert main(["sweep", *common, "--folds", "1,2"]) == 0  # resumes: nothing left to do
     assert "0 runs to do, 2 already recorded" in capsys.readouterr().out
     assert main(["run", *common, "--fold", "3"]) == 0
-    assert main(["run", *common, "lstm_hiden=3"]) == 2  # a clear message, no traceback
+    assert main(["run", *common, "model.lstm_hiden=3"]) == 2  # a clear message, no traceback
     assert "error: " in (err := capsys.readouterr().err) and "unknown config key" in err and "lstm_hiden" in err
     assert main(["run", *common[:5], "/no/such/folder", *common[6:]]) == 2
     assert "/no/such/folder" in capsys.readouterr().err

@@ -3,12 +3,13 @@ reproduction) and 1-D ("Emotion in Motion"); see the README's attention FCN sect
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from ..cache import WaveCrop
 from ..config import ExperimentConfig
+from ..errors import ConfigError
 from ..features import preset
 from ..models.attention_fcn import AttentionFCN, AttentionFCNConfig
 from .base import Experiment
@@ -25,13 +26,17 @@ class AttentionFCNExperimentConfig(ExperimentConfig):
     batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 1e-2           # AdamW's default
-    attention_lambda: float = 0.3
-    attention_dim: int = 256
-    segment_seconds: float | None = None  # 3.0: score 3-s segments, utterance = segment_pool of them
-    segment_pool: str = "max"
+    segment_seconds: float | None = None  # 3.0: score 3-s segments, utterance = model.segment_pool of them
     normalization: str = "per_feature"
-    dropout: float = 0.0
     encoder_checkpoint: str | None = None  # a state_dict file (e.g. ImageNet AlexNet features.*)
+    # λ = 0.3, attention width, dropout, segment pooling (``model.attention_lambda=…``);
+    # n_classes and segment_frames are set from the data and segment_seconds
+    model: AttentionFCNConfig = field(default_factory=lambda: AttentionFCNConfig(variant="2d", attention_lambda=0.3))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.model.variant != "2d":
+            raise ConfigError("attention_fcn needs model.variant='2d' (use experiment attention_fcn_1d for 1-D)")
 
 
 @dataclass
@@ -43,10 +48,14 @@ class AttentionFCN1DExperimentConfig(ExperimentConfig):
     epochs: int = 200
     batch_size: int = 51
     lr: float = 1e-3
-    attention_lambda: float = 0.8
     input_seconds: float = 3.0
     offset_seconds: float = 0.5
-    dropout: float = 0.0
+    model: AttentionFCNConfig = field(default_factory=lambda: AttentionFCNConfig(variant="1d", attention_lambda=0.8))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.model.variant != "1d":
+            raise ConfigError("attention_fcn_1d needs model.variant='1d' (use experiment attention_fcn for 2-D)")
 
 
 class AttentionFCNExperiment(Experiment):
@@ -60,10 +69,8 @@ class AttentionFCNExperiment(Experiment):
         state = torch.load(config.encoder_checkpoint, weights_only=True) if config.encoder_checkpoint else None
         hop_ms = preset("attention_fcn").hop_ms
         segment = round(config.segment_seconds * 1000 / hop_ms) if config.segment_seconds else None
-        return AttentionFCN(AttentionFCNConfig(
-            n_classes=n_classes, variant="2d", attention_lambda=config.attention_lambda,
-            attention_dim=config.attention_dim, dropout=config.dropout, segment_frames=segment,
-            segment_pool=config.segment_pool), encoder_state_dict=state)
+        return AttentionFCN(replace(config.model, n_classes=n_classes, segment_frames=segment),
+                            encoder_state_dict=state)
 
     def optimizer(self, config, model):
         return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay), None
@@ -77,8 +84,7 @@ class AttentionFCN1DExperiment(Experiment):
         return preset("attention_fcn_1d"), WaveCrop(config.input_seconds, config.offset_seconds, mode="start")
 
     def model(self, config, n_features, n_classes, context=None):
-        return AttentionFCN(AttentionFCNConfig(n_classes=n_classes, variant="1d",
-                                               attention_lambda=config.attention_lambda, dropout=config.dropout))
+        return AttentionFCN(replace(config.model, n_classes=n_classes))
 
     def optimizer(self, config, model):
         return torch.optim.Adam(model.parameters(), lr=config.lr), None

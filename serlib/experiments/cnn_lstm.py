@@ -10,7 +10,7 @@ Table 1's four columns are four runs of this config::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -35,7 +35,7 @@ class CNNLSTMExperimentConfig(ExperimentConfig):
     """The paper's best model by default (Table 1, last column).
 
     Not in the paper (our choices, as fields): epochs, learning rates, momentum, L2
-    weight, and the architecture details listed in :mod:`serlib.models.cnn_lstm`.
+    weight, and the architecture details of ``model`` (:mod:`serlib.models.cnn_lstm`).
     """
 
     experiment: str = "cnn_lstm"
@@ -48,16 +48,8 @@ class CNNLSTMExperimentConfig(ExperimentConfig):
     vtlp_high: float = 1.1
     test_voting: bool = True                   # majority vote over 11 copies α = 0.90…1.10
     oversample: dict[str, int] = field(default_factory=lambda: {"happy": 2, "angry": 2})
-    # model
-    n_conv: int = 4
-    conv_channels: tuple[int, ...] = (32, 32, 64, 64, 64, 64)
-    conv_kernel: tuple[int, int] = (3, 3)
-    conv_strides: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 1), (2, 1), (1, 1), (1, 1))
-    n_lstm: int = 1
-    lstm_hidden: int = 128
-    recurrent_bn: bool = False
-    dropout: float = 0.0
-    pooling: str = "last"
+    # the architecture (``model.n_conv=3``…); n_classes and n_freq are set from the data
+    model: CNNLSTMConfig = field(default_factory=CNNLSTMConfig)
     # layer-wise optimiser, eq. 6: (η, γ, β) per part, L2 weight
     lr_conv: float = 0.03
     momentum_conv: float = 0.9
@@ -73,7 +65,6 @@ class CNNLSTMExperimentConfig(ExperimentConfig):
             raise ConfigError(f"vtlp must be one of {STRATEGIES}, got {self.vtlp!r}")
         if self.freq_khz not in (4, 8):
             raise ConfigError(f"freq_khz must be 4 or 8, got {self.freq_khz}")
-        self.conv_strides = tuple(tuple(s) for s in self.conv_strides)
 
 
 class CNNLSTMExperiment(Experiment):
@@ -84,11 +75,7 @@ class CNNLSTMExperiment(Experiment):
         return preset("cnn_lstm" if config.freq_khz == 4 else "cnn_lstm_8k"), None
 
     def model(self, config, n_features, n_classes, context=None):
-        return CNNLSTM(CNNLSTMConfig(
-            n_classes=n_classes, n_freq=n_features, n_conv=config.n_conv,
-            conv_channels=config.conv_channels, conv_kernel=config.conv_kernel,
-            conv_strides=config.conv_strides, n_lstm=config.n_lstm, lstm_hidden=config.lstm_hidden,
-            recurrent_bn=config.recurrent_bn, dropout=config.dropout, pooling=config.pooling))
+        return CNNLSTM(replace(config.model, n_classes=n_classes, n_freq=n_features))
 
     def optimizer(self, config, model):
         groups = model.param_groups()

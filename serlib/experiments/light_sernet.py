@@ -9,7 +9,7 @@ with selection on validation UA.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -40,7 +40,8 @@ class LightSERNetExperimentConfig(ExperimentConfig):
     lr_decay_every: int = 20
     # TF's L2(1e-6) adds 1e-6·Σw² to the loss, i.e. 2e-6·w to the gradient (Adam's weight_decay)
     body_weight_decay: float = 2e-6
-    dropout: float = 0.3
+    # the architecture (``model.dropout=0.3``…); n_classes and n_mfcc are set from the data
+    model: LightSERNetConfig = field(default_factory=LightSERNetConfig)
 
     def __post_init__(self):
         super().__post_init__()
@@ -66,7 +67,7 @@ class LightSERNetExperiment(Experiment):
         return preset(config.front_end), WaveCrop(config.input_seconds, mode="center")
 
     def model(self, config, n_features, n_classes, context=None):
-        return LightSERNet(LightSERNetConfig(n_classes=n_classes, n_mfcc=n_features, dropout=config.dropout))
+        return LightSERNet(replace(config.model, n_classes=n_classes, n_mfcc=n_features))
 
     def optimizer(self, config, model):
         body = {id(p) for p in model.body_parameters()}

@@ -7,7 +7,7 @@ each configuration run with 3 seeds (``sweep --seeds 3``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -16,7 +16,7 @@ from ..config import ExperimentConfig
 from ..constants import UTT_ID
 from ..errors import ConfigError, DataError
 from ..features import preset
-from ..models.mscnn_spu import MSCNNSPU, VARIANTS, MSCNNSPUConfig
+from ..models.mscnn_spu import MSCNNSPU, MSCNNSPUConfig
 from ..text import Vocabulary, load_glove, read_utterance_embeddings
 from .base import Experiment
 
@@ -29,31 +29,18 @@ class MSCNNSPUExperimentConfig(ExperimentConfig):
     experiment: str = "mscnn_spu"
     subset: str | None = "all"
     merge: dict[str, str] = field(default_factory=lambda: {"excited": "happy"})
-    variant: str = "mscnn_spu_att"           # audio | text | mscnn_spu | mscnn_spu_att
     epochs: int = 30
     batch_size: int = 64
     lr: float = 5e-4
     grad_clip: float | None = 1.0
-    dropout: float = 0.3
-    audio_kernels: tuple[int, ...] = (5, 7, 9, 11)
-    text_kernels: tuple[int, ...] = (2, 3, 4, 5)
-    filters: int = 128
-    fc_dim: int = 256
-    audio_spu: str = "all"                   # "max": the Table 2 ablation
-    text_spu: str = "all"
-    swem: bool = True
     glove_path: str | None = None            # GloVe text file; None = trainable embeddings
-    embedding_dim: int = 300
-    freeze_embeddings: bool = False
     text_column: str = "text"                # or "asr_text" (with asr_csv)
     asr_csv: str | None = None               # CSV with utt_id,asr_text (the paper's ASR setting)
     utterance_embeddings: str | None = None  # x-vectors: .npz (key = utt_id) or .csv (utt_id, e0, e1, …)
     normalization: str = "per_feature"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+    # variant (audio | text | mscnn_spu | mscnn_spu_att), kernels, filters, SPU, SWEM, dropout 0.3:
+    # ``model.variant=audio``…; n_classes, audio_dim, vocab_size and utterance_dim come from the data
+    model: MSCNNSPUConfig = field(default_factory=MSCNNSPUConfig)
 
 
 class MSCNNSPUExperiment(Experiment):
@@ -65,7 +52,7 @@ class MSCNNSPUExperiment(Experiment):
 
     def prepare(self, config, manifest, split_ids):
         context, extras = {}, {}
-        uses_text = config.variant != "audio"
+        uses_text = config.model.variant != "audio"
         if uses_text:
             texts = self._texts(config, manifest)
             vocab = Vocabulary.build(texts[u] for u in split_ids["train"])  # training split only
@@ -73,7 +60,7 @@ class MSCNNSPUExperiment(Experiment):
             context["vocabulary_size"] = len(vocab)
             if config.glove_path:
                 context["embeddings"], context["glove_coverage"] = load_glove(config.glove_path, vocab)
-        if config.utterance_embeddings and config.variant != "text":
+        if config.utterance_embeddings and config.model.variant != "text":
             table = read_utterance_embeddings(config.utterance_embeddings)
             missing = [u for u in manifest[UTT_ID] if u not in table]
             if missing:
@@ -93,14 +80,14 @@ class MSCNNSPUExperiment(Experiment):
                 raise DataError(config.asr_csv, f"needs columns '{UTT_ID}' and '{column}'")
             frame = manifest.drop(columns=[column], errors="ignore").merge(asr[[UTT_ID, column]], on=UTT_ID, how="left")
         if column not in frame.columns:
-            raise ConfigError(f"corpus {config.corpus!r} has no '{column}' column: variant {config.variant!r} "
+            raise ConfigError(f"corpus {config.corpus!r} has no '{column}' column: variant {config.model.variant!r} "
                               "needs transcripts; use variant='audio'")
         missing = frame[frame[column].isna()]
         if len(missing) == len(frame):
             raise DataError(None, f"corpus {config.corpus!r} has no transcripts ('{column}' is empty): variant "
-                                  f"{config.variant!r} needs them; use variant='audio', or asr_csv=FILE")
+                                  f"{config.model.variant!r} needs them; use variant='audio', or asr_csv=FILE")
         if len(missing):
-            raise DataError(None, f"variant {config.variant!r} needs a transcript for every utterance, but "
+            raise DataError(None, f"variant {config.model.variant!r} needs a transcript for every utterance, but "
                                   f"{len(missing)} of {len(frame)} have no '{column}' in corpus {config.corpus!r} "
                                   f"(e.g. {missing[UTT_ID].head(3).tolist()}); use variant='audio'")
         return dict(zip(frame[UTT_ID], frame[column].astype(str)))
@@ -108,14 +95,10 @@ class MSCNNSPUExperiment(Experiment):
     def model(self, config, n_features, n_classes, context=None):
         context = context or {}
         embeddings = context.get("embeddings")
-        return MSCNNSPU(MSCNNSPUConfig(
-            n_classes=n_classes, variant=config.variant, audio_dim=n_features,
-            vocab_size=context.get("vocabulary_size", 2),
-            embedding_dim=embeddings.shape[1] if embeddings is not None else config.embedding_dim,
-            audio_kernels=config.audio_kernels, text_kernels=config.text_kernels, filters=config.filters,
-            audio_spu=config.audio_spu, text_spu=config.text_spu, swem=config.swem,
-            utterance_dim=context.get("utterance_dim", 0), fc_dim=config.fc_dim, dropout=config.dropout,
-            freeze_embeddings=config.freeze_embeddings), embeddings)
+        return MSCNNSPU(replace(
+            config.model, n_classes=n_classes, audio_dim=n_features, vocab_size=context.get("vocabulary_size", 2),
+            embedding_dim=embeddings.shape[1] if embeddings is not None else config.model.embedding_dim,
+            utterance_dim=context.get("utterance_dim", 0)), embeddings)
 
     def optimizer(self, config, model):
         return torch.optim.Adam(model.parameters(), lr=config.lr), None

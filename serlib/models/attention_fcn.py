@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import validate_fields
+from ..errors import ConfigError
 from ..features import conv_lengths, lengths_to_mask
 
 
@@ -53,10 +55,11 @@ class AttentionFCNConfig:
     segment_pool: str = "max"            # "max" or "mean" over segments
 
     def __post_init__(self):
+        validate_fields(self)
         if self.variant not in ("2d", "1d"):
-            raise ValueError(f"variant must be '2d' or '1d', got {self.variant!r}")
+            raise ConfigError(f"variant must be '2d' or '1d', got {self.variant!r}")
         if self.segment_pool not in ("max", "mean"):
-            raise ValueError(f"segment_pool must be 'max' or 'mean', got {self.segment_pool!r}")
+            raise ConfigError(f"segment_pool must be 'max' or 'mean', got {self.segment_pool!r}")
 
 
 class Attention(nn.Module):

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from ..config import validate_fields
+from ..errors import ConfigError
 from ..features import conv_lengths, lengths_to_mask
 
 
@@ -45,12 +47,11 @@ class CNNLSTMConfig:
     pooling: str = "last"                  # "last" hidden states, or masked "mean" over time
 
     def __post_init__(self):
+        validate_fields(self)
         if not 1 <= self.n_conv <= len(self.conv_channels) or len(self.conv_strides) < self.n_conv:
-            raise ValueError(f"n_conv={self.n_conv} needs that many conv_channels and conv_strides")
-        if self.n_lstm < 1:
-            raise ValueError("n_lstm must be >= 1")
+            raise ConfigError(f"n_conv={self.n_conv} needs that many conv_channels and conv_strides")
         if self.pooling not in ("last", "mean"):
-            raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
+            raise ConfigError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
 
 
 class MaskedConv(nn.Module):

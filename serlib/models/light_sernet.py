@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import validate_fields
+
 
 @dataclass
 class LightSERNetConfig:
@@ -30,6 +32,9 @@ class LightSERNetConfig:
     body_channels: tuple[int, ...] = (64, 96, 128, 160, 320)
     body_pools: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 1), (2, 1))
     dropout: float = 0.3
+
+    def __post_init__(self):
+        validate_fields(self)
 
 
 def tf_avg_pool(kernel: tuple[int, int]) -> nn.Module:

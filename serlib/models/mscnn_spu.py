@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import validate_fields
+from ..errors import ConfigError
 from ..features import lengths_to_mask
 from ..text import swem
 
@@ -55,11 +57,12 @@ class MSCNNSPUConfig:
     freeze_embeddings: bool = False
 
     def __post_init__(self):
+        validate_fields(self)
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+            raise ConfigError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         for name in ("audio_spu", "text_spu"):
             if getattr(self, name) not in ("all", "max"):
-                raise ValueError(f"{name} must be 'all' or 'max'")
+                raise ConfigError(f"{name} must be 'all' or 'max', got {getattr(self, name)!r}")
 
     @property
     def uses_audio(self) -> bool:
