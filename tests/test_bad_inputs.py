@@ -321,3 +321,28 @@ def test_nan_loss_writes_no_record(csv_corpus, tmp_path, monkeypatch):
     with pytest.raises(TrainingError, match="loss is nan at epoch 1"):
         run_fold(tiny_config(csv_corpus, tmp_path / "out"))
     assert records_under(tmp_path / "out") == []
+
+
+def test_duplicate_audio_never_crosses_a_split(tmp_path):
+    """A byte-identical copy of a test utterance under another speaker and name is taken
+    out of training (dedup is on by default) and the record says so."""
+    root = tmp_path / "c"
+    csv = write_csv_corpus(root)
+    (root / "s3" / "copy.wav").write_bytes((root / "s2" / "s2_sad0.wav").read_bytes())
+    table = pd.read_csv(csv)
+    pd.concat([table, pd.DataFrame([{"path": "s3/copy.wav", "label": "sad", "speaker": "s3"}])]).to_csv(csv, index=False)
+    rec = run_fold(tiny_config(csv, tmp_path / "out", fold=2))  # test s2, val s3
+    assert rec["dedup"] and "copy" not in rec["train_ids"]
+    assert any("removed duplicate audio: 1 from val" in note for note in rec["fold_notes"])
+    kept = run_fold(tiny_config(csv, tmp_path / "out", fold=2, dedup=False))
+    assert kept["fingerprint"] != rec["fingerprint"] and kept["split_sizes"]["val"] == rec["split_sizes"]["val"] + 1
+
+
+def test_evaluation_batches_keep_long_utterances_apart():
+    from serlib.data import BucketBatchSampler
+
+    lengths = [100] * 40 + [30000]
+    batches = list(BucketBatchSampler(lengths, 16, shuffle=False))
+    assert batches[-1] == [40] and max(len(b) for b in batches) == 16
+    assert sorted(i for b in batches for i in b) == list(range(41))
+    assert len(BucketBatchSampler(lengths, 16, shuffle=False)) == len(batches)
