@@ -2,7 +2,7 @@
 
     python -m serlib demo                                   # corpus summary + folds (synthetic)
     python -m serlib summary --corpus emodb --root DIR --classes all
-    python -m serlib baseline --corpus emodb --root DIR --classes all
+    python -m serlib baseline --corpus emodb --root DIR --classes all [--feature-set compare --classifier svm_linear]
     python -m serlib run --experiment cnn_lstm --corpus synthetic --fold 5 [--set key=value ...]
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
     python -m serlib collect                                # results table (mean ± std, pooled)
@@ -91,9 +91,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("demo", "corpus summary and folds on the synthetic corpus"),
-                            ("summary", "manifest and folds of a corpus"),
-                            ("baseline", "logistic regression on mean MFCCs, per fold")):
+                            ("summary", "manifest and folds of a corpus")):
         _add_corpus_args(sub.add_parser(name, help=help_text))
+    p = sub.add_parser("baseline", help="the functionals baseline on every fold (records like any sweep)")
+    _add_corpus_args(p)
+    p.add_argument("--feature-set", default="mfcc_stats", help="mfcc_stats | egemaps | compare")
+    p.add_argument("--classifier", default="logreg", help="logreg | svm_linear | svm_rbf")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     for name, help_text in (("run", "train and test one fold"), ("sweep", "all folds × seeds, resumable")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--experiment", required=True)
@@ -139,12 +143,25 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "baseline":
+        from .sweep import sweep
+
+        values = {**_values(args), "feature_set": args.feature_set, "classifier": args.classifier}
+        table = sweep("functionals", values, echo=None)
+        print(table[["fold", "seed", "status", "wa", "ua", "reason"]].to_string(index=False))
+        done = table[table.status != "failed"]
+        print(f"mean over folds: WA {done.wa.mean():.3f} ± {done.wa.std(ddof=0):.3f}, "
+              f"UA {done.ua.mean():.3f} ± {done.ua.std(ddof=0):.3f}  (records: {table.path.dropna().iloc[0].rsplit('/', 1)[0]})")
+        return 1 if table.attrs["failed"] else 0
     if args.command == "collect":
         from .results import collect, summarise
 
         records = collect(args.path)
         table = summarise(records)["mean"]
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
+        columns = ["experiment", "name", "corpus", "protocol", "fingerprint", "leaky", "n_folds", "n_seeds",
+                   "wa_mean", "wa_std", "ua_mean", "ua_std", "ua_pooled", "ua_pooled_low", "ua_pooled_high",
+                   "ua_vs_baseline", "p_vs_baseline"]
+        print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
         for path, reason in records.attrs["damaged"]:
             print(f"damaged record skipped: {path}: {reason}", file=sys.stderr)
         return 0
@@ -155,13 +172,6 @@ def _dispatch(args) -> int:
     df = _manifest(args)
     if args.command in ("demo", "summary"):
         print(describe(df, make_folds(df, args.protocol)))
-    elif args.command == "baseline":
-        from .baselines import logreg_mfcc
-
-        table = logreg_mfcc(df, args.protocol)
-        print(table.to_string(index=False))
-        print(f"mean over folds: WA {table.wa.mean():.3f} ± {table.wa.std():.3f}, "
-              f"UA {table.ua.mean():.3f} ± {table.ua.std():.3f}")
     return 0
 
 

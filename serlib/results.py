@@ -175,11 +175,12 @@ def collect(path: str | Path | None = None) -> pd.DataFrame:
             "test_speakers": ",".join(r["test_speakers"]), "leaky": r["leaky"],
             "wa": r["metrics"]["wa"], "ua": r["metrics"]["ua"], "macro_f1": r["metrics"]["macro_f1"],
             "n_test": r["metrics"]["n"], "best_epoch": r["best_epoch"], "epochs_run": len(r["history"]),
-            "seconds_per_epoch": r["timing"]["seconds_per_epoch"], "device": r["device"],
-            "path": r["_path"],
+            "seconds_per_epoch": r["timing"]["seconds_per_epoch"], "total_seconds": r["timing"]["total_seconds"],
+            "device": r["device"], "path": r["_path"],
         })
     cols = ["experiment", "name", "corpus", "protocol", "fingerprint", "fold", "seed", "test_speakers", "leaky",
-            "wa", "ua", "macro_f1", "n_test", "best_epoch", "epochs_run", "seconds_per_epoch", "device", "path"]
+            "wa", "ua", "macro_f1", "n_test", "best_epoch", "epochs_run", "seconds_per_epoch", "total_seconds",
+            "device", "path"]
     df = pd.DataFrame(rows, columns=cols)
     for column in ("wa", "ua", "macro_f1"):  # null in strict JSON
         df[column] = df[column].astype(float)
@@ -192,12 +193,16 @@ def collect(path: str | Path | None = None) -> pd.DataFrame:
 GROUP = ["experiment", "name", "corpus", "protocol", "fingerprint", "leaky"]
 
 
-def summarise(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def summarise(df: pd.DataFrame, stats: bool = True) -> dict[str, pd.DataFrame]:
     """Per-fold table, mean ± std over folds (× seeds), and pooled scores.
 
-    Returns ``{"per_fold": …, "mean": …}``; "mean" has ``wa_mean, wa_std, ua_mean,
-    ua_std, n_folds, n_seeds`` and the pooled ``wa_pooled, ua_pooled`` (all folds'
-    predictions scored together — labelled as pooled, never mixed with the means).
+    Returns ``{"per_fold": …, "mean": …}``; "mean" has one row per result set
+    (experiment, name, corpus, protocol, fingerprint: records of different settings are
+    never averaged) with ``wa_mean, wa_std, ua_mean, ua_std, n_folds, n_seeds`` and the
+    pooled ``wa_pooled, ua_pooled`` (all folds' predictions scored together — labelled as
+    pooled, never mixed with the means). With ``stats`` it also has the speaker-bootstrap
+    95 % interval of the pooled UA and the comparison with the best ``functionals``
+    baseline on the same folds (:func:`serlib.stats.baseline_columns`).
     """
     if df.empty:
         return {"per_fold": df, "mean": pd.DataFrame()}
@@ -208,8 +213,14 @@ def summarise(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
         rows.append({**dict(zip(GROUP, key)), "n_folds": g.fold.nunique(), "n_seeds": g.seed.nunique(),
                      "wa_mean": g.wa.mean(), "wa_std": g.wa.std(ddof=0), "ua_mean": g.ua.mean(),
                      "ua_std": g.ua.std(ddof=0), "macro_f1_mean": g.macro_f1.mean(),
-                     "wa_pooled": pooled["wa"], "ua_pooled": pooled["ua"]})
-    return {"per_fold": per_fold.reset_index(drop=True), "mean": pd.DataFrame(rows)}
+                     "wa_pooled": pooled["wa"], "ua_pooled": pooled["ua"],
+                     "seconds_per_fold": g.total_seconds.mean() if "total_seconds" in g else np.nan})
+    mean = pd.DataFrame(rows)
+    if stats:
+        from .stats import baseline_columns
+
+        mean = baseline_columns(mean, [read_record(p) for p in df["path"]])
+    return {"per_fold": per_fold.reset_index(drop=True), "mean": mean}
 
 
 def selection_effect(path: str | Path | None = None) -> pd.DataFrame:

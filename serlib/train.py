@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import atomic, experiments, metrics, results
 from .augment import oversample_indices
-from .cache import FeatureStore, InputChecks, extract, with_audio_hashes
+from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .corpora import prepare_manifest
@@ -387,9 +387,7 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
     if not 1 <= config.fold <= len(folds):
         raise ConfigError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
     fold = folds[config.fold - 1]
-    feature_config, crop = exp.features(config)
-    store = extract(manifest, feature_config, crop, workers=config.feature_workers, progress=config.progress,
-                    on_error=config.bad_audio, checks=InputChecks.from_config(config))
+    store = exp.extract(config, manifest)
     skipped_ids = {utt for utt, _, _ in store.skipped}
     in_fold = {u for name in ("train", "val", "test") for u in getattr(fold, name)}
     input_skips = [{"utt_id": u, "path": p, "reason": r} for u, p, r in store.skipped if u in in_fold]
@@ -417,7 +415,7 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
                 for name, ids in split_ids.items()}
     normalizer = Normalizer(config.normalization).fit(store[u] for u in split_ids["train"])
     first = store[split_ids["train"][0]]
-    model = exp.model(config, first.shape[-2], len(classes), context)
+    model = exp.model(config, first.shape[-2] if first.dim() > 1 else first.shape[-1], len(classes), context)
     return FoldSetup(config, exp, manifest, fold, classes, store, split_ids, context, datasets, normalizer,
                      model, identity, fp, input_skips)
 
@@ -445,6 +443,10 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
                "val": _loader(setup.datasets["val"], config, False, None, device),
                "test": _loader(setup.datasets["test"], config, False, None, device)}
     stem = setup.stem
+    if not setup.experiment.neural:  # e.g. functionals + SVM: fit, select on validation, test once
+        fitted = setup.experiment.fit_select_test(setup)
+        return write_record(setup, fitted["test"], fitted["history"], fitted["best_epoch"], fitted["best_metric"],
+                            time.perf_counter() - t0, {"device": "cpu", "grad_norms": []})
     trainer = Trainer(config, setup.experiment, setup.model, setup.normalizer, loaders, setup.classes,
                       stem.parent / (stem.name + ".run"), setup.class_counts(), generator)
     trainer.fingerprint = setup.fingerprint
@@ -454,21 +456,30 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     test = trainer.test()
     # epochs run before an interruption count too (their seconds are in the history)
     seconds = time.perf_counter() - t0 - fit_here + sum(h["seconds"] for h in state.history)
+    return write_record(setup, test, state.history, state.best_epoch, state.best_metric, seconds,
+                        {"device": str(trainer.device), "grad_norms": state.grad_norms})
+
+
+def write_record(setup: FoldSetup, test: dict, history: list[dict], best_epoch: int, best_metric: float,
+                 seconds: float, extra: dict) -> dict:
+    """Write (atomically) and return the record and predictions of a scored fold."""
+    config = setup.config
     speaker_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[SPEAKER]))
     predictions = pd.DataFrame({"utt_id": test["ids"], "speaker": [speaker_of[u] for u in test["ids"]],
                                 "truth": test["truth"], "prediction": test["prediction"]})
     for i, c in enumerate(setup.classes):
-        predictions[f"p_{c}"] = test["probabilities"][:, i].round(5)
+        predictions[f"p_{c}"] = np.asarray(test["probabilities"])[:, i].round(5)
     fold, store, split_ids = setup.fold, setup.store, setup.split_ids
     paths = dict(zip(setup.manifest[UTT_ID], setup.manifest[PATH]))
     in_fold = {u for ids in split_ids.values() for u in ids}
+    n_parameters = sum(p.numel() for p in setup.model.parameters()) if isinstance(setup.model, nn.Module) else None
     record = {
         "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
         "corpus_label": corpus_label(config), "classes": setup.classes,
         "leaky": config.leaky, "speaker_independent": fold.speaker_independent,
         "metrics": {k: test[k] for k in ("wa", "ua", "macro_f1", "recall", "confusion", "labels", "n")},
-        "best_epoch": state.best_epoch, "selected_on": "test" if config.selection == "test" else "val",
-        "best_selection_ua": state.best_metric, "history": state.history, "grad_norms": state.grad_norms,
+        "best_epoch": best_epoch, "selected_on": "test" if config.selection == "test" else "val",
+        "best_selection_ua": best_metric, "history": history,
         "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
         "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"],
         "train_items_after_oversampling": len(setup.datasets["train"]),
@@ -479,17 +490,17 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
         "manifest_skipped": [list(x) for x in setup.manifest.attrs.get("skipped", [])],
         "features": store.config.key(),
         "normalizer": setup.normalizer.state() if setup.normalizer.mode == "global" else {"mode": setup.normalizer.mode},
-        "n_parameters": sum(p.numel() for p in setup.model.parameters()),
+        "n_parameters": n_parameters,
         "context": {k: v for k, v in setup.context.items() if k != "extras" and not isinstance(v, torch.Tensor)},
         "timing": {"total_seconds": seconds,
-                   "seconds_per_epoch": float(np.mean([h["seconds"] for h in state.history])) if state.history else 0.0,
+                   "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
                    "feature_seconds": store.seconds},
-        "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
-        "provenance": results.provenance(),
+        "torch_threads": torch.get_num_threads(), "provenance": results.provenance(), **extra,
     }
     if setup.input_skips:
         log.warning("fold %d: %d input files skipped: %s", config.fold, len(setup.input_skips),
                     [(s["path"], s["reason"]) for s in setup.input_skips[:3]])
+    stem = setup.stem
     path = results.write(record, predictions, stem)
     record["path"] = str(path)
     record["predictions_path"] = str(path.with_name(stem.name + ".predictions.csv"))

@@ -6,12 +6,13 @@ from ..errors import ConfigError
 from .attention_fcn import AttentionFCN1DExperiment, AttentionFCNExperiment
 from .base import Experiment
 from .cnn_lstm import CNNLSTMExperiment
+from .functionals import FunctionalsExperiment
 from .light_sernet import LightSERNetExperiment
 from .mscnn_spu import MSCNNSPUExperiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     CNNLSTMExperiment(), AttentionFCNExperiment(), AttentionFCN1DExperiment(), LightSERNetExperiment(),
-    MSCNNSPUExperiment())}
+    MSCNNSPUExperiment(), FunctionalsExperiment())}
 
 
 def get(name: str) -> Experiment:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..cache import WaveCrop
+from ..cache import FeatureStore, InputChecks, WaveCrop, extract
 from ..config import ExperimentConfig
 from ..features import FeatureConfig
 
@@ -16,9 +16,16 @@ class Experiment:
 
     name = ""
     Config: type[ExperimentConfig] = ExperimentConfig
+    neural = True  # False: the experiment fits itself (``fit_select_test``) instead of the Trainer
 
     def features(self, config) -> tuple[FeatureConfig, WaveCrop | None]:
         raise NotImplementedError
+
+    def extract(self, config, manifest) -> FeatureStore:
+        """The fold's features for every utterance of ``manifest`` (cached)."""
+        feature_config, crop = self.features(config)
+        return extract(manifest, feature_config, crop, workers=config.feature_workers, progress=config.progress,
+                       on_error=config.bad_audio, checks=InputChecks.from_config(config))
 
     def prepare(self, config, manifest, split_ids: dict[str, list[str]]) -> dict:
         """Per-fold context for the model and data, built from the training split only

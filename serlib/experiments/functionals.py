@@ -1,0 +1,138 @@
+"""The standard baseline: utterance functionals + a scikit-learn classifier.
+
+openSMILE eGeMAPSv02 (88) or ComParE_2016 (6,373) functionals, or MFCC mean/std (40),
+standardised on the training split, classified by a linear SVM, an RBF SVM or logistic
+regression. Same folds, same records, same discipline as the deep models: the
+regularisation constant C is chosen on the fold's validation split (UA, first best in
+grid order) from a small grid, the classifier is trained on the training split only, and
+the test split is scored once. Records are ordinary serlib records (the grid is the
+"history", one row per C), so every table shows the baseline beside the deep models::
+
+    python -m serlib sweep --experiment functionals --corpus emodb --root DIR --classes all \\
+        --set feature_set=compare classifier=svm_linear
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import metrics
+from ..cache import InputChecks
+from ..config import ExperimentConfig
+from ..constants import LABEL, UTT_ID
+from ..errors import ConfigError
+from ..functionals import FEATURE_SETS, FunctionalsConfig, extract_functionals
+from .base import Experiment
+
+CLASSIFIERS = ("svm_linear", "svm_rbf", "logreg")
+DEFAULT_GRIDS = {
+    "svm_linear": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+    "svm_rbf": (0.1, 1.0, 10.0, 100.0),
+    "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
+}
+
+
+@dataclass
+class FunctionalsExperimentConfig(ExperimentConfig):
+    """Our choices (no paper to follow): the C grids of ``DEFAULT_GRIDS``, balanced class
+    weights (UA is the headline metric), RBF ``gamma="scale"``."""
+
+    experiment: str = "functionals"
+    feature_set: str = "egemaps"          # egemaps | compare | mfcc_stats
+    classifier: str = "svm_linear"        # svm_linear | svm_rbf | logreg
+    c_grid: tuple[float, ...] = ()        # () = the classifier's default grid
+    class_weight: str | None = "balanced"
+    normalization: str = "none"           # the pipeline standardises (training split only)
+    epochs: int = 1                       # no epochs: one fit per C
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.feature_set not in FEATURE_SETS:
+            raise ConfigError(f"feature_set must be one of {sorted(FEATURE_SETS)}, got {self.feature_set!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ConfigError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+        if any(not c > 0 for c in self.c_grid):
+            raise ConfigError(f"c_grid values must be > 0, got {self.c_grid}")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
+
+    @property
+    def grid(self) -> tuple[float, ...]:
+        return self.c_grid or DEFAULT_GRIDS[self.classifier]
+
+
+def pipeline(config: FunctionalsExperimentConfig, c: float):
+    """StandardScaler → classifier with regularisation constant ``c``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    if config.classifier == "logreg":
+        clf = LogisticRegression(C=c, class_weight=config.class_weight, max_iter=5000)
+    else:
+        kernel = "linear" if config.classifier == "svm_linear" else "rbf"
+        clf = SVC(C=c, kernel=kernel, gamma="scale", class_weight=config.class_weight)
+    return make_pipeline(StandardScaler(), clf)
+
+
+class FunctionalsExperiment(Experiment):
+    name = "functionals"
+    Config = FunctionalsExperimentConfig
+    neural = False
+
+    def extract(self, config, manifest):
+        return extract_functionals(manifest, FunctionalsConfig(config.feature_set), InputChecks.from_config(config),
+                                   on_error=config.bad_audio, workers=config.feature_workers,
+                                   progress=config.progress)
+
+    def model(self, config, n_features, n_classes, context=None):
+        return pipeline(config, config.grid[0])
+
+    def fit_select_test(self, setup) -> dict:
+        """Fit one pipeline per C on the training split, pick C on validation UA (test UA
+        with ``selection="test"``, the leaky protocol), refit it with class probabilities,
+        and score the test split once.
+
+        The predicted label is the classifier's own decision; the probabilities of the
+        SVMs come from sigmoid (Platt) calibration on cross-validated training scores."""
+        config, classes = setup.config, setup.classes
+        label_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[LABEL]))
+        data = {name: (np.stack([setup.store[u].numpy() for u in ids]), [label_of[u] for u in ids])
+                for name, ids in setup.split_ids.items()}
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
+        history = []
+        for i, c in enumerate(config.grid, start=1):
+            start = time.perf_counter()
+            model = pipeline(config, c).fit(x_train, y_train)
+            val = model.predict(x_val)
+            row = {"epoch": i, "c": c, "val_wa": metrics.weighted_accuracy(y_val, val, classes),
+                   "val_ua": metrics.unweighted_accuracy(y_val, val, classes)}
+            if config.selection == "test":
+                test = model.predict(x_test)
+                row.update({"test_wa": metrics.weighted_accuracy(y_test, test, classes),
+                            "test_ua": metrics.unweighted_accuracy(y_test, test, classes)})
+            row["seconds"] = time.perf_counter() - start
+            history.append(row)
+        key = "test_ua" if config.selection == "test" else "val_ua"
+        best = max(history, key=lambda r: -1.0 if np.isnan(r[key]) else r[key])  # first best in grid order
+        final = pipeline(config, best["c"]).fit(x_train, y_train)
+        prediction = list(final.predict(x_test))
+        if config.classifier != "logreg":  # SVM scores -> probabilities: sigmoid calibration (Platt)
+            from sklearn.calibration import CalibratedClassifierCV
+
+            folds = min(3, min(np.unique(y_train, return_counts=True)[1]))
+            final = CalibratedClassifierCV(pipeline(config, best["c"]), ensemble=False, cv=max(2, folds)).fit(
+                x_train, y_train)
+        known = list(final.classes_)
+        probs, fitted = np.zeros((len(x_test), len(classes))), final.predict_proba(x_test)
+        for j, c in enumerate(classes):  # a class absent from training keeps probability 0
+            if c in known:
+                probs[:, j] = fitted[:, known.index(c)]
+        test = metrics.summary(y_test, prediction, classes)
+        test.update({"ids": setup.split_ids["test"], "truth": y_test, "prediction": prediction,
+                     "probabilities": probs})
+        return {"test": test, "history": history, "best_epoch": best["epoch"], "best_metric": best[key]}
