@@ -223,7 +223,7 @@ def summarise(df: pd.DataFrame, stats: bool = True) -> dict[str, pd.DataFrame]:
     return {"per_fold": per_fold.reset_index(drop=True), "mean": mean}
 
 
-def selection_effect(path: str | Path | None = None) -> pd.DataFrame:
+def selection_effect(path: str | Path | None = None, records: list[dict] | None = None) -> pd.DataFrame:
     """How much of a leaky score is the epoch selection alone, on the same split.
 
     Records with ``selection="test"`` hold every epoch's test scores beside the
@@ -234,7 +234,7 @@ def selection_effect(path: str | Path | None = None) -> pd.DataFrame:
     from the split (e.g. speaker-dependent vs LOSO).
     """
     rows = []
-    for r in load_records(path):
+    for r in records if records is not None else load_records(path):
         c, h = r["config"], r["history"]
         if c["selection"] != "test" or not h or "test_ua" not in h[0]:
             continue

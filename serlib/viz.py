@@ -171,3 +171,38 @@ def text_attention(example: Mapping) -> go.Figure:
                                colorscale="Reds", zmin=0))
     return fig.update_layout(title=f"{example['utt_id']}: {example['truth']} → {example['prediction']}",
                              height=220, xaxis_tickangle=-45)
+
+
+def paired_folds(per_fold: Mapping[str, pd.Series], metric: str = "UA") -> go.Figure:
+    """One line per fold across the models (``{model: per-fold scores}``): a model that
+    wins on most folds shows as lines that mostly rise towards it."""
+    table = pd.DataFrame(per_fold)
+    fig = go.Figure()
+    for fold, row in table.iterrows():
+        fig.add_trace(go.Scatter(x=list(table.columns), y=row.to_numpy(), mode="lines+markers", name=f"fold {fold}",
+                                 line={"width": 1}, opacity=0.7))
+    fig.add_trace(go.Scatter(x=list(table.columns), y=table.mean().to_numpy(), mode="lines+markers",
+                             name="mean", line={"width": 4, "color": "black"}))
+    return fig.update_layout(title=f"Per-fold {metric}, paired across models", xaxis_title="model",
+                             yaxis_title=f"test {metric}", yaxis_range=[0, 1], height=420)
+
+
+def forest(intervals: Sequence[Mapping], metric: str = "ua") -> go.Figure:
+    """Pooled score of each result set with its speaker-bootstrap 95 % interval
+    (:func:`serlib.stats.ci` rows)."""
+    df = pd.DataFrame(intervals)
+    fig = go.Figure(go.Scatter(
+        x=df[f"{metric}_pooled"], y=df["set"], mode="markers",
+        error_x={"type": "data", "symmetric": False, "array": df[f"{metric}_high"] - df[f"{metric}_pooled"],
+                 "arrayminus": df[f"{metric}_pooled"] - df[f"{metric}_low"]}))
+    return fig.update_layout(title=f"Pooled {metric.upper()} with 95 % speaker-bootstrap intervals",
+                             xaxis_title=f"pooled test {metric.upper()}", xaxis_range=[0, 1],
+                             height=140 + 40 * len(df), yaxis={"automargin": True})
+
+
+def p_value_matrix(matrix: pd.DataFrame, title: str = "Holm-corrected p-values (fold-paired sign-flip test)") -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=matrix.to_numpy(), x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
+                               colorscale="RdBu", text=matrix.round(3).to_numpy(), texttemplate="%{text}",
+                               colorbar={"title": "p"}))
+    return fig.update_layout(title=title, height=200 + 50 * len(matrix), xaxis={"automargin": True},
+                             yaxis={"automargin": True})

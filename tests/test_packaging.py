@@ -27,3 +27,26 @@ def test_readme_starts_with_the_two_commands():
     assert "make demo" in readme and "make test" in readme
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_every_imported_package_is_declared():
+    """A module serlib imports is a declared dependency (or the standard library)."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_name(s).replace("_", "-") for s in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        declared |= {_name(s).replace("_", "-") for s in extra}
+    modules = set()
+    for path in (ROOT / "serlib").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    third_party = sorted(m for m in modules - set(sys.stdlib_module_names) if m != "serlib")
+    dists = packages_distributions()
+    missing = [m for m in third_party if not {d.lower().replace("_", "-") for d in dists.get(m, [m])} & declared]
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
