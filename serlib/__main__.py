@@ -79,10 +79,11 @@ def _values(args) -> dict:
 
 
 def _sweep(args) -> int:
-    from .sweep import sweep
+    from .sweep import RayOptions, sweep
 
     table = sweep(args.experiment, _values(args), folds=args.folds, seeds=args.seeds, jobs=args.jobs,
-                  threads=args.threads, force=args.force)
+                  threads=args.threads, force=args.force, backend=args.backend,
+                  ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
     return 1 if table.attrs["failed"] else 0
 
 
@@ -114,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--jobs", type=_positive_int, default=1, help="parallel runs (processes)")
             p.add_argument("--force", action="store_true",
                            help="re-run (from scratch) runs that have a matching record")
+            p.add_argument("--backend", default="local", choices=("local", "ray"),
+                           help="local processes (--jobs) or Ray tasks (pip install -e '.[ray]')")
+            p.add_argument("--address", default=None, help="Ray: 'auto' or HOST:PORT of a cluster (default: local)")
+            p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs per run (= torch threads)")
+            p.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs per run; fractions share a GPU")
+            p.add_argument("--max-retries", type=int, default=2, help="Ray: retries of a run whose worker died")
     p = sub.add_parser("collect", help="results table of outputs/results")
     p.add_argument("--path", default=None)
     args = parser.parse_args(argv)

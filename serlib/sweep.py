@@ -162,9 +162,24 @@ def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = 
                    note, time.perf_counter() - start)
 
 
+@dataclass
+class RayOptions:
+    """Resources and fault tolerance of the Ray backend (``sweep --backend ray``)."""
+
+    address: str | None = None    # None: a local Ray instance; "auto" or HOST:PORT: an existing cluster
+    cpus_per_run: float = 1.0     # also the run's torch threads (rounded, at least 1)
+    gpus_per_run: float = 0.0     # fractions share a GPU (0.25: four runs per GPU)
+    max_retries: int = 2          # a task whose worker dies (killed, node lost) runs again this often
+
+    def __post_init__(self):
+        if self.cpus_per_run <= 0 or self.gpus_per_run < 0 or self.max_retries < 0:
+            raise ConfigError(f"Ray options must be positive: {self}")
+
+
 def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int] = "all",
           seeds: int | Iterable[int] = 1, jobs: int = 1, threads: int | None = None, force: bool = False,
-          echo: Callable[[str], None] | None = print) -> pd.DataFrame:
+          echo: Callable[[str], None] | None = print, backend: str = "local",
+          ray_options: RayOptions | None = None) -> pd.DataFrame:
     """Run every (fold, seed) of ``experiment`` with the config ``values``.
 
     Args:
@@ -177,6 +192,8 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
         force: re-run even when a matching record exists (from scratch, not from a
             checkpoint).
         echo: where progress lines go (None: nowhere).
+        backend: ``"local"`` (this machine, ``jobs`` processes) or ``"ray"`` (one Ray
+            task per run, with ``ray_options``; see :func:`run_on_ray`).
 
     Returns:
         One row per run: fold, seed, status (done / skipped / failed), WA, UA, path,
@@ -184,6 +201,10 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if backend == "ray":
+        _import_ray(local=(ray_options or RayOptions()).address is None)  # a clear error before any work
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     say = echo or (lambda _: None)
@@ -196,7 +217,9 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
             say(f"fold {config.fold} seed {config.seed}: {note}")
     if jobs > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-    if jobs == 1 or len(todo) <= 1:
+    if backend == "ray":
+        outcomes += run_on_ray(todo, manifest, ray_options or RayOptions(), threads, say)
+    elif jobs == 1 or len(todo) <= 1:
         for config, note in todo:
             outcome = execute(config, manifest, threads, note)
             outcomes.append(outcome)
@@ -227,3 +250,78 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
     for row in table[table.status == "failed"].itertuples():
         say(f"  failed: fold {row.fold} seed {row.seed}: {row.reason}")
     return table
+
+
+def _import_ray(local: bool = False):
+    """Ray, or a clear error saying how to install it. ``local``: a Ray instance started
+    here binds to the loopback interface only (Ray's own switch, read when Ray is
+    imported), so nothing listens on, or connects to, the machine's network addresses."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')")
+    if local:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    return ray
+
+
+def _ray_task(config, manifest, threads: int, note: str, pid_dir: str) -> Outcome:
+    """One run inside a Ray worker. Its pid is written to ``pid_dir`` while it runs (to
+    see, or stop, which process trains which fold); the record is written by the worker,
+    atomically, into the shared outputs folder."""
+    pid_file = Path(pid_dir) / f"{config.experiment}-fold{config.fold:02d}-seed{config.seed}.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(os.getpid()))
+    try:
+        return execute(config, manifest, threads, note)
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
+def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads: int | None,
+               say: Callable[[str], None]) -> list[Outcome]:
+    """Run ``todo`` as Ray tasks (one per (fold, seed, variant)) and collect outcomes.
+
+    Semantics are the local backend's: each task calls :func:`execute`, which trains (or
+    resumes from the checkpoint, when the outputs folder is shared storage), writes the
+    record atomically and reports a failure instead of raising. Records are written by
+    the workers, not the driver: the checkpoints and predictions already live there, and
+    an atomic rename makes a retried task's second write harmless. A task whose worker
+    process dies is retried up to ``max_retries`` times by Ray, then reported as failed;
+    the other tasks go on.
+    """
+    ray = _import_ray(local=options.address is None)
+    from tqdm.auto import tqdm
+
+    from .paths import outputs_dir
+
+    if not todo:
+        return []
+    ray.init(address=options.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    threads = threads or max(1, round(options.cpus_per_run))
+    task = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
+                      max_retries=options.max_retries, retry_exceptions=False)(_ray_task)
+    manifest_ref = ray.put(manifest)
+    out_root = Path(todo[0][0].output_dir) if todo[0][0].output_dir else outputs_dir()
+    pid_dir = str(out_root / "sweeps" / "running")
+    refs = {task.remote(replace(c, progress=False), manifest_ref, threads, note, pid_dir): c for c, note in todo}
+    say(f"ray: {len(refs)} tasks, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU each, "
+        f"cluster resources {ray.cluster_resources()}")
+    outcomes, pending = [], list(refs)
+    with tqdm(total=len(refs), desc="runs", disable=len(refs) < 2) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            c = refs[done[0]]
+            try:
+                outcome = ray.get(done[0])
+            except ray.exceptions.RayError as e:  # the worker died more often than max_retries
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                outcome = Outcome(c.fold, c.seed, "failed",
+                                  reason=f"Ray task failed after {options.max_retries} retries: {type(e).__name__}: {first}")
+            outcomes.append(outcome)
+            bar.update(1)
+            say(outcome.line())
+    return outcomes

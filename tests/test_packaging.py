@@ -15,7 +15,9 @@ def _name(spec: str) -> str:
 
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(s) for s in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    wanted = {_name(s) for s in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        wanted |= {_name(s) for s in extra}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {_name(s) for s in pip_list if not s.startswith("-e")}
