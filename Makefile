@@ -38,6 +38,7 @@ BENCH_CORPUS := $(if $(wildcard $(EMODB)/wav),--corpus emodb --root $(EMODB),--c
 bench: $(STAMP)
 	$(PY) benchmarks/features.py $(BENCH_CORPUS)
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/pipeline.py $(BENCH_CORPUS) $(if $(wildcard $(EMODB)/wav),--classes all,)
 
 clean:
 	rm -rf $(VENV) outputs/cache outputs/synthetic

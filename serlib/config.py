@@ -54,6 +54,8 @@ class ExperimentConfig:
     channels_last: bool = False
     compile: bool = False
     num_workers: int = 0
+    features_on_device: bool | None = None  # batches formed on the device; None: on for CUDA within the budget
+    device_feature_mb: int = 2048           # budget of features_on_device=None
     feature_workers: int = 4
     grad_norm_every: int = 10          # record per-layer gradient norms every N steps (0: never)
     output_dir: str | None = None      # default: outputs/
@@ -79,7 +81,8 @@ class ExperimentConfig:
 # manifest's content; ``name`` is a label; fold and seed are part of the record's key.
 RUNTIME_FIELDS = frozenset({
     "name", "data_root", "fold", "seed", "device", "channels_last", "compile", "num_workers",
-    "feature_workers", "grad_norm_every", "output_dir", "resume", "progress",
+    "feature_workers", "grad_norm_every", "output_dir", "resume", "progress", "features_on_device",
+    "device_feature_mb",
 })
 
 CHOICES = {

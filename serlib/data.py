@@ -139,3 +139,45 @@ class BucketBatchSampler(torch.utils.data.Sampler):
 def item_lengths(dataset: FeatureDataset) -> list[int]:
     """Frames of each item of a dataset (oversampled repeats included)."""
     return [dataset.store[dataset.ids[int(j)]].shape[-1] for j in dataset.index]
+
+
+class DeviceBatches:
+    """A fold split's batches formed on the device, from features placed there once.
+
+    All items are concatenated along time into one tensor on ``device``; a batch is one
+    gather (offsets + frame index) and a mask that zeroes the padding, so no per-batch
+    host work or host-to-device copy remains. Batches are exactly those of a
+    ``DataLoader`` over the same dataset and ``sampler`` (same items, order, padding),
+    and no random numbers are drawn besides the sampler's, so results are identical.
+    Datasets with per-utterance extras (text) are not supported: use the DataLoader.
+    """
+
+    def __init__(self, dataset: FeatureDataset, sampler: BucketBatchSampler, device):
+        if dataset.extras:
+            raise ValueError("DeviceBatches does not handle per-utterance extras (text); use the DataLoader")
+        feats = [dataset.store[u] for u in dataset.ids]
+        self.ids, self.sampler, self.device = dataset.ids, sampler, torch.device(device)
+        self.index = torch.as_tensor(dataset.index, dtype=torch.long)
+        lengths = torch.tensor([f.shape[-1] for f in feats])
+        self.lengths = lengths.to(device)
+        self.offsets = (torch.cumsum(lengths, 0) - lengths).to(device)
+        self.flat = torch.cat(feats, dim=-1).to(device)  # (..., F, total frames)
+        self.targets = torch.tensor(dataset.targets).to(device)
+
+    @property
+    def nbytes(self) -> int:
+        return self.flat.numel() * self.flat.element_size()
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for positions in self.sampler:
+            j = self.index[positions].to(self.device)              # items of this batch
+            lengths = self.lengths[j]
+            frames = torch.arange(int(lengths.max()), device=self.device)
+            mask = frames[None, :] < lengths[:, None]                # (B, T)
+            where = (self.offsets[j, None] + frames[None, :]).clamp(max=self.flat.shape[-1] - 1)
+            x = self.flat[..., where].movedim(-2, 0).contiguous()    # (B, ..., F, T), as collate lays it out
+            x = x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1]).to(x.dtype)
+            yield Batch(x, lengths, self.targets[j], [self.ids[int(k)] for k in j.tolist()], {})

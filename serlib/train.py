@@ -29,7 +29,7 @@ from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .corpora import prepare_manifest
-from .data import Batch, BucketBatchSampler, FeatureDataset, collate, item_lengths
+from .data import Batch, BucketBatchSampler, DeviceBatches, FeatureDataset, collate, item_lengths
 from .errors import ConfigError, DataError, SerlibError
 from .features import Normalizer, lengths_to_mask
 from .paths import outputs_dir
@@ -302,11 +302,39 @@ class Trainer:
 def _loader(dataset, config, shuffle: bool, generator: torch.Generator | None, device) -> DataLoader:
     """Training batches follow ``config.bucket``; evaluation is always length-bucketed
     (metrics do not depend on the order, and long utterances get small batches)."""
+    # A DataLoader draws a base seed for its workers at every epoch; a private generator
+    # keeps that draw out of the global stream (VTLP, dropout), which then does not depend
+    # on how batches are formed (DataLoader or DeviceBatches).
     common = dict(collate_fn=collate, num_workers=config.num_workers, pin_memory=device.type == "cuda")
     if config.bucket or not shuffle:
         sampler = BucketBatchSampler(item_lengths(dataset), config.batch_size, shuffle, generator)
-        return DataLoader(dataset, batch_sampler=sampler, **common)
+        return DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(config.seed),
+                          **common)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator, **common)
+
+
+def make_loaders(setup: FoldSetup, config: ExperimentConfig, generator: torch.Generator, device) -> dict:
+    """Train/val/test batches: on the device (:class:`~serlib.data.DeviceBatches`) when
+    ``features_on_device`` is true, or None and the device is CUDA and the fold's
+    features fit ``device_feature_mb``; else DataLoaders. Both give identical batches."""
+    datasets = setup.datasets
+    on_device = config.features_on_device
+    usable = config.bucket and not any(d.extras for d in datasets.values())
+    if on_device is None:
+        size = sum(setup.store[u].numel() * setup.store[u].element_size() for ids in setup.split_ids.values()
+                   for u in ids)
+        on_device = device.type == "cuda" and size <= config.device_feature_mb * 2**20
+    if on_device and not usable:
+        log.info("features_on_device needs bucketed batches and no text extras; using DataLoaders")
+        on_device = False
+    if not on_device:
+        return {"train": _loader(datasets["train"], config, True, generator, device),
+                "val": _loader(datasets["val"], config, False, None, device),
+                "test": _loader(datasets["test"], config, False, None, device)}
+    return {name: DeviceBatches(datasets[name], BucketBatchSampler(item_lengths(datasets[name]), config.batch_size,
+                                                                   name == "train", generator if name == "train" else None),
+                                device)
+            for name in ("train", "val", "test")}
 
 
 def corpus_label(config: ExperimentConfig) -> str:
@@ -439,9 +467,7 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     seed_everything(config.seed)
     setup = setup_fold(config, manifest)
     generator = torch.Generator().manual_seed(config.seed)
-    loaders = {"train": _loader(setup.datasets["train"], config, True, generator, device),
-               "val": _loader(setup.datasets["val"], config, False, None, device),
-               "test": _loader(setup.datasets["test"], config, False, None, device)}
+    loaders = make_loaders(setup, config, generator, device)
     stem = setup.stem
     if not setup.experiment.neural:  # e.g. functionals + SVM: fit, select on validation, test once
         fitted = setup.experiment.fit_select_test(setup)
