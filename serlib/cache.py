@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import atomic, audio
 from .constants import AUDIO_HASH, PATH, UTT_ID
 from .errors import AudioError
 from .features import FeatureConfig, FrontEnd
 from .paths import outputs_dir
+from .progress import bar as progress_bar
+from .progress import line as progress_line
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def extract(
 
     rows = list(zip(manifest[UTT_ID], manifest[PATH]))
     features = {}
-    bar = tqdm(total=len(rows), desc=f"features {config.kind}", disable=not progress, leave=False)
+    bar = progress_bar(None, progress, total=len(rows), desc=f"features {config.kind}", leave=False)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         waves = list(pool.map(load, rows))
     skipped = [(utt, err.path, err.reason) for utt, _, err, _ in waves if err is not None]
@@ -192,6 +193,8 @@ def extract(
     for _, wav_path, note in warnings:
         log.warning("%s: %s", wav_path, note)
     seconds = time.perf_counter() - start
+    progress_line(f"features {config.kind}: {len(features)} utterances in {seconds:.1f} s"
+                  + (f", {len(skipped)} skipped" if skipped else ""), progress)
     if use_cache:
         atomic.torch_save({"version": CACHE_VERSION, "features": features, "skipped": skipped,
                            "warnings": warnings, "config": config.key()}, path)

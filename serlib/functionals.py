@@ -20,13 +20,14 @@ import librosa
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import atomic, audio
 from .cache import CACHE_VERSION, FeatureStore, InputChecks, WaveCrop, cache_key
 from .constants import PATH, UTT_ID
 from .errors import AudioError
 from .paths import outputs_dir
+from .progress import bar as progress_bar
+from .progress import line as progress_line
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,12 @@ def extract_functionals(manifest: pd.DataFrame, config: FunctionalsConfig, check
 
     rows = list(zip(manifest[UTT_ID], manifest[PATH]))
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        out = list(tqdm(pool.map(one, rows), total=len(rows), desc=config.kind, disable=not progress, leave=False))
+        out = list(progress_bar(pool.map(one, rows), progress, total=len(rows), desc=config.kind, leave=False))
     features = {utt: v for utt, v, _ in out if v is not None}
     skipped = [(utt, e.path, e.reason) for utt, _, e in out if e is not None]
     if skipped:
         log.warning("functionals skipped %d files: %s", len(skipped), [s[1:] for s in skipped[:3]])
+    progress_line(f"{config.kind}: {len(features)} utterances in {time.perf_counter() - start:.1f} s", progress)
     atomic.torch_save({"version": CACHE_VERSION, "features": features, "skipped": skipped, "warnings": [],
                        "config": config.key()}, path)
     return FeatureStore(features, config, key, path, skipped, time.perf_counter() - start, False, [])

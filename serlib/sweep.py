@@ -293,9 +293,8 @@ def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads:
     the other tasks go on.
     """
     ray = _import_ray(local=options.address is None)
-    from tqdm.auto import tqdm
-
     from .paths import outputs_dir
+    from .progress import bar as progress_bar
 
     if not todo:
         return []
@@ -311,7 +310,7 @@ def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads:
     say(f"ray: {len(refs)} tasks, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU each, "
         f"cluster resources {ray.cluster_resources()}")
     outcomes, pending = [], list(refs)
-    with tqdm(total=len(refs), desc="runs", disable=len(refs) < 2) as bar:
+    with progress_bar(None, len(refs) > 1, total=len(refs), desc="runs") as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             c = refs[done[0]]

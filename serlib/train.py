@@ -21,9 +21,8 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from . import atomic, experiments, metrics, results
+from . import atomic, experiments, metrics, progress, results
 from .augment import oversample_indices
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
@@ -178,7 +177,7 @@ class Trainer:
     def train_epoch(self, epoch: int, alpha: float | None) -> float:
         self.model.train()
         total, count = 0.0, 0
-        bar = tqdm(self.loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not self.config.progress)
+        bar = progress.bar(self.loaders["train"], self.config.progress, desc=f"epoch {epoch}", leave=False)
         for i, batch in enumerate(bar, start=1):
             batch: Batch = batch.to(self.device)
             x = self.prepare(self.experiment.augment(self.config, batch.x, "train", alpha), batch.lengths)
@@ -261,8 +260,8 @@ class Trainer:
             self.load_checkpoint()
         c, s = self.config, self.state
         selection_split = "test" if c.selection == "test" else "val"
-        epochs = tqdm(range(s.epoch + 1, c.epochs + 1), desc=f"{c.experiment} fold {c.fold}",
-                      disable=not c.progress, initial=s.epoch, total=c.epochs)
+        epochs = progress.bar(range(s.epoch + 1, c.epochs + 1), c.progress, desc=f"{c.experiment} fold {c.fold}",
+                              initial=s.epoch, total=c.epochs)
         for epoch in epochs:
             start = time.perf_counter()
             alpha = self.experiment.epoch_alpha(c, self.generator)
@@ -287,6 +286,9 @@ class Trainer:
             s.epoch = epoch
             self.save_checkpoint()
             epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{val['ua']:.3f}", best=s.best_epoch)
+            progress.line(f"{c.experiment} fold {c.fold} epoch {epoch}/{c.epochs}: train loss {train_loss:.3f}, "
+                          f"val WA {val['wa']:.3f} UA {val['ua']:.3f}, best epoch {s.best_epoch} "
+                          f"({row['seconds']:.1f} s)", c.progress)
             if c.patience is not None and s.bad_epochs >= c.patience:
                 log.info("early stop at epoch %d (best %d)", epoch, s.best_epoch)
                 break

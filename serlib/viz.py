@@ -121,8 +121,11 @@ def gradient_norms(records: Sequence[Mapping]) -> go.Figure:
 def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1.2):
     """An ipywidgets slider on α that redraws the warped spectrogram live (JupyterLab).
 
-    Returns the widget; a headless run shows its initial state only, so notebooks also
-    draw static figures.
+    Returns the widget. Nothing is drawn into its output area until the slider moves: a
+    notebook shows the initial state as an ordinary (static) figure next to it, which a
+    saved or converted notebook keeps, and a headless run (papermill, nbval) never has to
+    capture widget output. Redraws clear the area only when the new figure is ready
+    (``wait=True``), so it does not collapse while the slider moves.
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -131,16 +134,17 @@ def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1
 
     slider = widgets.FloatSlider(value=1.0, min=low, max=high, step=0.01, description="α",
                                  continuous_update=False)
-    out = widgets.Output()
+    out = widgets.Output(layout={"min_height": "300px"})
 
     def redraw(change=None):
+        warped = vtlp_warp(torch.as_tensor(spec), slider.value, f0_ratio)
+        figure = spectrogram_grid({"original": spec, f"α = {slider.value:.2f}": warped}, cols=2,
+                                  title=f"VTLP warp, α = {slider.value:.2f}")
         with out:
-            out.clear_output()
-            warped = vtlp_warp(torch.as_tensor(spec), slider.value, f0_ratio)
-            display(spectrogram_grid({"original": spec, f"α = {slider.value:.2f}": warped}, cols=2))
+            out.clear_output(wait=True)
+            display(figure)
 
     slider.observe(redraw, names="value")
-    redraw()
     return widgets.VBox([slider, out])
 
 
