@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[dev,ray]"
+	@# notebooks: git commits them through nbstripout (.gitattributes), outputs never reach the repo
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install --python $(abspath $(PY)); fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,8 +22,10 @@ demo: $(STAMP)
 	mkdir -p outputs/notebooks
 	$(VENV)/bin/papermill --no-progress-bar notebooks/03_train_cnn_lstm.ipynb outputs/notebooks/03_train_cnn_lstm.ipynb -p fold 5
 	$(VENV)/bin/papermill --no-progress-bar notebooks/07_collect_results.ipynb outputs/notebooks/07_collect_results.ipynb
+	$(VENV)/bin/jupyter nbconvert --log-level WARN --to html outputs/notebooks/03_train_cnn_lstm.ipynb outputs/notebooks/07_collect_results.ipynb
 	@echo
 	@echo "executed notebooks: outputs/notebooks/03_train_cnn_lstm.ipynb, outputs/notebooks/07_collect_results.ipynb"
+	@echo "shareable HTML:     outputs/notebooks/03_train_cnn_lstm.html, outputs/notebooks/07_collect_results.html (figures work offline)"
 	@echo "results table:      outputs/tables/mean.md (and per_fold, vs_papers; .csv beside each)"
 	@echo "records:            outputs/results/"
 

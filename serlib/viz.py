@@ -13,6 +13,14 @@ from plotly.subplots import make_subplots
 
 from .augment import warp_frequencies
 from .constants import DURATION, LABEL, SPEAKER
+from .progress import in_notebook
+
+if in_notebook():
+    import plotly.io as pio
+
+    # JupyterLab draws the plotly mimetype; the "notebook" renderer adds an HTML copy with
+    # plotly.js embedded (no CDN), which nbconvert's HTML and other viewers show offline.
+    pio.renderers.default = "plotly_mimetype+notebook"
 
 
 def _np(x) -> np.ndarray:

@@ -6,16 +6,34 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 3
 
 
+def committed(path: Path) -> dict:
+    """The notebook as git would commit it: the working copy through the nbstripout clean
+    filter that .gitattributes names (so running notebooks in place never fails this)."""
+    import nbformat
+    from nbstripout import strip_output
+
+    nb = nbformat.read(path, as_version=4)
+    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True)
+
+
+def test_git_strips_notebook_outputs():
+    attributes = (ROOT / ".gitattributes").read_text()
+    assert "*.ipynb filter=nbstripout" in attributes
+    makefile = (ROOT / "Makefile").read_text()
+    assert "nbstripout --install" in makefile
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_thin_stripped_and_parameterised(path):
-    cells = json.loads(path.read_text())["cells"]
+    cells = committed(path)["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
