@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# metadata that running a notebook adds and git never needs (tests/test_notebooks.py reads this line)
+NBSTRIP_KEYS := metadata.language_info metadata.papermill cell.metadata.papermill
 
 .PHONY: demo test lint bench install clean
 
@@ -11,7 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[dev,ray]"
 	@# notebooks: git commits them through nbstripout (.gitattributes), outputs never reach the repo
-	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install --python $(abspath $(PY)); fi
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install --python $(abspath $(PY)) \
+		&& git config filter.nbstripout.extrakeys "$(NBSTRIP_KEYS)"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

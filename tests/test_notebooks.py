@@ -20,8 +20,12 @@ def committed(path: Path) -> dict:
     import nbformat
     from nbstripout import strip_output
 
+    keys = next(line.split(":=")[1].split() for line in (ROOT / "Makefile").read_text().splitlines()
+                if line.startswith("NBSTRIP_KEYS"))
     nb = nbformat.read(path, as_version=4)
-    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True)
+    defaults = ["metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
+                "cell.metadata.execution", "cell.metadata.scrolled"]
+    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True, extra_keys=defaults + keys)
 
 
 def test_git_strips_notebook_outputs():
