@@ -74,3 +74,40 @@ def test_papermill_parameters_reach_the_notebook(tmp_path):
                         progress_bar=False, kernel_name="python3")
     text = out.read_text()
     assert "corpus emodb: 12 utterances, 4 speakers" in text
+
+
+def test_running_a_notebook_in_place_leaves_git_clean(tmp_path):
+    """The mechanism for real: a repository with the filter as `make install` sets it up,
+    a notebook executed in place (outputs saved, as JupyterLab does), git sees no change."""
+    import shutil
+    import subprocess
+    import sys
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    keys = next(line.split(":=")[1].strip() for line in (ROOT / "Makefile").read_text().splitlines()
+                if line.startswith("NBSTRIP_KEYS"))
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    git("config", "filter.nbstripout.clean", f'"{sys.executable}" -m nbstripout')
+    git("config", "filter.nbstripout.smudge", "cat")
+    git("config", "filter.nbstripout.required", "true")
+    git("config", "filter.nbstripout.extrakeys", keys)
+    shutil.copy(ROOT / ".gitattributes", tmp_path / ".gitattributes")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    git("add", ".")
+    git("commit", "-qm", "n")
+    NotebookClient(nb, kernel_name="python3").execute()
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    assert "42" in (tmp_path / "n.ipynb").read_text()  # outputs are in the working copy
+    assert git("diff") == ""                             # git sees no change in content
+    git("add", "-A")                                     # (git status lists the file until then:
+    assert git("status", "--porcelain") == ""            #  its size changed) and nothing is staged
