@@ -28,16 +28,31 @@ def _np(x) -> np.ndarray:
 
 
 def class_balance(manifest: pd.DataFrame, by: str | None = None, title: str = "Class balance") -> go.Figure:
-    """Bar chart of utterances per label, optionally split by a column (speaker, subset…)."""
-    counts = manifest.groupby([LABEL] + ([by] if by else [])).size().rename("utterances").reset_index()
-    order = manifest[LABEL].value_counts().index.tolist()
-    return px.bar(counts, x=LABEL, y="utterances", color=by, barmode="group", title=title,
-                  category_orders={LABEL: order})
+    """Bar chart of utterances per label, optionally split by a column (speaker, subset…).
+
+    A boolean ``improvised`` column is shown as "improvised"/"scripted"; many groups
+    (speakers) are stacked with a horizontal legend below the chart instead of a
+    scrolling one."""
+    frame = manifest
+    if by == "improvised":
+        frame = manifest.assign(dialog=manifest[by].map({True: "improvised", False: "scripted"}))
+        by = "dialog"
+    counts = frame.groupby([LABEL] + ([by] if by else [])).size().rename("utterances").reset_index()
+    order = frame[LABEL].value_counts().index.tolist()
+    many = by is not None and counts[by].nunique() > 6
+    fig = px.bar(counts, x=LABEL, y="utterances", color=by, barmode="stack" if many else "group", title=title,
+                 category_orders={LABEL: order})
+    fig.update_layout(xaxis_title="label", yaxis_title="utterances")
+    if many:
+        fig.update_layout(legend={"orientation": "h", "y": -0.25, "title": by}, height=480)
+    return fig
 
 
 def duration_histogram(manifest: pd.DataFrame, color: str | None = LABEL) -> go.Figure:
-    return px.histogram(manifest, x=DURATION, color=color, nbins=40, barmode="overlay", opacity=0.6,
-                        title="Utterance durations (s)")
+    """Utterance durations per label as box plots (overlaid histograms of many labels do not read)."""
+    fig = px.box(manifest, x=color or LABEL, y=DURATION, points="outliers",
+                 title="Utterance durations by label")
+    return fig.update_layout(xaxis_title="label", yaxis_title="duration (s)", height=380)
 
 
 def speakers_by_label(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -75,18 +90,26 @@ def warp_function(alphas: Sequence[float] = (0.9, 0.95, 1.0, 1.05, 1.1), fmax: f
                              yaxis_title="G(f) (Hz)", height=400)
 
 
-def spectrogram_grid(specs: Mapping[str, object], cols: int = 4, title: str = "") -> go.Figure:
-    """Several ``(F, T)`` maps side by side with a shared colour scale."""
+def spectrogram_grid(specs: Mapping[str, object], cols: int = 4, title: str = "", fmax: float | None = None,
+                     hop_s: float | None = None) -> go.Figure:
+    """Several ``(F, T)`` maps side by side with a shared colour scale.
+
+    ``fmax`` (Hz): the top of a linear frequency axis, shown in kHz; ``hop_s``: the frame
+    hop, for a time axis in seconds. Without them the axes count bins and frames."""
     names = list(specs)
     rows = int(np.ceil(len(names) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.03,
-                        vertical_spacing=0.08)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.05,
+                        vertical_spacing=0.3 / rows if rows > 1 else 0.1)
     zs = [_np(specs[n]) for n in names]
     lo, hi = min(z.min() for z in zs), max(z.max() for z in zs)
     for i, z in enumerate(zs):
-        fig.add_trace(go.Heatmap(z=z, zmin=lo, zmax=hi, colorscale="Viridis", showscale=i == 0),
-                      row=i // cols + 1, col=i % cols + 1)
-    return fig.update_layout(title=title, height=260 * rows)
+        y = np.linspace(0, fmax / 1000, z.shape[0]) if fmax else None
+        x = np.arange(z.shape[-1]) * hop_s if hop_s else None
+        fig.add_trace(go.Heatmap(z=z, x=x, y=y, zmin=lo, zmax=hi, colorscale="Viridis", showscale=i == 0,
+                                 colorbar={"title": "level"}), row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(title_text="time (s)" if hop_s else "frame", row=rows)
+    fig.update_yaxes(title_text="frequency (kHz)" if fmax else "bin", col=1)
+    return fig.update_layout(title=title, height=140 + 280 * rows, margin={"t": 90})
 
 
 def confusion_matrix(matrix, labels: Sequence[str], normalize: bool = True, title: str = "Confusion") -> go.Figure:
@@ -112,8 +135,10 @@ def learning_curves(history: Sequence[Mapping]) -> go.Figure:
             fig.add_scatter(x=h.epoch, y=h[col], name=col.replace("_", " ").upper(), secondary_y=True,
                             line={"dash": "dot"})
     fig.update_yaxes(title_text="loss", secondary_y=False)
-    fig.update_yaxes(title_text="accuracy", secondary_y=True, range=[0, 1])
-    return fig.update_layout(title="Learning curves", xaxis_title="epoch", height=380)
+    fig.update_yaxes(title_text="validation accuracy", secondary_y=True, range=[0, 1], tickmode="linear", tick0=0,
+                     dtick=0.2, showgrid=False)
+    return fig.update_layout(title="Learning curves: training loss and validation WA/UA", xaxis_title="epoch",
+                             height=380)
 
 
 def gradient_norms(records: Sequence[Mapping]) -> go.Figure:
@@ -126,7 +151,8 @@ def gradient_norms(records: Sequence[Mapping]) -> go.Figure:
     return fig.update_layout(height=400)
 
 
-def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1.2):
+def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1.2, fmax: float | None = None,
+                  hop_s: float | None = None):
     """An ipywidgets slider on α that redraws the warped spectrogram live (JupyterLab).
 
     Returns the widget. Nothing is drawn into its output area until the slider moves: a
@@ -147,7 +173,7 @@ def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1
     def redraw(change=None):
         warped = vtlp_warp(torch.as_tensor(spec), slider.value, f0_ratio)
         figure = spectrogram_grid({"original": spec, f"α = {slider.value:.2f}": warped}, cols=2,
-                                  title=f"VTLP warp, α = {slider.value:.2f}")
+                                  title=f"VTLP warp, α = {slider.value:.2f}", fmax=fmax, hop_s=hop_s)
         with out:
             out.clear_output(wait=True)
             display(figure)
@@ -171,8 +197,11 @@ def attention_grid(examples, title: str = "Attention over the input") -> go.Figu
         up = torch.nn.functional.interpolate(alpha, size=feat.shape, mode="nearest")[0, 0].numpy()
         r, c = i // cols + 1, i % cols + 1
         fig.add_trace(go.Heatmap(z=feat, colorscale="Greys", showscale=False), row=r, col=c)
-        fig.add_trace(go.Heatmap(z=up, colorscale="Reds", opacity=0.55, showscale=False, zmin=0), row=r, col=c)
-    return fig.update_layout(title=title, height=260 * rows)
+        fig.add_trace(go.Heatmap(z=up, colorscale="Reds", opacity=0.55, showscale=i == 0, zmin=0,
+                                 colorbar={"title": "attention"}), row=r, col=c)
+    fig.update_xaxes(title_text="frame", row=rows)
+    fig.update_yaxes(title_text="feature bin", col=1)
+    return fig.update_layout(title=title, height=140 + 280 * rows)
 
 
 def text_attention(example: Mapping) -> go.Figure:
