@@ -35,8 +35,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check serlib tests benchmarks
 
+# nbval runs every notebook with the small parameters of tests/notebook_params.json (injected
+# by papermill into copies under outputs/nbtest/); the notebooks' own defaults are for people.
 test: $(STAMP) lint
-	$(PY) -m pytest tests serlib --doctest-modules --nbval-lax --nbval-cell-timeout=900 notebooks
+	rm -rf outputs/nbtest
+	$(PY) -m serlib.scraps notebooks outputs/nbtest tests/notebook_params.json >/dev/null
+	$(PY) -m pytest tests serlib --doctest-modules --nbval-lax --nbval-cell-timeout=900 outputs/nbtest
 
 # Benchmarks run on EMO-DB-2s when it is beside the checkout, else on the synthetic corpus.
 EMODB ?= ../shared/data/emodb-2s

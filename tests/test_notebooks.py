@@ -111,3 +111,33 @@ def test_running_a_notebook_in_place_leaves_git_clean(tmp_path):
     assert git("diff") == ""                             # git sees no change in content
     git("add", "-A")                                     # (git status lists the file until then:
     assert git("status", "--porcelain") == ""            #  its size changed) and nothing is staged
+
+
+def _execute(name: str, tmp_path: Path, **parameters) -> dict:
+    """Run a notebook through papermill with the CI parameters (+ ``parameters``) and
+    return its glued values."""
+    import papermill as pm
+
+    from serlib.scraps import read_scraps
+
+    params = {**json.loads((ROOT / "tests" / "notebook_params.json").read_text()).get(name, {}), **parameters}
+    out = tmp_path / f"{name}.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=params,
+                        progress_bar=False, kernel_name="python3", cwd=str(ROOT / "notebooks"))
+    return read_scraps(out)
+
+
+@pytest.mark.slow
+def test_notebooks_record_real_values(tmp_path):
+    """03 trains and records a test UA and its record; 07 tables that very record; 08's
+    comparison of a model with itself gives p = 1."""
+    out = str(tmp_path / "outputs")
+    trained = _execute("03_train_cnn_lstm", tmp_path, output_dir=out)
+    assert 0.0 <= trained["test_ua"] <= 1.0 and Path(trained["record_path"]).is_file()
+    assert trained["record_path"].startswith(out)
+    collected = _execute("07_collect_results", tmp_path, results_dir=f"{out}/results", tables_dir=f"{out}/tables")
+    assert trained["record_path"] in collected["record_paths"] and collected["n_records"] == 1
+    assert all(Path(t).is_file() for t in collected["tables"])
+    compared = _execute("08_compare_models", tmp_path, output_dir=out)
+    assert compared["p_identical"] == 1.0 and len(compared["sets"]) == 3
+    assert all(0 <= v <= 1 for v in compared["ua_pooled"].values())
