@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # metadata that running a notebook adds and git never needs (tests/test_notebooks.py reads this line)
 NBSTRIP_KEYS := metadata.language_info metadata.papermill cell.metadata.papermill
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-browser lint bench install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
@@ -41,6 +41,12 @@ test: $(STAMP) lint
 	rm -rf outputs/nbtest
 	$(PY) -m serlib.scraps notebooks outputs/nbtest tests/notebook_params.json >/dev/null
 	$(PY) -m pytest tests serlib --doctest-modules --nbval-lax --nbval-cell-timeout=900 outputs/nbtest
+
+# Notebooks 02 and 00 in JupyterLab in the system's Chromium (not part of `make test`: it needs a browser).
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(PY) -m pip install --quiet "playwright>=1.40"
+	$(PY) tests/browser/check_jupyterlab.py
 
 # Benchmarks run on EMO-DB-2s when it is beside the checkout, else on the synthetic corpus.
 EMODB ?= ../shared/data/emodb-2s

@@ -135,6 +135,13 @@ def test_notebooks_record_real_values(tmp_path):
     trained = _execute("03_train_cnn_lstm", tmp_path, output_dir=out)
     assert 0.0 <= trained["test_ua"] <= 1.0 and Path(trained["record_path"]).is_file()
     assert trained["record_path"].startswith(out)
+    from nbconvert import HTMLExporter  # the executed notebook's figures travel as offline HTML
+
+    html, _ = HTMLExporter().from_filename(str(tmp_path / "03_train_cnn_lstm.ipynb"))
+    assert html.count("Plotly.newPlot") >= 3 and 'src="https://cdn.plot.ly' not in html
+    assert "plotly.js v" in html  # the library itself is embedded: no network needed
+    text = (tmp_path / "03_train_cnn_lstm.ipynb").read_text()
+    assert "epoch 1/1: train loss" in text and "model not found" not in text  # a plain progress line
     collected = _execute("07_collect_results", tmp_path, results_dir=f"{out}/results", tables_dir=f"{out}/tables")
     assert trained["record_path"] in collected["record_paths"] and collected["n_records"] == 1
     assert all(Path(t).is_file() for t in collected["tables"])

@@ -1,0 +1,144 @@
+"""A person's check of the notebooks in JupyterLab, in a real browser (``make test-browser``).
+
+Starts JupyterLab on 127.0.0.1 over a temporary copy of ``notebooks/``, drives the
+system's Chromium with Playwright (``executable_path``: nothing is downloaded), and:
+
+1. runs notebook 02, checks that its plotly figures are drawn, moves the α slider with
+   the keyboard and checks that the widget's figure is redrawn for the new α;
+2. runs notebook 00 and checks that its plotly figures are drawn.
+
+Screenshots go to ``outputs/browser/``. Exits 0 when every check passes, 1 otherwise;
+the server is stopped either way. Not part of ``make test``: it needs a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "outputs" / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"JupyterLab did not answer at {url}")
+
+
+def run_all(page, name: str, timeout_s: float = 600) -> None:
+    """Open a notebook, run every cell from the Run menu, wait until the kernel is idle."""
+    page.goto(f"{page.base}/lab/tree/{name}?token={page.token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_timeout(5000)  # the kernel starts
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    deadline = time.time() + timeout_s
+    time.sleep(2)
+    while time.time() < deadline:
+        busy = page.locator(".jp-InputPrompt:has-text('[*]')").count()
+        done = page.locator(".jp-CodeCell .jp-InputPrompt:has-text('[')").count()
+        if busy == 0 and done:
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                                  ":has-text('Traceback')").count()
+            if errors:
+                raise AssertionError(f"{name}: a cell raised an error")
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{name}: cells still running after {timeout_s} s")
+
+
+def check_02(page) -> None:
+    run_all(page, "02_vtlp.ipynb")
+    figures = page.locator(".js-plotly-plot")
+    assert figures.count() >= 4, f"02: expected plotly figures, found {figures.count()}"
+    page.screenshot(path=str(SHOTS / "02_before.png"), full_page=False)
+    handle = page.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    for _ in range(5):  # five steps of 0.01
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Tab")  # continuous_update=False: the value is committed on release/blur
+    drawn = page.locator(".jp-OutputArea-output .widget-output .js-plotly-plot, .widget-output .js-plotly-plot")
+    drawn.first.wait_for(timeout=60_000)
+    deadline, title = time.time() + 60, ""
+    while time.time() < deadline and "α = 1.05" not in title:  # each key press redraws once
+        title = drawn.first.locator(".gtitle").text_content() or ""
+        time.sleep(0.5)
+    assert "α = 1.05" in title, f"02: the widget drew {title!r} after moving the slider to 1.05"
+    page.screenshot(path=str(SHOTS / "02_after_slider.png"), full_page=False)
+    print(f"02: {figures.count()} figures drawn; slider moved, widget redrew {title!r}")
+
+
+def check_00(page) -> None:
+    run_all(page, "00_corpus_overview.ipynb")
+    count = page.locator(".js-plotly-plot").count()
+    assert count >= 3, f"00: expected at least 3 plotly figures, found {count}"
+    page.screenshot(path=str(SHOTS / "00.png"), full_page=False)
+    print(f"00: {count} figures drawn")
+
+
+def main() -> int:
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="serlib-lab-"))
+    shutil.copytree(ROOT / "notebooks", work / "notebooks")
+    port, token = free_port(), secrets.token_hex(16)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip", "127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work / 'notebooks'}",
+         "--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"), stdin=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config")})
+    failures = 0
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/api/status?token={token}")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.base, page.token = base, token
+            for check in (check_02, check_00):
+                try:
+                    check(page)
+                except Exception as e:  # report every check, then fail
+                    failures += 1
+                    page.screenshot(path=str(SHOTS / f"{check.__name__}_failed.png"))
+                    print(f"FAILED {check.__name__}: {e}")
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    print(f"{2 - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
