@@ -319,3 +319,21 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def config_table(config) -> Any:
+    """The resolved config as a two-column table (nested model fields as ``model.x``),
+    for notebooks: one row per field instead of one long wrapped line."""
+    import pandas as pd
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and dataclasses.is_dataclass(getattr(config, k, None)) and not prefix:
+                out.update(flat(v, f"{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    rows = flat(config.to_dict())
+    return pd.DataFrame({"field": list(rows), "value": [str(v) for v in rows.values()]}).set_index("field")
