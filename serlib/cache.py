@@ -66,6 +66,23 @@ class InputChecks:
     def from_config(cls, config) -> InputChecks:
         return cls(config.min_seconds, config.max_seconds, SILENCE_PEAK)
 
+    def load(self, path, sample_rate: int) -> tuple[torch.Tensor, list[str]]:
+        """The checked mono waveform at ``sample_rate`` and the warnings it gets.
+
+        Raises:
+            AudioError: undecodable, too short or silent.
+        """
+        wave = audio.load(path, sample_rate, min_seconds=self.min_seconds, warn_silent=False)
+        peak = float(wave.abs().max())
+        if self.silence_peak and not peak >= self.silence_peak:
+            raise AudioError(path, f"silent (peak amplitude {peak:.1e} < {self.silence_peak:.0e})")
+        notes = [m for m in [audio.wav_length_mismatch(path)] if m]
+        if self.max_seconds is not None and wave.numel() > self.max_seconds * sample_rate:
+            notes.append(f"{wave.numel() / sample_rate:.1f} s is longer than max_seconds={self.max_seconds:g}: "
+                         "centre-cropped")
+            wave = audio.crop_or_pad(wave, int(self.max_seconds * sample_rate), "center")
+        return wave, notes
+
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below the noise floor of any 16-bit recording
 CACHE_VERSION = 2    # bump when the stored layout changes: old entries are re-extracted
@@ -151,24 +168,13 @@ def extract(
 
     def load(row):
         utt, wav_path = row
-        notes = []
         try:
-            wave = audio.load(wav_path, sr, min_seconds=checks.min_seconds, warn_silent=False)
-            if checks.silence_peak and not float(wave.abs().max()) >= checks.silence_peak:
-                raise AudioError(wav_path, f"silent (peak amplitude {float(wave.abs().max()):.1e} "
-                                           f"< {checks.silence_peak:.0e})")
-            mismatch = audio.wav_length_mismatch(wav_path)
-            if mismatch:
-                notes.append(mismatch)
-            if checks.max_seconds is not None and wave.numel() > checks.max_seconds * sr:
-                notes.append(f"{wave.numel() / sr:.1f} s is longer than max_seconds={checks.max_seconds:g}: "
-                             "centre-cropped")
-                wave = audio.crop_or_pad(wave, int(checks.max_seconds * sr), "center")
+            wave, notes = checks.load(wav_path, sr)
             return utt, crop.apply(wave, sr), None, notes
         except AudioError as e:
             if on_error == "raise":
                 raise
-            return utt, None, e, notes
+            return utt, None, e, []
 
     rows = list(zip(manifest[UTT_ID], manifest[PATH]))
     features = {}

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import atomic, audio
+from . import atomic
 from .cache import CACHE_VERSION, FeatureStore, InputChecks, WaveCrop, cache_key
 from .constants import PATH, UTT_ID
 from .errors import AudioError
@@ -98,12 +98,7 @@ def extract_functionals(manifest: pd.DataFrame, config: FunctionalsConfig, check
     def one(row):
         utt, wav_path = row
         try:
-            wave = audio.load(wav_path, config.sample_rate, min_seconds=checks.min_seconds, warn_silent=False)
-            if checks.silence_peak and not float(wave.abs().max()) >= checks.silence_peak:
-                raise AudioError(wav_path, f"silent (peak amplitude {float(wave.abs().max()):.1e} "
-                                           f"< {checks.silence_peak:.0e})")
-            if checks.max_seconds is not None and wave.numel() > checks.max_seconds * config.sample_rate:
-                wave = audio.crop_or_pad(wave, int(checks.max_seconds * config.sample_rate), "center")
+            wave, notes = checks.load(wav_path, config.sample_rate)
             x = wave.numpy()
             if FEATURE_SETS[config.feature_set][0] and not hasattr(local, "smile"):
                 local.smile = _smile(config.feature_set)
@@ -114,20 +109,21 @@ def extract_functionals(manifest: pd.DataFrame, config: FunctionalsConfig, check
                 vector = smile.process_signal(x, config.sample_rate).to_numpy()[0]
             if not np.isfinite(vector).all():
                 raise AudioError(wav_path, f"{config.feature_set} functionals are not finite")
-            return utt, torch.from_numpy(vector.astype(np.float32)), None
+            return utt, torch.from_numpy(vector.astype(np.float32)), None, [(utt, wav_path, n) for n in notes]
         except AudioError as e:
             if on_error == "raise":
                 raise
-            return utt, None, e
+            return utt, None, e, []
 
     rows = list(zip(manifest[UTT_ID], manifest[PATH]))
     with ThreadPoolExecutor(max(1, workers)) as pool:
         out = list(progress_bar(pool.map(one, rows), progress, total=len(rows), desc=config.kind, leave=False))
-    features = {utt: v for utt, v, _ in out if v is not None}
-    skipped = [(utt, e.path, e.reason) for utt, _, e in out if e is not None]
+    features = {utt: v for utt, v, _, _ in out if v is not None}
+    skipped = [(utt, e.path, e.reason) for utt, _, e, _ in out if e is not None]
+    warnings = [w for *_, notes in out for w in notes]
     if skipped:
         log.warning("functionals skipped %d files: %s", len(skipped), [s[1:] for s in skipped[:3]])
     progress_line(f"{config.kind}: {len(features)} utterances in {time.perf_counter() - start:.1f} s", progress)
-    atomic.torch_save({"version": CACHE_VERSION, "features": features, "skipped": skipped, "warnings": [],
+    atomic.torch_save({"version": CACHE_VERSION, "features": features, "skipped": skipped, "warnings": warnings,
                        "config": config.key()}, path)
-    return FeatureStore(features, config, key, path, skipped, time.perf_counter() - start, False, [])
+    return FeatureStore(features, config, key, path, skipped, time.perf_counter() - start, False, warnings)
