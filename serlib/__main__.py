@@ -84,6 +84,9 @@ def _sweep(args) -> int:
     table = sweep(args.experiment, _values(args), folds=args.folds, seeds=args.seeds, jobs=args.jobs,
                   threads=args.threads, force=args.force, backend=args.backend,
                   ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
+    if len(table):
+        print(table[["fold", "seed", "status", "wa", "ua", "seconds", "reason"]].to_string(
+            index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=80))
     return 1 if table.attrs["failed"] else 0
 
 
