@@ -53,20 +53,19 @@ class Outcome:
         return f"{head}: {self.status} {scores} -> {self.path}" + (f" ({self.reason})" if self.reason else "")
 
 
-def resolve_values(experiment: str, values: dict | None, manifest_loader: Callable | None = None) -> tuple:
+def resolve_values(experiment: str, values: dict | None) -> tuple:
     """``(config of fold 1 seed 1, run manifest)`` for ``values``; ``classes="all"``
-    becomes the corpus's sorted labels."""
+    becomes the corpus's sorted labels (after ``merge``)."""
+    from .corpora import prepare_manifest
     from .train import run_manifest
 
     values = dict(values or {})
     if values.get("classes") == "all":
         probe = experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")})
-        from .corpora import prepare_manifest
-
-        labels = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all", probe.merge)["label"]
+        labels = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all")["label"].replace(probe.merge)
         values["classes"] = tuple(sorted(labels.unique()))
     config = experiments.make_config(experiment, {**values, "fold": 1, "seed": 1})
-    return config, (manifest_loader or run_manifest)(config)
+    return config, run_manifest(config)
 
 
 def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:

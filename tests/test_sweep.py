@@ -122,3 +122,12 @@ def test_sweep_loads_the_corpus_once(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(corpora, "load_corpus", lambda *a, **k: calls.append(1) or real(*a, **k))
     sweep("cnn_lstm", values(corpus, tmp_path, classes="all"), folds="1,2", seeds=2, echo=None)
     assert len(calls) <= 2  # once for the label set of classes="all", once for the runs
+
+
+def test_all_classes_follow_the_merge(iemocap_root):
+    from serlib.sweep import resolve_values
+
+    config, manifest = resolve_values("cnn_lstm", {"corpus": "iemocap", "data_root": str(iemocap_root), "subset": "all",
+                                                   "classes": "all", "merge": {"excited": "happy"}})
+    assert "excited" not in config.classes and "happy" in config.classes
+    assert set(manifest.label) == set(config.classes)
