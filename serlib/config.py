@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from .constants import FOUR_CLASSES
 from .errors import ConfigError
+from .recipe import RecipeConfig
 
 T = TypeVar("T")
 
@@ -41,6 +42,9 @@ class ExperimentConfig:
     max_seconds: float | None = 60.0   # longer files are centre-cropped to this, with a warning
     bad_audio: str = "skip"            # "skip": undecodable/too short/silent files are counted skips; "raise"
     normalization: str = "global"      # feature normalisation fitted on the training split: global | per_feature | none
+    # training-recipe switches, all off by default (the paper's recipe): ``recipe=modern``
+    # or ``recipe.mixup=0.2``… (:mod:`serlib.recipe`)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     # training
     epochs: int = 30
     batch_size: int = 16
@@ -285,6 +289,8 @@ def from_dict(cls: type[T], values: dict[str, Any] | None = None, prefix: str = 
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             given = values.get(name, {})
+            if isinstance(given, str) and hasattr(hint, "preset"):  # recipe=modern
+                given = dataclasses.asdict(hint.preset(given))
             if dataclasses.is_dataclass(given):
                 given = dataclasses.asdict(given)
             if not isinstance(given, dict):

@@ -48,6 +48,8 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     from .config import RUNTIME_FIELDS
 
     settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    if getattr(config, "recipe", None) is not None and config.recipe.is_paper:
+        del settings["recipe"]  # runs from before the recipe switches keep their fingerprints
     h = hashlib.sha256()
     columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
     for row in manifest.sort_values(UTT_ID)[columns].itertuples(index=False):

@@ -8,6 +8,7 @@ reproduce leaky published protocols and marks every record as leaky.)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -22,8 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import atomic, experiments, metrics, progress, results
-from .augment import oversample_indices
+from . import atomic, experiments, metrics, progress, recipe, results
+from .augment import VTLP, oversample_indices, vtlp_warp
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
@@ -108,6 +109,7 @@ class FitState:
     history: list[dict] = field(default_factory=list)
     grad_norms: list[dict] = field(default_factory=list)
     step: int = 0
+    best_source: str = "raw"  # which weights were selected: "raw" or "ema" (their moving average)
 
 
 class Trainer:
@@ -126,6 +128,7 @@ class Trainer:
         self.loaders = loaders
         self.optimizer, self.scheduler = experiment.optimizer(config, self.model)
         self.loss_fn = experiment.loss(config, class_counts).to(self.device)
+        self._apply_recipe(config.recipe, len(classes))
         self.use_amp = config.amp and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
@@ -134,6 +137,24 @@ class Trainer:
         self.checkpoint_path = run_dir / "checkpoint.pt"
         self.fingerprint: str | None = None  # of the run; a checkpoint of another run is refused
         self.state = FitState()
+
+    def _apply_recipe(self, r: recipe.RecipeConfig, n_classes: int) -> None:
+        """The recipe switches (:mod:`serlib.recipe`) on top of the experiment's own
+        optimiser, schedule and loss. Their random draws (masks, mixup pairs, VTLP α) come
+        from a generator of their own, saved in checkpoints, so that turning a switch on
+        does not change the batches' order."""
+        self.recipe = r
+        self.aug_generator = torch.Generator().manual_seed(self.config.seed + 1_000_003)
+        if r.vtlp and self.experiment.features(self.config)[0].kind not in ("spectrogram", "logmel"):
+            raise ConfigError(f"recipe.vtlp warps spectrograms; {self.config.experiment} uses "
+                              f"{self.experiment.features(self.config)[0].kind} features")
+        recipe.scale_lr(self.optimizer, self.scheduler, r.lr_scale)
+        self.step_scheduler = None
+        if r.schedule == "cosine":  # replaces the experiment's own per-epoch schedule
+            self.scheduler = None
+            self.step_scheduler = recipe.step_scheduler(self.optimizer, r, self.config.epochs * len(self.loaders["train"]))
+        self.loss_fn = recipe.smooth(self.loss_fn, r.label_smoothing, n_classes)
+        self.ema = recipe.ema_model(self.model, r.ema) if r.ema is not None else None
 
     # -- pieces ----------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -149,9 +170,13 @@ class Trainer:
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype, enabled=self.use_amp)
 
     @torch.no_grad()
-    def evaluate(self, split: str, test: bool = False, augment_alpha: float | None = None) -> dict:
-        """Metrics (and per-utterance outputs) of ``split`` with the current weights."""
+    def evaluate(self, split: str, test: bool = False, augment_alpha: float | None = None,
+                 model: nn.Module | None = None) -> dict:
+        """Metrics (and per-utterance outputs) of ``split`` with the current weights (or
+        those of ``model``, e.g. the moving average)."""
+        model = model or self.forward_model
         self.model.eval()
+        model.eval()
         probs, preds, truth, ids, loss_sum = [], [], [], [], 0.0
         for batch in self.loaders[split]:
             batch: Batch = batch.to(self.device)
@@ -159,7 +184,7 @@ class Trainer:
             if split == "val":  # VTLP strategy 2 warps validation too
                 x = self.experiment.augment(self.config, x, "val", augment_alpha)
             with self.autocast():
-                p, pred = self.experiment.predict(self.config, self.forward_model, x, batch.lengths,
+                p, pred = self.experiment.predict(self.config, model, x, batch.lengths,
                                                   lambda s, n=batch.lengths: self.prepare(s, n), test, batch.extras)
             loss_sum += float(nn.functional.nll_loss(torch.log(p.float().clamp_min(1e-12)), batch.y,
                                                      reduction="sum"))
@@ -180,10 +205,21 @@ class Trainer:
         bar = progress.bar(self.loaders["train"], self.config.progress, desc=f"epoch {epoch}", leave=False)
         for i, batch in enumerate(bar, start=1):
             batch: Batch = batch.to(self.device)
-            x = self.prepare(self.experiment.augment(self.config, batch.x, "train", alpha), batch.lengths)
+            x = self.experiment.augment(self.config, batch.x, "train", alpha)
+            r = self.recipe
+            if r.vtlp:
+                x = vtlp_warp(x, VTLP().draw(x.shape[0], x.device, self.aug_generator))
+            x = recipe.spec_augment(self.prepare(x, batch.lengths), batch.lengths, r, self.aug_generator)
+            lam, perm = 1.0, None
+            if r.mixup:
+                if batch.extras:
+                    raise ConfigError("recipe.mixup mixes audio features only; this experiment also has text inputs")
+                lam, perm = recipe.draw_mixup(r.mixup, x.shape[0], self.aug_generator)
+                x = recipe.mix(x, lam, perm)
             with self.autocast():
                 logits = self.forward_model(x, batch.lengths, **batch.extras)
-                loss = self.loss_fn(logits.float(), batch.y)
+                loss = (recipe.mixed_loss(self.loss_fn, logits.float(), batch.y, lam, perm) if perm is not None
+                        else self.loss_fn(logits.float(), batch.y))
             if not torch.isfinite(loss):
                 raise TrainingError(f"{self.config.experiment} fold {self.config.fold}: loss is {loss.item()} "
                                     f"at epoch {epoch}, batch {i} (utterances {batch.ids[:4]}…); "
@@ -201,6 +237,10 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            if self.step_scheduler is not None:
+                self.step_scheduler.step()
             total += loss.item() * len(batch.ids)
             count += len(batch.ids)
             bar.set_postfix(loss=f"{total / count:.3f}")
@@ -218,6 +258,9 @@ class Trainer:
             "bad_epochs": s.bad_epochs, "best_state": s.best_state, "history": s.history,
             "grad_norms": s.grad_norms, "step": s.step, "config": self.config.to_dict(),
             "rng": rng_state(), "generator": self.generator.get_state(),
+            "aug_generator": self.aug_generator.get_state(), "best_source": s.best_source,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler is not None else None,
         }, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
@@ -248,9 +291,16 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.normalizer.load_state_dict(ckpt["normalizer"])
         self.state = FitState(ckpt["epoch"], ckpt["best_metric"], ckpt["best_epoch"], ckpt["bad_epochs"],
-                              ckpt["best_state"], ckpt["history"], ckpt["grad_norms"], ckpt["step"])
+                              ckpt["best_state"], ckpt["history"], ckpt["grad_norms"], ckpt["step"],
+                              ckpt.get("best_source", "raw"))
         set_rng_state(ckpt["rng"])
         self.generator.set_state(ckpt["generator"])
+        if "aug_generator" in ckpt:
+            self.aug_generator.set_state(ckpt["aug_generator"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        if self.step_scheduler is not None and ckpt.get("step_scheduler") is not None:
+            self.step_scheduler.load_state_dict(ckpt["step_scheduler"])
         log.info("resumed %s at epoch %d", self.checkpoint_path, self.state.epoch)
         return True
 
@@ -266,21 +316,35 @@ class Trainer:
             start = time.perf_counter()
             alpha = self.experiment.epoch_alpha(c, self.generator)
             train_loss = self.train_epoch(epoch, alpha)
-            val = self.evaluate("val", augment_alpha=alpha)
-            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_wa": val["wa"],
-                   "val_ua": val["ua"], "lr": self.optimizer.param_groups[0]["lr"], "alpha": alpha}
-            score = val["ua"]
-            if selection_split == "test":  # the leaky protocol: pick the epoch on the test fold
-                test = self.evaluate("test", test=True)
-                row.update({"test_wa": test["wa"], "test_ua": test["ua"]})
-                score = test["ua"]
+            lr = self.optimizer.param_groups[0]["lr"]
+            # candidates: the raw weights, and their moving average when the recipe keeps one
+            candidates = [("raw", self.forward_model, self.model)]
+            if self.ema is not None:
+                candidates.append(("ema", self.ema.module, self.ema.module))
+            row = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "alpha": alpha}
+            best_here = None
+            for source, forward, module in candidates:
+                val = self.evaluate("val", augment_alpha=alpha, model=forward)
+                tag = "" if source == "raw" else "_ema"
+                row.update({f"val_loss{tag}": val["loss"], f"val_wa{tag}": val["wa"], f"val_ua{tag}": val["ua"]})
+                score = val["ua"]
+                if selection_split == "test":  # the leaky protocol: pick the epoch on the test fold
+                    test = self.evaluate("test", test=True, model=forward)
+                    row.update({f"test_wa{tag}": test["wa"], f"test_ua{tag}": test["ua"]})
+                    score = test["ua"]
+                if best_here is None or score > best_here[0]:
+                    best_here = (score, source, module)
+                if source == "raw":
+                    shown = val
+            score, source, module = best_here
             if self.scheduler is not None:
                 self.scheduler.step()
             if score > s.best_metric:
-                s.best_metric, s.best_epoch, s.bad_epochs = score, epoch, 0
-                s.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                s.best_metric, s.best_epoch, s.bad_epochs, s.best_source = score, epoch, 0, source
+                s.best_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
             else:
                 s.bad_epochs += 1
+            val = shown
             row["seconds"] = time.perf_counter() - start
             s.history.append(row)
             s.epoch = epoch
@@ -354,7 +418,9 @@ def run_manifest(config: ExperimentConfig) -> pd.DataFrame:
 
 def record_stem(config: ExperimentConfig, fingerprint: str) -> Path:
     root = Path(config.output_dir) if config.output_dir else outputs_dir()
-    name = config.name + ("+test-selection" if config.selection == "test" else "")
+    # what a table must never hide is in the name: test-split selection, test-speaker statistics
+    name = (config.name + ("+test-selection" if config.selection == "test" else "")
+            + ("+speaker-norm" if config.recipe.speaker_norm else ""))
     return results.record_stem(root / "results", config.experiment, name, corpus_label(config),
                                config.protocol, fingerprint, config.fold, config.seed)
 
@@ -420,6 +486,9 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
         raise ConfigError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
     fold = folds[config.fold - 1]
     store = exp.extract(config, manifest)
+    if config.recipe.speaker_norm:  # statistics of each speaker's own audio, test speakers' included
+        speaker_of = dict(zip(manifest[UTT_ID], manifest[SPEAKER]))
+        store = dataclasses.replace(store, features=recipe.speaker_normalize(store.features, speaker_of))
     skipped_ids = {utt for utt, _, _ in store.skipped}
     in_fold = {u for name in ("train", "val", "test") for u in getattr(fold, name)}
     input_skips = [{"utt_id": u, "path": p, "reason": r} for u, p, r in store.skipped if u in in_fold]
@@ -487,7 +556,8 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     # epochs run before an interruption count too (their seconds are in the history)
     seconds = time.perf_counter() - t0 - fit_here + sum(h["seconds"] for h in state.history)
     return write_record(setup, test, state.history, state.best_epoch, state.best_metric, seconds,
-                        {"device": str(trainer.device), "grad_norms": state.grad_norms})
+                        {"device": str(trainer.device), "grad_norms": state.grad_norms,
+                         "best_weights": state.best_source})
 
 
 def write_record(setup: FoldSetup, test: dict, history: list[dict], best_epoch: int, best_metric: float,
@@ -513,7 +583,8 @@ def write_record(setup: FoldSetup, test: dict, history: list[dict], best_epoch: 
         "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
         "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"],
         "train_items_after_oversampling": len(setup.datasets["train"]),
-        "fold_notes": fold.notes, "dedup": config.dedup,
+        "fold_notes": fold.notes, "dedup": config.dedup, "recipe": config.recipe.changed(),
+        "uses_test_speaker_audio": config.recipe.speaker_norm,
         "skipped_inputs": setup.input_skips,
         "input_warnings": [{"utt_id": u, "path": paths.get(u, p), "message": m}
                            for u, p, m in store.warnings if u in in_fold],
