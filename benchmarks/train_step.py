@@ -18,13 +18,13 @@ import time
 import torch
 from torch import nn
 
-from serlib.experiments import get, make_config
+from serlib.experiments import create, make_config
 from serlib.features import FrontEnd
 
 
 def batch_for(experiment, config, seconds: float, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Features of ``batch_size`` random utterances of ``seconds`` through the model's front end."""
-    feature_config = experiment.features(config)[0]
+    feature_config = experiment.features()[0]
     samples = int(seconds * feature_config.sample_rate)
     wave = 0.1 * torch.randn(batch_size, samples, generator=torch.Generator().manual_seed(0))
     x, lengths = FrontEnd(feature_config)(wave, torch.full((batch_size,), samples))
@@ -64,14 +64,14 @@ def main() -> None:
           f"{args.seconds:g} s utterances, {args.steps} timed steps")
     print(f"{'model':<16}{'mode':<15}{'utt/s':>8}{'vs eager':>10}{'warm-up s':>11}")
     for name in args.models.split(","):
-        experiment = get(name)
         config = make_config(name, {"classes": ("angry", "happy", "neutral", "sad")})
+        experiment = create(config)
         x, lengths, n_features = batch_for(experiment, config, args.seconds, args.batch_size)
         y = torch.arange(args.batch_size) % 4
         eager = None
         for mode in ("eager", "channels_last", "compile"):
             torch.manual_seed(0)
-            model = experiment.model(config, n_features, 4)
+            model = experiment.model(n_features, 4)
             if mode == "channels_last" and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
                 continue
             xm = x

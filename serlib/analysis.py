@@ -75,11 +75,10 @@ def attention_examples(run: TrainedRun, per_class: int = 1) -> list[dict]:
 def text_attention_examples(run: TrainedRun, n: int = 4) -> list[dict]:
     """MSCNN-SPU-ATT: the attention weights over the words of ``n`` test utterances,
     one row per γ ∈ {max, avg, std}."""
-    from .experiments.mscnn_spu import MSCNNSPUExperiment
     from .text import tokenize
 
     token_ids = run.context["extras"]["text"]
-    texts = MSCNNSPUExperiment._texts(run.config, run.manifest)  # the texts it was trained on (ASR too)
+    texts = experiments.create(run.config).texts(run.manifest)  # the texts it was trained on (ASR too)
     out = []
     for row in run.predictions.head(n).itertuples():
         x, lengths = run.inputs(row.utt_id)

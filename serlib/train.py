@@ -126,8 +126,8 @@ class Trainer:
         self.forward_model = torch.compile(self.model) if config.compile else self.model
         self.normalizer = normalizer.to(self.device)
         self.loaders = loaders
-        self.optimizer, self.scheduler = experiment.optimizer(config, self.model)
-        self.loss_fn = experiment.loss(config, class_counts).to(self.device)
+        self.optimizer, self.scheduler = experiment.optimizer(self.model)
+        self.loss_fn = experiment.loss(class_counts).to(self.device)
         self._apply_recipe(config.recipe, len(classes))
         self.use_amp = config.amp and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -145,9 +145,9 @@ class Trainer:
         does not change the batches' order."""
         self.recipe = r
         self.aug_generator = torch.Generator().manual_seed(self.config.seed + 1_000_003)
-        if r.vtlp and self.experiment.features(self.config)[0].kind not in ("spectrogram", "logmel"):
+        if r.vtlp and self.experiment.features()[0].kind not in ("spectrogram", "logmel"):
             raise ConfigError(f"recipe.vtlp warps spectrograms; {self.config.experiment} uses "
-                              f"{self.experiment.features(self.config)[0].kind} features")
+                              f"{self.experiment.features()[0].kind} features")
         recipe.scale_lr(self.optimizer, self.scheduler, r.lr_scale)
         self.step_scheduler = None
         if r.schedule == "cosine":  # replaces the experiment's own per-epoch schedule
@@ -182,9 +182,9 @@ class Trainer:
             batch: Batch = batch.to(self.device)
             x = batch.x
             if split == "val":  # VTLP strategy 2 warps validation too
-                x = self.experiment.augment(self.config, x, "val", augment_alpha)
+                x = self.experiment.augment(x, "val", augment_alpha)
             with self.autocast():
-                p, pred = self.experiment.predict(self.config, model, x, batch.lengths,
+                p, pred = self.experiment.predict(model, x, batch.lengths,
                                                   lambda s, n=batch.lengths: self.prepare(s, n), test, batch.extras)
             loss_sum += float(nn.functional.nll_loss(torch.log(p.float().clamp_min(1e-12)), batch.y,
                                                      reduction="sum"))
@@ -205,7 +205,7 @@ class Trainer:
         bar = progress.bar(self.loaders["train"], self.config.progress, desc=f"epoch {epoch}", leave=False)
         for i, batch in enumerate(bar, start=1):
             batch: Batch = batch.to(self.device)
-            x = self.experiment.augment(self.config, batch.x, "train", alpha)
+            x = self.experiment.augment(batch.x, "train", alpha)
             r = self.recipe
             if r.vtlp:
                 x = vtlp_warp(x, VTLP().draw(x.shape[0], x.device, self.aug_generator))
@@ -314,7 +314,7 @@ class Trainer:
                               initial=s.epoch, total=c.epochs)
         for epoch in epochs:
             start = time.perf_counter()
-            alpha = self.experiment.epoch_alpha(c, self.generator)
+            alpha = self.experiment.epoch_alpha(self.generator)
             train_loss = self.train_epoch(epoch, alpha)
             lr = self.optimizer.param_groups[0]["lr"]
             # candidates: the raw weights, and their moving average when the recipe keeps one
@@ -475,7 +475,7 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
         manifest: an already prepared manifest (else built from the config).
         train_ids: rebuild the per-fold context from these training ids (a record's).
     """
-    exp = experiments.get(config.experiment)
+    exp = experiments.create(config)
     if manifest is None:
         manifest = run_manifest(config)
     fp, identity = setup_fingerprint(config, manifest)
@@ -485,7 +485,7 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
     if not 1 <= config.fold <= len(folds):
         raise ConfigError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
     fold = folds[config.fold - 1]
-    store = exp.extract(config, manifest)
+    store = exp.extract(manifest)
     if config.recipe.speaker_norm:  # statistics of each speaker's own audio, test speakers' included
         speaker_of = dict(zip(manifest[UTT_ID], manifest[SPEAKER]))
         store = dataclasses.replace(store, features=recipe.speaker_normalize(store.features, speaker_of))
@@ -508,15 +508,15 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
                                   f"({len(ids)} listed, all skipped)")
     label_of = dict(zip(manifest[UTT_ID], manifest[LABEL]))
     train_labels = [label_of[u] for u in split_ids["train"]]
-    factors = exp.train_oversampling(config)
+    factors = exp.train_oversampling()
     index = oversample_indices(train_labels, factors) if factors else None
-    context = exp.prepare(config, manifest, {"train": train_ids} if train_ids is not None else split_ids)
+    context = exp.prepare(manifest, {"train": train_ids} if train_ids is not None else split_ids)
     datasets = {name: FeatureDataset(store, ids, [label_of[u] for u in ids], classes,
                                      index if name == "train" else None, context.get("extras"))
                 for name, ids in split_ids.items()}
     normalizer = Normalizer(config.normalization).fit(store[u] for u in split_ids["train"])
     first = store[split_ids["train"][0]]
-    model = exp.model(config, first.shape[-2] if first.dim() > 1 else first.shape[-1], len(classes), context)
+    model = exp.model(first.shape[-2] if first.dim() > 1 else first.shape[-1], len(classes), context)
     return FoldSetup(config, exp, manifest, fold, classes, store, split_ids, context, datasets, normalizer,
                      model, identity, fp, input_skips)
 

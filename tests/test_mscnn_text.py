@@ -103,19 +103,19 @@ def test_corpus_without_text_is_a_clear_error():
     manifest = pd.DataFrame({"utt_id": ["a", "b"], "text": [None, None]})
     config = make_config("mscnn_spu", {"model.variant": "mscnn_spu_att", "corpus": "asvp_esd"})
     with pytest.raises(DataError, match="corpus 'asvp_esd' has no transcripts.*variant='audio'"):
-        MSCNNSPUExperiment._texts(config, manifest)
+        MSCNNSPUExperiment(config).texts(manifest)
     manifest.loc[0, "text"] = "one transcript"
     with pytest.raises(DataError, match="needs a transcript for every utterance.*1 of 2.*variant='audio'"):
-        MSCNNSPUExperiment._texts(config, manifest)
+        MSCNNSPUExperiment(config).texts(manifest)
     audio_only = make_config("mscnn_spu", {"model.variant": "audio"})
-    assert MSCNNSPUExperiment().prepare(audio_only, manifest, {"train": ["a"]}) == {"extras": {}}
+    assert MSCNNSPUExperiment(audio_only).prepare(manifest, {"train": ["a"]}) == {"extras": {}}
 
 
 def test_asr_text_and_utterance_embeddings(tmp_path):
     manifest = pd.DataFrame({"utt_id": ["a", "b"], "text": ["one", "two"]})
     (tmp_path / "asr.csv").write_text("utt_id,asr_text\na,won\nb,too\n")
     config = make_config("mscnn_spu", {"text_column": "asr_text", "asr_csv": str(tmp_path / "asr.csv")})
-    assert MSCNNSPUExperiment._texts(config, manifest) == {"a": "won", "b": "too"}
+    assert MSCNNSPUExperiment(config).texts(manifest) == {"a": "won", "b": "too"}
     np.savez(tmp_path / "x.npz", a=np.ones(4), b=np.zeros(4))
     table = read_utterance_embeddings(tmp_path / "x.npz")
     assert set(table) == {"a", "b"} and table["a"].shape == (4,)

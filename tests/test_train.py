@@ -123,7 +123,7 @@ def test_nan_loss_names_epoch_and_batch(tiny, monkeypatch):
     from serlib.experiments.cnn_lstm import CNNLSTMExperiment
 
     class NaNLoss(CNNLSTMExperiment):
-        def loss(self, config, counts):
+        def loss(self, counts):
             import torch
 
             class Broken(torch.nn.Module):
@@ -132,7 +132,7 @@ def test_nan_loss_names_epoch_and_batch(tiny, monkeypatch):
 
             return Broken()
 
-    monkeypatch.setitem(__import__("serlib.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS, "cnn_lstm", NaNLoss())
+    monkeypatch.setitem(__import__("serlib.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS, "cnn_lstm", NaNLoss)
     with pytest.raises(TrainingError, match="loss is nan at epoch 1, batch 1"):
         run_fold(tiny())
 

@@ -10,15 +10,21 @@ from .functionals import FunctionalsExperiment
 from .light_sernet import LightSERNetExperiment
 from .mscnn_spu import MSCNNSPUExperiment
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    CNNLSTMExperiment(), AttentionFCNExperiment(), AttentionFCN1DExperiment(), LightSERNetExperiment(),
-    MSCNNSPUExperiment(), FunctionalsExperiment())}
+EXPERIMENTS: dict[str, type[Experiment]] = {e.name: e for e in (
+    CNNLSTMExperiment, AttentionFCNExperiment, AttentionFCN1DExperiment, LightSERNetExperiment,
+    MSCNNSPUExperiment, FunctionalsExperiment)}
 
 
-def get(name: str) -> Experiment:
+def get(name: str) -> type[Experiment]:
+    """The experiment class registered as ``name``."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]
+
+
+def create(config) -> Experiment:
+    """The experiment of ``config``, bound to it (its methods read ``self.config``)."""
+    return get(config.experiment)(config)
 
 
 def make_config(name: str, values: dict | None = None):
@@ -29,4 +35,4 @@ def make_config(name: str, values: dict | None = None):
     return from_dict(get(name).Config, values)
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "get", "make_config"]
+__all__ = ["EXPERIMENTS", "Experiment", "create", "get", "make_config"]

@@ -62,29 +62,29 @@ class AttentionFCNExperiment(Experiment):
     name = "attention_fcn"
     Config = AttentionFCNExperimentConfig
 
-    def features(self, config):
+    def features(self):
         return preset("attention_fcn"), None
 
-    def model(self, config, n_features, n_classes, context=None):
-        state = torch.load(config.encoder_checkpoint, weights_only=True) if config.encoder_checkpoint else None
+    def model(self, n_features, n_classes, context=None):
+        state = torch.load(self.config.encoder_checkpoint, weights_only=True) if self.config.encoder_checkpoint else None
         hop_ms = preset("attention_fcn").hop_ms
-        segment = round(config.segment_seconds * 1000 / hop_ms) if config.segment_seconds else None
-        return AttentionFCN(replace(config.model, n_classes=n_classes, segment_frames=segment),
+        segment = round(self.config.segment_seconds * 1000 / hop_ms) if self.config.segment_seconds else None
+        return AttentionFCN(replace(self.config.model, n_classes=n_classes, segment_frames=segment),
                             encoder_state_dict=state)
 
-    def optimizer(self, config, model):
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay), None
+    def optimizer(self, model):
+        return torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay), None
 
 
 class AttentionFCN1DExperiment(Experiment):
     name = "attention_fcn_1d"
     Config = AttentionFCN1DExperimentConfig
 
-    def features(self, config):
-        return preset("attention_fcn_1d"), WaveCrop(config.input_seconds, config.offset_seconds, mode="start")
+    def features(self):
+        return preset("attention_fcn_1d"), WaveCrop(self.config.input_seconds, self.config.offset_seconds, mode="start")
 
-    def model(self, config, n_features, n_classes, context=None):
-        return AttentionFCN(replace(config.model, n_classes=n_classes))
+    def model(self, n_features, n_classes, context=None):
+        return AttentionFCN(replace(self.config.model, n_classes=n_classes))
 
-    def optimizer(self, config, model):
-        return torch.optim.Adam(model.parameters(), lr=config.lr), None
+    def optimizer(self, model):
+        return torch.optim.Adam(model.parameters(), lr=self.config.lr), None

@@ -71,41 +71,41 @@ class CNNLSTMExperiment(Experiment):
     name = "cnn_lstm"
     Config = CNNLSTMExperimentConfig
 
-    def features(self, config):
-        return preset("cnn_lstm" if config.freq_khz == 4 else "cnn_lstm_8k"), None
+    def features(self):
+        return preset("cnn_lstm" if self.config.freq_khz == 4 else "cnn_lstm_8k"), None
 
-    def model(self, config, n_features, n_classes, context=None):
-        return CNNLSTM(replace(config.model, n_classes=n_classes, n_freq=n_features))
+    def model(self, n_features, n_classes, context=None):
+        return CNNLSTM(replace(self.config.model, n_classes=n_classes, n_freq=n_features))
 
-    def optimizer(self, config, model):
+    def optimizer(self, model):
         groups = model.param_groups()
         return LayerwiseMomentumSGD([
-            {"params": groups["conv"], "lr": config.lr_conv, "momentum": config.momentum_conv,
-             "beta": config.beta_conv, "name": "conv"},
-            {"params": groups["lstm"] + groups["dense"], "lr": config.lr_lstm,
-             "momentum": config.momentum_lstm, "beta": config.beta_lstm, "name": "lstm"},
-        ], weight_decay=config.weight_decay), None
+            {"params": groups["conv"], "lr": self.config.lr_conv, "momentum": self.config.momentum_conv,
+             "beta": self.config.beta_conv, "name": "conv"},
+            {"params": groups["lstm"] + groups["dense"], "lr": self.config.lr_lstm,
+             "momentum": self.config.momentum_lstm, "beta": self.config.beta_lstm, "name": "lstm"},
+        ], weight_decay=self.config.weight_decay), None
 
-    def train_oversampling(self, config):
-        return dict(config.oversample)
+    def train_oversampling(self):
+        return dict(self.config.oversample)
 
-    def epoch_alpha(self, config, generator):
-        if config.vtlp != "per_epoch":
+    def epoch_alpha(self, generator):
+        if self.config.vtlp != "per_epoch":
             return None
-        return float(config.vtlp_low + (config.vtlp_high - config.vtlp_low) * torch.rand(1, generator=generator))
+        return float(self.config.vtlp_low + (self.config.vtlp_high - self.config.vtlp_low) * torch.rand(1, generator=generator))
 
-    def augment(self, config, x, split, epoch_alpha):
-        if config.vtlp == "per_epoch" and split == "train":  # strategy 1: validation untouched
+    def augment(self, x, split, epoch_alpha):
+        if self.config.vtlp == "per_epoch" and split == "train":  # strategy 1: validation untouched
             return vtlp_warp(x, epoch_alpha)
-        if config.vtlp == "per_example":  # strategy 2: an α per example, train and val
-            return VTLP(config.vtlp_low, config.vtlp_high).train()(x)
+        if self.config.vtlp == "per_example":  # strategy 2: an α per example, train and val
+            return VTLP(self.config.vtlp_low, self.config.vtlp_high).train()(x)
         return x
 
-    def predict(self, config, model, x, lengths, prepare, test, extras=None):
+    def predict(self, model, x, lengths, prepare, test, extras=None):
         def proba(spec):
             return torch.softmax(model(prepare(spec), lengths).float(), -1)
 
-        if test and config.test_voting and config.vtlp != "none":
+        if test and self.config.test_voting and self.config.vtlp != "none":
             votes, mean = predict_with_voting(proba, x, TEST_ALPHAS)
             return mean, votes
         probs = proba(x)

@@ -84,13 +84,13 @@ class FunctionalsExperiment(Experiment):
     Config = FunctionalsExperimentConfig
     neural = False
 
-    def extract(self, config, manifest):
-        return extract_functionals(manifest, FunctionalsConfig(config.feature_set), InputChecks.from_config(config),
-                                   on_error=config.bad_audio, workers=config.feature_workers,
-                                   progress=config.progress)
+    def extract(self, manifest):
+        return extract_functionals(manifest, FunctionalsConfig(self.config.feature_set), InputChecks.from_config(self.config),
+                                   on_error=self.config.bad_audio, workers=self.config.feature_workers,
+                                   progress=self.config.progress)
 
-    def model(self, config, n_features, n_classes, context=None):
-        return pipeline(config, config.grid[0])
+    def model(self, n_features, n_classes, context=None):
+        return pipeline(self.config, self.config.grid[0])
 
     def fit_select_test(self, setup) -> dict:
         """Fit one pipeline per C on the training split, pick C on validation UA (test UA
@@ -99,33 +99,33 @@ class FunctionalsExperiment(Experiment):
 
         The predicted label is the classifier's own decision; the probabilities of the
         SVMs come from sigmoid (Platt) calibration on cross-validated training scores."""
-        config, classes = setup.config, setup.classes
+        classes = setup.classes
         label_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[LABEL]))
         data = {name: (np.stack([setup.store[u].numpy() for u in ids]), [label_of[u] for u in ids])
                 for name, ids in setup.split_ids.items()}
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
         history = []
-        for i, c in enumerate(config.grid, start=1):
+        for i, c in enumerate(self.config.grid, start=1):
             start = time.perf_counter()
-            model = pipeline(config, c).fit(x_train, y_train)
+            model = pipeline(self.config, c).fit(x_train, y_train)
             val = model.predict(x_val)
             row = {"epoch": i, "c": c, "val_wa": metrics.weighted_accuracy(y_val, val, classes),
                    "val_ua": metrics.unweighted_accuracy(y_val, val, classes)}
-            if config.selection == "test":
+            if self.config.selection == "test":
                 test = model.predict(x_test)
                 row.update({"test_wa": metrics.weighted_accuracy(y_test, test, classes),
                             "test_ua": metrics.unweighted_accuracy(y_test, test, classes)})
             row["seconds"] = time.perf_counter() - start
             history.append(row)
-        key = "test_ua" if config.selection == "test" else "val_ua"
+        key = "test_ua" if self.config.selection == "test" else "val_ua"
         best = max(history, key=lambda r: -1.0 if np.isnan(r[key]) else r[key])  # first best in grid order
-        final = pipeline(config, best["c"]).fit(x_train, y_train)
+        final = pipeline(self.config, best["c"]).fit(x_train, y_train)
         prediction = list(final.predict(x_test))
-        if config.classifier != "logreg":  # SVM scores -> probabilities: sigmoid calibration (Platt)
+        if self.config.classifier != "logreg":  # SVM scores -> probabilities: sigmoid calibration (Platt)
             from sklearn.calibration import CalibratedClassifierCV
 
             folds = min(3, min(np.unique(y_train, return_counts=True)[1]))
-            final = CalibratedClassifierCV(pipeline(config, best["c"]), ensemble=False, cv=max(2, folds)).fit(
+            final = CalibratedClassifierCV(pipeline(self.config, best["c"]), ensemble=False, cv=max(2, folds)).fit(
                 x_train, y_train)
         known = list(final.classes_)
         probs, fitted = np.zeros((len(x_test), len(classes))), final.predict_proba(x_test)

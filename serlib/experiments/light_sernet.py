@@ -63,27 +63,27 @@ class LightSERNetExperiment(Experiment):
     name = "light_sernet"
     Config = LightSERNetExperimentConfig
 
-    def features(self, config):
-        return preset(config.front_end), WaveCrop(config.input_seconds, mode="center")
+    def features(self):
+        return preset(self.config.front_end), WaveCrop(self.config.input_seconds, mode="center")
 
-    def model(self, config, n_features, n_classes, context=None):
-        return LightSERNet(replace(config.model, n_classes=n_classes, n_mfcc=n_features))
+    def model(self, n_features, n_classes, context=None):
+        return LightSERNet(replace(self.config.model, n_classes=n_classes, n_mfcc=n_features))
 
-    def optimizer(self, config, model):
+    def optimizer(self, model):
         body = {id(p) for p in model.body_parameters()}
         optimizer = torch.optim.Adam([
-            {"params": [p for p in model.parameters() if id(p) in body], "weight_decay": config.body_weight_decay},
+            {"params": [p for p in model.parameters() if id(p) in body], "weight_decay": self.config.body_weight_decay},
             {"params": [p for p in model.parameters() if id(p) not in body], "weight_decay": 0.0},
-        ], lr=config.lr)
+        ], lr=self.config.lr)
         # scheduler.step() runs after each epoch: factor for the next epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: decay_factor(
-            done + 1, config.lr_decay_start, config.lr_decay_every, config.lr_decay))
+            done + 1, self.config.lr_decay_start, self.config.lr_decay_every, self.config.lr_decay))
         return optimizer, scheduler
 
-    def loss(self, config, class_counts):
+    def loss(self, class_counts):
         weight = None
-        if config.class_weights:
+        if self.config.class_weights:
             weight = class_counts.sum() / (len(class_counts) * class_counts.clamp_min(1))
-        if config.loss == "focal":
-            return FocalLoss(config.focal_gamma, weight)
+        if self.config.loss == "focal":
+            return FocalLoss(self.config.focal_gamma, weight)
         return torch.nn.CrossEntropyLoss(weight=weight)

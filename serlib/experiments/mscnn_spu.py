@@ -47,58 +47,57 @@ class MSCNNSPUExperiment(Experiment):
     name = "mscnn_spu"
     Config = MSCNNSPUExperimentConfig
 
-    def features(self, config):
+    def features(self):
         return preset("mscnn"), None
 
-    def prepare(self, config, manifest, split_ids):
+    def prepare(self, manifest, split_ids):
         context, extras = {}, {}
-        uses_text = config.model.variant != "audio"
+        uses_text = self.config.model.variant != "audio"
         if uses_text:
-            texts = self._texts(config, manifest)
+            texts = self.texts(manifest)
             vocab = Vocabulary.build(texts[u] for u in split_ids["train"])  # training split only
             extras["text"] = {u: vocab.encode(t) for u, t in texts.items()}
             context["vocabulary_size"] = len(vocab)
-            if config.glove_path:
-                context["embeddings"], context["glove_coverage"] = load_glove(config.glove_path, vocab)
-        if config.utterance_embeddings and config.model.variant != "text":
-            table = read_utterance_embeddings(config.utterance_embeddings)
+            if self.config.glove_path:
+                context["embeddings"], context["glove_coverage"] = load_glove(self.config.glove_path, vocab)
+        if self.config.utterance_embeddings and self.config.model.variant != "text":
+            table = read_utterance_embeddings(self.config.utterance_embeddings)
             missing = [u for u in manifest[UTT_ID] if u not in table]
             if missing:
-                raise DataError(config.utterance_embeddings, f"no embedding for {len(missing)} utterances, e.g. {missing[:3]}")
+                raise DataError(self.config.utterance_embeddings, f"no embedding for {len(missing)} utterances, e.g. {missing[:3]}")
             extras["utterance"] = table
             context["utterance_dim"] = int(next(iter(table.values())).numel())
         context["extras"] = extras
         return context
 
-    @staticmethod
-    def _texts(config, manifest) -> dict[str, str]:
-        column = config.text_column
+    def texts(self, manifest) -> dict[str, str]:
+        column = self.config.text_column
         frame = manifest
-        if config.asr_csv:
-            asr = pd.read_csv(config.asr_csv, dtype={UTT_ID: str})
+        if self.config.asr_csv:
+            asr = pd.read_csv(self.config.asr_csv, dtype={UTT_ID: str})
             if column not in asr.columns or UTT_ID not in asr.columns:
-                raise DataError(config.asr_csv, f"needs columns '{UTT_ID}' and '{column}'")
+                raise DataError(self.config.asr_csv, f"needs columns '{UTT_ID}' and '{column}'")
             frame = manifest.drop(columns=[column], errors="ignore").merge(asr[[UTT_ID, column]], on=UTT_ID, how="left")
         if column not in frame.columns:
-            raise ConfigError(f"corpus {config.corpus!r} has no '{column}' column: variant {config.model.variant!r} "
+            raise ConfigError(f"corpus {self.config.corpus!r} has no '{column}' column: variant {self.config.model.variant!r} "
                               "needs transcripts; use variant='audio'")
         missing = frame[frame[column].isna()]
         if len(missing) == len(frame):
-            raise DataError(None, f"corpus {config.corpus!r} has no transcripts ('{column}' is empty): variant "
-                                  f"{config.model.variant!r} needs them; use variant='audio', or asr_csv=FILE")
+            raise DataError(None, f"corpus {self.config.corpus!r} has no transcripts ('{column}' is empty): variant "
+                                  f"{self.config.model.variant!r} needs them; use variant='audio', or asr_csv=FILE")
         if len(missing):
-            raise DataError(None, f"variant {config.model.variant!r} needs a transcript for every utterance, but "
-                                  f"{len(missing)} of {len(frame)} have no '{column}' in corpus {config.corpus!r} "
+            raise DataError(None, f"variant {self.config.model.variant!r} needs a transcript for every utterance, but "
+                                  f"{len(missing)} of {len(frame)} have no '{column}' in corpus {self.config.corpus!r} "
                                   f"(e.g. {missing[UTT_ID].head(3).tolist()}); use variant='audio'")
         return dict(zip(frame[UTT_ID], frame[column].astype(str)))
 
-    def model(self, config, n_features, n_classes, context=None):
+    def model(self, n_features, n_classes, context=None):
         context = context or {}
         embeddings = context.get("embeddings")
         return MSCNNSPU(replace(
-            config.model, n_classes=n_classes, audio_dim=n_features, vocab_size=context.get("vocabulary_size", 2),
-            embedding_dim=embeddings.shape[1] if embeddings is not None else config.model.embedding_dim,
+            self.config.model, n_classes=n_classes, audio_dim=n_features, vocab_size=context.get("vocabulary_size", 2),
+            embedding_dim=embeddings.shape[1] if embeddings is not None else self.config.model.embedding_dim,
             utterance_dim=context.get("utterance_dim", 0)), embeddings)
 
-    def optimizer(self, config, model):
-        return torch.optim.Adam(model.parameters(), lr=config.lr), None
+    def optimizer(self, model):
+        return torch.optim.Adam(model.parameters(), lr=self.config.lr), None
