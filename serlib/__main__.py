@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
+from pathlib import Path
 
 from .constants import FOUR_CLASSES
 from .errors import SerlibError
@@ -90,6 +92,41 @@ def _sweep(args) -> int:
     return 1 if table.attrs["failed"] else 0
 
 
+def _predict(args) -> int:
+    """Exit 0 when every input was scored, 1 when some failed (listed; the rest written)."""
+    from . import atomic, viz
+    from .bundle import load_model
+
+    bundle = load_model(args.bundle, fold=args.fold, device=args.device)
+    inputs = [p for item in args.inputs for p in _expand(item)]
+    out = bundle.predict(inputs, window=args.window, hop=args.hop, per_file=args.per_file,
+                         attention=bool(args.attention), speaker_norm=args.speaker_norm)
+    if args.out:
+        atomic.write_text(args.out, out.files.to_csv(index=False))
+        atomic.write_text(str(Path(args.out).with_suffix("")) + ".windows.csv", out.windows.to_csv(index=False))
+        print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
+    else:
+        print(out.files.drop(columns=["error"]).dropna(subset=["prediction"]).to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.attention:
+        if not bundle.has_attention:
+            print(f"{bundle.config.experiment} has no attention weights to draw", file=sys.stderr)
+        for name, entry in out.attention.items():
+            fig = viz.attention_over_audio(entry, title=Path(name).name)
+            target = Path(args.attention) / (Path(name).stem + ".attention.html")
+            atomic.atomic_write(target, lambda tmp, f=fig: f.write_html(tmp, include_plotlyjs=True))
+            print(f"attention -> {target}")
+    for row in out.failures.itertuples():
+        print(f"failed {row.path}: {row.error}", file=sys.stderr)
+    return 1 if len(out.failures) else 0
+
+
+def _expand(item: str) -> list:
+    from .bundle import expand_inputs
+
+    return [p for _, p in expand_inputs(item)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +161,24 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs per run (= torch threads)")
             p.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs per run; fractions share a GPU")
             p.add_argument("--max-retries", type=int, default=2, help="Ray: retries of a run whose worker died")
+    p = sub.add_parser("export", help="a result set's fold models as a self-contained bundle")
+    p.add_argument("result_set", help="a record (.json) or a result-set folder: results/EXPERIMENT/NAME/CORPUS/"
+                                      "PROTOCOL[/FINGERPRINT], absolute or under outputs/results")
+    p.add_argument("out_dir", help="the bundle folder to write")
+    p = sub.add_parser("predict", help="class probabilities of recordings, with an exported bundle")
+    p.add_argument("bundle", help="a folder written by 'export'")
+    p.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or a CSV with a 'path' column")
+    p.add_argument("--out", default=None, help="per-file CSV (default: print it); the windows go to OUT.windows.csv")
+    p.add_argument("--window", type=float, default=None, help="timeline window in s (default: the model's crop or 3)")
+    p.add_argument("--hop", type=float, default=1.0, help="timeline hop in s")
+    p.add_argument("--per-file", default="model", choices=("model", "windows"),
+                   help="a file's result: the model's own input rule on the whole file, or the windows' mean")
+    p.add_argument("--fold", type=_positive_int, default=None, help="use one fold's model (default: all, averaged)")
+    p.add_argument("--attention", default=None, metavar="DIR",
+                   help="attention models: write an HTML figure per file (attention over the spectrogram)")
+    p.add_argument("--speaker-norm", action="store_true",
+                   help="models trained with per-speaker normalisation: standardise all inputs together (one speaker)")
+    p.add_argument("--device", default="cpu")
     p = sub.add_parser("collect", help="results table of outputs/results")
     p.add_argument("--path", default=None)
     args = parser.parse_args(argv)
@@ -163,6 +218,20 @@ def _dispatch(args) -> int:
         print(f"mean over folds: WA {done.wa.mean():.3f} ± {done.wa.std(ddof=0):.3f}, "
               f"UA {done.ua.mean():.3f} ± {done.ua.std(ddof=0):.3f}  (records: {table.path.dropna().iloc[0].rsplit('/', 1)[0]})")
         return 1 if table.attrs["failed"] else 0
+    if args.command == "export":
+        from .bundle import export
+        from .paths import outputs_dir
+
+        source = Path(args.result_set)
+        if not source.exists() and (outputs_dir() / "results" / source).exists():
+            source = outputs_dir() / "results" / source
+        out = export(source, args.out_dir)
+        card = json.loads((out / "card.json").read_text())
+        print(f"exported {len(card['members'])} fold model(s) of {card['experiment']}/{card['name']} on "
+              f"{card['corpus']} ({card['protocol']}; test UA {card['test_scores']['ua_mean']:.3f}) -> {out}")
+        return 0
+    if args.command == "predict":
+        return _predict(args)
     if args.command == "collect":
         from .results import collect, summarise
 

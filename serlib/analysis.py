@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from . import experiments
+from .bundle import member_weights, normalizer_from_state, read_weights
 from .cache import FeatureStore
 from .errors import DataError
 from .features import Normalizer
@@ -42,13 +44,11 @@ def load_trained(record: dict) -> TrainedRun:
     if setup.fingerprint != record["fingerprint"]:
         raise DataError(record.get("path"), "the corpus or settings changed since this record was made "
                                             "(fingerprints differ); its model cannot be rebuilt faithfully")
-    run_dir = record["path"].removesuffix(".json") + ".run"
-    ckpt = torch.load(f"{run_dir}/checkpoint.pt", weights_only=True, map_location="cpu")
+    found = member_weights(record)  # the weights file, or the checkpoint of an older run
+    model_state, normalizer_state = read_weights(found)[:2] if isinstance(found, Path) else found
     model = setup.model
-    model.load_state_dict(ckpt["best_state"] or ckpt["model"])
-    normalizer = Normalizer(config.normalization)
-    for name, value in ckpt["normalizer"].items():  # buffers of the fitted shapes
-        setattr(normalizer, name, value)
+    model.load_state_dict(model_state)
+    normalizer = normalizer_from_state(config.normalization, normalizer_state)
     return TrainedRun(record, config, model.eval(), normalizer, setup.store, pd.read_csv(record["predictions_path"]),
                       setup.context, setup.manifest)
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import atomic, experiments, metrics, progress, recipe, results
+from . import atomic, bundle, experiments, metrics, progress, recipe, results
 from .augment import VTLP, oversample_indices, vtlp_warp
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
@@ -31,7 +31,7 @@ from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .corpora import prepare_manifest
 from .data import Batch, BucketBatchSampler, DeviceBatches, FeatureDataset, collate, item_lengths
 from .errors import ConfigError, DataError, SerlibError
-from .features import Normalizer, lengths_to_mask
+from .features import Normalizer
 from .paths import outputs_dir
 from .protocols import make_folds
 
@@ -159,9 +159,7 @@ class Trainer:
     # -- pieces ----------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Normalise with training statistics; padding back to zero."""
-        x = self.normalizer(x)
-        mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
-        x = x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
+        x = bundle.prepare_input(self.normalizer, x, lengths)
         if self.config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -446,6 +444,7 @@ class FoldSetup:
     identity: dict
     fingerprint: str
     input_skips: list[dict]
+    n_features: int
 
     @property
     def stem(self) -> Path:
@@ -516,9 +515,10 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
                 for name, ids in split_ids.items()}
     normalizer = Normalizer(config.normalization).fit(store[u] for u in split_ids["train"])
     first = store[split_ids["train"][0]]
-    model = exp.model(first.shape[-2] if first.dim() > 1 else first.shape[-1], len(classes), context)
+    n_features = first.shape[-2] if first.dim() > 1 else first.shape[-1]
+    model = exp.model(n_features, len(classes), context)
     return FoldSetup(config, exp, manifest, fold, classes, store, split_ids, context, datasets, normalizer,
-                     model, identity, fp, input_skips)
+                     model, identity, fp, input_skips, n_features)
 
 
 def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = None) -> dict:
@@ -553,6 +553,14 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     state = trainer.fit()
     fit_here = time.perf_counter() - fit_start
     test = trainer.test()
+    # the selected weights stay on disk beside the record (export and predict use them)
+    bundle.save_weights(bundle.weights_path(stem.with_suffix(".json")), trainer.model.state_dict(),
+                        trainer.normalizer.state_dict(),
+                        {"n_features": setup.n_features, "classes": setup.classes, "fold": config.fold,
+                         "seed": config.seed, "fingerprint": setup.fingerprint, "best_epoch": state.best_epoch,
+                         "selected_weights": state.best_source,
+                         "context": {k: v for k, v in setup.context.items()
+                                     if k != "extras" and isinstance(v, (int, float, str, bool))}})
     # epochs run before an interruption count too (their seconds are in the history)
     seconds = time.perf_counter() - t0 - fit_here + sum(h["seconds"] for h in state.history)
     return write_record(setup, test, state.history, state.best_epoch, state.best_metric, seconds,
@@ -591,7 +599,8 @@ def write_record(setup: FoldSetup, test: dict, history: list[dict], best_epoch: 
         "manifest_skipped": [list(x) for x in setup.manifest.attrs.get("skipped", [])],
         "features": store.config.key(),
         "normalizer": setup.normalizer.state() if setup.normalizer.mode == "global" else {"mode": setup.normalizer.mode},
-        "n_parameters": n_parameters,
+        "n_parameters": n_parameters, "n_features": setup.n_features,
+        "weights": bundle.weights_path(setup.stem.with_suffix(".json")).name if setup.experiment.neural else None,
         "context": {k: v for k, v in setup.context.items() if k != "extras" and not isinstance(v, torch.Tensor)},
         "timing": {"total_seconds": seconds,
                    "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,

@@ -247,3 +247,55 @@ def p_value_matrix(matrix: pd.DataFrame, title: str = "Holm-corrected p-values (
                                colorbar={"title": "p"}))
     return fig.update_layout(title=title, height=200 + 50 * len(matrix), xaxis={"automargin": True},
                              yaxis={"automargin": True})
+
+
+def class_probabilities(row: Mapping, classes: Sequence[str], title: str = "") -> go.Figure:
+    """One file's class probabilities (a row of :attr:`serlib.bundle.Prediction.files`)."""
+    values = [float(row[f"p_{c}"]) for c in classes]
+    colors = ["crimson" if c == row["prediction"] else "steelblue" for c in classes]
+    fig = go.Figure(go.Bar(x=list(classes), y=values, marker_color=colors))
+    return fig.update_layout(title=title or f"prediction: {row['prediction']}", yaxis_range=[0, 1],
+                             yaxis_title="probability", height=320)
+
+
+def probability_timeline(windows: pd.DataFrame, classes: Sequence[str], title: str = "") -> go.Figure:
+    """Class probabilities of each window over time (window centres, seconds)."""
+    centre = (windows["start"] + windows["end"]) / 2
+    fig = go.Figure([go.Scatter(x=centre, y=windows[f"p_{c}"], mode="lines+markers", name=c) for c in classes])
+    return fig.update_layout(title=title or "Class probabilities over time", xaxis_title="time (s)",
+                             yaxis_title="probability", yaxis_range=[0, 1], height=340)
+
+
+def attention_over_audio(entry: Mapping, title: str = "", n_fft: int = 512) -> go.Figure:
+    """The log spectrogram of a recording with the model's attention over time drawn on
+    top (one line per window, each scaled to its maximum; :meth:`serlib.bundle.Bundle.predict`
+    with ``attention=True`` gives ``entry``)."""
+    import torchaudio
+
+    wave, sr = torch.as_tensor(entry["wave"]), entry["sample_rate"]
+    hop = n_fft // 4
+    spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=hop)(wave)
+    db = 10 * torch.log10(spec.clamp_min(1e-10))
+    times = np.arange(db.shape[-1]) * hop / sr
+    freqs = np.linspace(0, sr / 2000, db.shape[0])
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Heatmap(z=db.numpy(), x=times, y=freqs, colorscale="Greys", showscale=False,
+                             zmin=float(db.max()) - 80), secondary_y=False)
+    for i, (start, end, alpha) in enumerate(entry["windows"]):
+        a = np.asarray(alpha, dtype=float)
+        t = start + (np.arange(len(a)) + 0.5) * (end - start) / max(len(a), 1)
+        fig.add_trace(go.Scatter(x=t, y=a / max(a.max(), 1e-12), mode="lines", line={"color": "crimson", "width": 2},
+                                 name="attention", showlegend=i == 0, opacity=0.8), secondary_y=True)
+    fig.update_yaxes(title_text="frequency (kHz)", secondary_y=False)
+    fig.update_yaxes(title_text="attention (scaled)", range=[0, 1.05], secondary_y=True)
+    return fig.update_layout(title=title or "Attention over the recording", xaxis_title="time (s)", height=380)
+
+
+def transfer_matrix(matrix: pd.DataFrame, metric: str = "UA") -> go.Figure:
+    """Train corpus (rows) × test corpus (columns); the diagonal is within-corpus LOSO."""
+    fig = go.Figure(go.Heatmap(z=matrix.to_numpy(dtype=float), x=list(matrix.columns), y=list(matrix.index),
+                               zmin=0, zmax=1, colorscale="Viridis", text=matrix.round(3).to_numpy(),
+                               texttemplate="%{text}", colorbar={"title": metric}))
+    return fig.update_layout(title=f"Cross-corpus {metric} (rows: trained on, columns: tested on)",
+                             xaxis_title="test corpus", yaxis_title="training corpus", height=200 + 60 * len(matrix),
+                             yaxis={"automargin": True, "autorange": "reversed"})

@@ -1,0 +1,471 @@
+"""Trained models beyond their fold: the selected weights on disk, an exported bundle,
+:func:`load_model` without the corpus, and prediction on any recording.
+
+A fold's run keeps its selected weights beside its record (``foldNN-seedS.weights.safetensors``:
+the model's state dict and the normaliser's statistics, about 4 bytes per parameter:
+1.8 MB for Light-SERNet, 9 MB for CNN+LSTM). :func:`export` copies those of a result set
+into a folder with the resolved config and a card (``card.json``); :func:`load_model`
+rebuilds every fold's model from it, and :meth:`Bundle.predict` scores files: decoded as
+the corpora are (any rate, channels averaged), cut by the model's crop rule, long ones
+in sliding windows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import atomic, experiments, results
+from .cache import SILENCE_PEAK, InputChecks, WaveCrop
+from .errors import AudioError, ConfigError, DataError
+from .features import FeatureConfig, FrontEnd, Normalizer, lengths_to_mask
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_SUFFIX = ".weights.safetensors"
+BUNDLE_VERSION = 1
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+ENSEMBLE_NOTE = ("The ensemble averages the probabilities of the fold models. Each fold model has been tested "
+                 "on speakers it never saw, but together the folds of a leave-one-speaker-out protocol have "
+                 "trained on every speaker of the corpus: the ensemble has no held-out score of its own, and "
+                 "its scores on this corpus's speakers are not speaker-independent.")
+
+
+# -- weights on disk ---------------------------------------------------------------------
+def weights_path(record_path: str | Path) -> Path:
+    """``…/fold01-seed1.json`` → ``…/fold01-seed1.weights.safetensors``."""
+    return Path(str(record_path).removesuffix(".json") + WEIGHTS_SUFFIX)
+
+
+def save_weights(path: str | Path, model_state: dict, normalizer_state: dict, meta: dict) -> Path:
+    """A model's state dict (``model.*``) and its normaliser's (``normalizer.*``) as
+    safetensors, with ``meta`` (JSON) in the header; written atomically."""
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
+    tensors.update({f"normalizer.{k}": v.detach().cpu().contiguous().clone() for k, v in normalizer_state.items()})
+    data = save(tensors, metadata={"serlib": json.dumps(meta)})
+    return atomic.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def read_weights(path: str | Path) -> tuple[dict, dict, dict]:
+    """``(model state, normaliser state, meta)`` of a weights file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("serlib", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+    except Exception as e:  # truncated or foreign file
+        raise DataError(path, f"not a readable weights file ({type(e).__name__}: {e})") from e
+    model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    norm = {k.removeprefix("normalizer."): v for k, v in tensors.items() if k.startswith("normalizer.")}
+    return model, norm, meta
+
+
+def normalizer_from_state(mode: str, state: dict) -> Normalizer:
+    normalizer = Normalizer(mode)
+    for name, value in state.items():  # buffers of the fitted shapes
+        setattr(normalizer, name, value)
+    return normalizer
+
+
+# -- export ------------------------------------------------------------------------------
+def result_set_records(source: str | Path) -> list[dict]:
+    """The records of a result set: a record file, or a folder
+    (``results/EXPERIMENT/NAME/CORPUS/PROTOCOL[/FINGERPRINT]``) holding runs of one
+    fingerprint (else a :class:`DataError` that lists them)."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError(source, "no such record or result-set folder")
+    paths = [source] if source.is_file() else sorted(source.rglob("fold*-seed*.json"))
+    records = [results.read_record(p) for p in paths]
+    if not records:
+        raise DataError(source, "holds no results records (fold*-seed*.json)")
+    prints = sorted({r["fingerprint"] for r in records})
+    if len(prints) > 1:
+        folders = sorted({str(Path(r["path"]).parent) for r in records})
+        raise DataError(source, f"holds runs of {len(prints)} different settings; export one of: {folders}")
+    return records
+
+
+def member_weights(record: dict) -> Path | tuple[dict, dict]:
+    """A record's selected weights: its weights file, or for runs from before those files,
+    ``(model state, normaliser state)`` from its checkpoint."""
+    path = weights_path(record["path"])
+    if path.is_file():
+        return path
+    ckpt_path = Path(record["path"].removesuffix(".json") + ".run") / "checkpoint.pt"
+    if ckpt_path.is_file():  # runs from before the weights files: the checkpoint's selected weights
+        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        return ckpt["best_state"] or ckpt["model"], ckpt["normalizer"]
+    raise DataError(record["path"], f"no selected weights: neither {path.name} nor {ckpt_path} exists "
+                                    "(a functionals run, or its files were deleted)")
+
+
+def export(source: str | Path, out_dir: str | Path) -> Path:
+    """Write a self-contained bundle of a result set into ``out_dir``:
+    ``foldNN-seedS.safetensors`` per run (weights + normaliser statistics),
+    ``config.json`` (the resolved config) and ``card.json`` (corpus, protocol, classes,
+    features, each member's test scores, versions, commit). Returns ``out_dir``."""
+    records = result_set_records(source)
+    first = records[0]
+    config = experiments.make_config(first["config"]["experiment"], first["config"])
+    if not experiments.get(config.experiment).neural:
+        raise DataError(first["path"], f"experiment {config.experiment!r} keeps no network weights to export")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    members = []
+    for rec in sorted(records, key=lambda r: (r["config"]["fold"], r["config"]["seed"])):
+        fold, seed = rec["config"]["fold"], rec["config"]["seed"]
+        name = f"fold{fold:02d}-seed{seed}.safetensors"
+        found = member_weights(rec)
+        if isinstance(found, Path):
+            atomic.atomic_write(out / name, lambda tmp, src=found: shutil.copyfile(src, tmp))
+        else:
+            save_weights(out / name, *found, {"classes": rec["classes"], "fold": fold, "seed": seed})
+        members.append({"file": name, "fold": fold, "seed": seed, "test_speakers": rec["test_speakers"],
+                        "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
+                        "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
+                        "selected_weights": rec.get("best_weights", "raw")})
+    from . import __version__
+
+    wa, ua = np.array([m["wa"] for m in members]), np.array([m["ua"] for m in members])
+    card = {
+        "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": config.name,
+        "corpus": first["corpus_label"], "protocol": config.protocol, "classes": first["classes"],
+        "fingerprint": first["fingerprint"], "features": first["features"], "normalization": config.normalization,
+        "input": _input_rule(config), "n_parameters": first.get("n_parameters"),
+        "leaky": first["leaky"], "uses_test_speaker_audio": first.get("uses_test_speaker_audio", False),
+        "recipe": first.get("recipe", {}),
+        "members": members,
+        "test_scores": {"wa_mean": float(wa.mean()), "ua_mean": float(ua.mean()), "wa_std": float(wa.std(ddof=1))
+                        if len(wa) > 1 else 0.0, "ua_std": float(ua.std(ddof=1)) if len(ua) > 1 else 0.0,
+                        "note": f"each member scored once on the held-out test split of its own fold "
+                                f"({config.protocol}, selection on {first['selected_on']})"},
+        "ensemble": ENSEMBLE_NOTE,
+        "serlib_version": __version__, "commit": first["provenance"].get("git_commit"),
+        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    atomic.write_json(out / "config.json", first["config"])
+    atomic.write_json(out / "card.json", card)
+    return out
+
+
+def _input_rule(config) -> dict:
+    feature_config, crop = experiments.create(config).features()
+    crop = crop or WaveCrop()
+    return {"sample_rate": feature_config.sample_rate, "crop_seconds": crop.seconds, "crop_offset": crop.offset,
+            "crop_mode": crop.mode}
+
+
+# -- load and predict --------------------------------------------------------------------
+@dataclass
+class Member:
+    """One fold model of a bundle."""
+
+    fold: int
+    seed: int
+    model: nn.Module
+    normalizer: Normalizer
+
+
+@dataclass
+class Prediction:
+    """What :meth:`Bundle.predict` returns: one row per file (``p_<class>``, the
+    prediction, the number of windows, or the error that stopped it), one row per
+    window of each file (the timeline), and per-file attention when asked for."""
+
+    files: pd.DataFrame
+    windows: pd.DataFrame
+    attention: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.files[self.files["error"].notna()][["path", "error"]]
+
+
+class Bundle:
+    """Fold models rebuilt from an exported bundle (:func:`load_model`)."""
+
+    def __init__(self, root: Path, config, card: dict, members: list[Member], device: torch.device):
+        self.root, self.config, self.card, self.members, self.device = root, config, card, members, device
+        self.classes: list[str] = card["classes"]
+        self.experiment = experiments.create(config)
+        self.feature_config: FeatureConfig
+        self.feature_config, crop = self.experiment.features()
+        self.crop = crop or WaveCrop()
+        self.frontend = FrontEnd(self.feature_config).to(device)
+        self.checks = InputChecks(config.min_seconds, None, SILENCE_PEAK)
+
+    def __repr__(self) -> str:
+        folds = [m.fold for m in self.members]
+        return (f"Bundle({self.card['experiment']}/{self.card['name']} on {self.card['corpus']}, "
+                f"{len(self.members)} model(s), folds {folds}, classes {self.classes})")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_config.sample_rate
+
+    @property
+    def has_attention(self) -> bool:
+        return hasattr(self.members[0].model, "forward_with_attention") and self.config.experiment != "mscnn_spu"
+
+    # -- pieces ------------------------------------------------------------------------
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean class probabilities of the members ``(B, C)``, and the prediction: the
+        member's own for one member (e.g. CNN+LSTM's α vote), else the argmax of the mean."""
+        probs, pred = [], None
+        for m in self.members:
+            prepare = lambda s, n=lengths, m=m: prepare_input(m.normalizer, s, n)  # noqa: E731
+            p, pred = self.experiment.predict(m.model, x, lengths, prepare, True)
+            probs.append(p.float())
+        mean = torch.stack(probs).mean(0)
+        return mean, pred if len(self.members) == 1 else mean.argmax(-1)
+
+    @torch.no_grad()
+    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
+        """Per item, the first member's attention weights as a profile over its input's
+        frames (averaged over frequency; segments joined)."""
+        m = self.members[0]
+        _, alpha = m.model.forward_with_attention(prepare_input(m.normalizer, x, lengths), lengths)
+        out = []
+        for a in alpha:
+            a = a.float()
+            if a.dim() == 3:  # segments × F' × T' (2-D, segment mode)
+                a = a.mean(1).flatten()
+            elif a.dim() == 2:  # F' × T' (2-D) or segments × T' (1-D, segment mode)
+                a = a.mean(0) if self.config.model.variant == "2d" and self.config.segment_seconds is None \
+                    else a.flatten()
+            out.append(a.cpu().numpy())
+        return out
+
+    def windows(self, n_samples: int, window: float | None, hop: float) -> list[tuple[int, int]]:
+        """``(start, end)`` samples of the timeline's windows: the whole file when it fits
+        one window; else windows of ``window`` s (default: the model's crop, or 3 s for
+        models that take any length) every ``hop`` s, the last one ending at the end of
+        the file (no padding, no audio left out)."""
+        sr = self.sample_rate
+        window = window or self.crop.seconds or 3.0
+        if n_samples <= round(window * sr):
+            return [(0, n_samples)]
+        size, step = round(window * sr), max(1, round(hop * sr))
+        starts = list(range(0, n_samples - size + 1, step))
+        if starts[-1] + size < n_samples:
+            starts.append(n_samples - size)
+        return [(s, s + size) for s in starts]
+
+    # -- the whole job ---------------------------------------------------------------------
+    def predict(self, inputs, window: float | None = None, hop: float = 1.0, per_file: str = "model",
+                attention: bool = False, speaker_norm: bool = False, batch_size: int = 32) -> Prediction:
+        """Score files: paths, a folder, a CSV with a ``path`` column, or waveforms by name
+        (``{"name": (wave, sample_rate)}``).
+
+        Each file gets a timeline of windows (:meth:`windows`) and one result:
+        ``per_file="model"`` applies the model's own input rule to the whole file, as in
+        its training and test (a centre crop for fixed-length models; the whole file, up
+        to ``max_seconds``, for the others, beyond which the windows' mean is used);
+        ``per_file="windows"`` averages the windows. A file that cannot be used gets its
+        error in the ``error`` column; the others go on.
+        """
+        if per_file not in ("model", "windows"):
+            raise ConfigError(f"per_file must be 'model' or 'windows', got {per_file!r}")
+        if self.config.experiment == "mscnn_spu" and self.config.model.variant != "audio":
+            raise ConfigError(f"variant {self.config.model.variant!r} needs transcripts; predict scores audio only "
+                              "(train variant='audio')")
+        if self.config.recipe.speaker_norm and not speaker_norm:
+            raise ConfigError("this model was trained with per-speaker normalisation: pass speaker_norm=True "
+                              "(--speaker-norm) with recordings of one speaker, which are standardised together")
+        items = expand_inputs(inputs)
+        rows, window_rows, attn, loaded = [], [], {}, []
+        for name, source in items:
+            try:
+                loaded.append((name, self._load(source)))
+            except AudioError as e:
+                rows.append({"path": name, "error": e.reason})
+        sr, max_samples = self.sample_rate, (self.config.max_seconds or float("inf")) * self.sample_rate
+        segments = []
+        for name, wave in loaded:
+            spans = self.windows(wave.numel(), window, hop)
+            segments += [(name, "window", s, e, wave[s:e]) for s, e in spans]
+            whole = per_file == "model" and (self.crop.seconds is not None or wave.numel() <= max_samples)
+            if whole and len(spans) > 1:
+                segments.append((name, "file", 0, wave.numel(), wave))
+        outputs = self._score(segments, batch_size, attention, speaker_norm)
+        for name, wave in loaded:
+            wins = [o for o in outputs if o["name"] == name and o["kind"] == "window"]
+            whole = [o for o in outputs if o["name"] == name and o["kind"] == "file"]
+            if whole or len(wins) == 1:
+                result = (whole or wins)[0]
+                probs, label = result["p"], self.classes[result["pred"]]
+            else:
+                probs = np.stack([o["p"] for o in wins]).mean(0)
+                label = self.classes[int(probs.argmax())]
+            rows.append({"path": name, "seconds": wave.numel() / sr, "windows": len(wins), "prediction": label,
+                         **{f"p_{c}": float(v) for c, v in zip(self.classes, probs)}, "error": None})
+            for o in wins:
+                window_rows.append({"path": name, "start": o["start"] / sr, "end": o["end"] / sr,
+                                    "prediction": self.classes[int(o["p"].argmax())],
+                                    **{f"p_{c}": float(v) for c, v in zip(self.classes, o["p"])}})
+            if attention and self.has_attention:
+                attn[name] = {"wave": wave, "sample_rate": sr,
+                              "windows": [(*self.input_span(o["start"], o["end"]), o["attention"]) for o in wins]}
+        columns = ["path", "seconds", "windows", "prediction", *[f"p_{c}" for c in self.classes], "error"]
+        order = {name: i for i, (name, _) in enumerate(items)}
+        files = pd.DataFrame(rows).reindex(columns=columns)
+        files = files.sort_values("path", key=lambda s: s.map(order)).reset_index(drop=True)
+        return Prediction(files, pd.DataFrame(window_rows), attn)
+
+    def input_span(self, start: int, end: int) -> tuple[float, float]:
+        """The seconds of a window (samples ``start:end``) that the model's crop keeps."""
+        sr, c = self.sample_rate, self.crop
+        start, end = start / sr + c.offset, end / sr
+        if c.seconds is None or end - start <= c.seconds:
+            return start, end
+        if c.mode == "start":
+            return start, start + c.seconds
+        middle = (start + end) / 2
+        return middle - c.seconds / 2, middle + c.seconds / 2
+
+    def _load(self, source) -> torch.Tensor:
+        """A mono waveform at the model's rate from a path (checked as the corpora are)
+        or a ``(wave, sample_rate)`` pair."""
+        if not isinstance(source, tuple):
+            return self.checks.load(source, self.sample_rate)[0]
+        wave, rate = source
+        wave = torch.as_tensor(wave, dtype=torch.float32)
+        if wave.dim() == 2:  # (channels, time) or (time, channels)
+            wave = wave.mean(0) if wave.shape[0] < wave.shape[1] else wave.mean(1)
+        if rate != self.sample_rate:
+            from .audio import resample
+
+            wave = resample(wave, rate, self.sample_rate)
+        return wave
+
+    def _score(self, segments, batch_size, attention, speaker_norm) -> list[dict]:
+        out = []
+        feats_all = []
+        for i in range(0, len(segments), batch_size):
+            chunk = segments[i:i + batch_size]
+            waves = [self.crop.apply(w, self.sample_rate) for *_, w in chunk]
+            lengths = torch.tensor([w.numel() for w in waves])
+            batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True).to(self.device)
+            with torch.no_grad():
+                feats, frames = self.frontend(batch, lengths.to(self.device))
+            feats_all += [(f[..., :t], t) for f, t in zip(feats, frames.tolist())]
+        if speaker_norm and feats_all:  # all inputs of this call as one speaker
+            from .recipe import speaker_normalize
+
+            normed = speaker_normalize({str(i): f for i, (f, _) in enumerate(feats_all)},
+                                       {str(i): "inputs" for i in range(len(feats_all))})
+            feats_all = [(normed[str(i)], t) for i, (_, t) in enumerate(feats_all)]
+        for i in range(0, len(segments), batch_size):
+            chunk, feats = segments[i:i + batch_size], feats_all[i:i + batch_size]
+            lengths = torch.tensor([t for _, t in feats], device=self.device)
+            x = torch.zeros(len(feats), *feats[0][0].shape[:-1], int(lengths.max()), device=self.device)
+            for j, (f, t) in enumerate(feats):
+                x[j, ..., :t] = f
+            probs, pred = self.probabilities(x, lengths)
+            alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * len(chunk)
+            for (name, kind, s, e, _), p, k, a in zip(chunk, probs.cpu().numpy(), pred.cpu().tolist(), alphas):
+                out.append({"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "attention": a})
+        return out
+
+
+def prepare_input(normalizer: Normalizer, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Normalise with the training statistics and zero the padding (as in training)."""
+    x = normalizer(x)
+    mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
+    return x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
+
+
+def expand_inputs(inputs) -> list[tuple[str, object]]:
+    """``(name, path or (wave, rate))`` pairs from a path, a folder (audio files in it,
+    recursively), a CSV with a ``path`` column (relative to the CSV), a list of paths,
+    or a dict of waveforms."""
+    if isinstance(inputs, dict):
+        return list(inputs.items())
+    if isinstance(inputs, (str, Path)):
+        path = Path(inputs)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            if not files:
+                raise DataError(path, f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+            return [(str(p), p) for p in files]
+        if path.suffix.lower() == ".csv":
+            try:
+                table = pd.read_csv(path)
+            except (OSError, ValueError) as e:
+                raise DataError(path, f"cannot read the list ({e})") from e
+            if "path" not in table.columns:
+                raise DataError(path, f"a list of files needs a 'path' column (has {list(table.columns)})")
+            return [(str(p), p) for p in ((path.parent / str(v)) for v in table["path"])]
+        return [(str(path), path)]
+    return [(str(p), Path(p)) for p in inputs]
+
+
+def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -> Bundle:
+    """Rebuild an exported bundle (:func:`export`): every fold model (an ensemble), or
+    only ``fold``. Needs nothing but the bundle folder."""
+    from .train import resolve_device
+
+    root = Path(path)
+    card_path, config_path = root / "card.json", root / "config.json"
+    for p in (card_path, config_path):
+        if not p.is_file():
+            raise DataError(root, f"not a serlib bundle: {p.name} is missing")
+    try:
+        card, values = json.loads(card_path.read_text()), json.loads(config_path.read_text())
+    except ValueError as e:
+        raise DataError(root, f"damaged bundle files ({e})") from e
+    if card.get("serlib_bundle") != BUNDLE_VERSION:
+        raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
+    values = {**values, "encoder_checkpoint": None} if "encoder_checkpoint" in values else values
+    config = experiments.make_config(card["experiment"], {**values, "device": "cpu", "progress": False})
+    dev = resolve_device(device)
+    chosen = [m for m in card["members"] if fold is None or m["fold"] == fold]
+    if not chosen:
+        raise ConfigError(f"{root}: no fold {fold} in this bundle (folds {[m['fold'] for m in card['members']]})")
+    exp = experiments.create(config)
+    members = []
+    for m in chosen:
+        model_state, norm_state, meta = read_weights(root / m["file"])
+        n_features = meta.get("n_features") or _n_features(config)
+        model = exp.model(n_features, len(card["classes"]), meta.get("context") or {})
+        try:
+            model.load_state_dict(model_state)
+        except RuntimeError as e:
+            raise DataError(root / m["file"], f"weights do not fit the model of config.json ({e})") from e
+        normalizer = normalizer_from_state(config.normalization, norm_state)
+        members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev)))
+    return Bundle(root, config, card, members, dev)
+
+
+def _n_features(config) -> int:
+    feature_config, _ = experiments.create(config).features()
+    x, _ = FrontEnd(feature_config)(torch.zeros(1, feature_config.sample_rate), torch.tensor([feature_config.sample_rate]))
+    return x.shape[-2] if x.dim() > 2 else x.shape[-1]
+
+
+def seconds_per_audio_second(bundle: Bundle, inputs, **kwargs) -> tuple[Prediction, float]:
+    """Predict and time it: the wall-clock seconds per second of audio scored."""
+    start = time.perf_counter()
+    out = bundle.predict(inputs, **kwargs)
+    elapsed = time.perf_counter() - start
+    audio = float(out.files["seconds"].fillna(0).sum())
+    return out, elapsed / max(audio, 1e-9)
+
+
+__all__ = ["Bundle", "Prediction", "export", "load_model", "read_weights", "save_weights", "weights_path"]
