@@ -50,7 +50,13 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
     p.add_argument("--classes", default=classes_default,
                    help="comma-separated classes to keep ('all' keeps every label)")
     p.add_argument("--merge", default={}, type=_merge, help="label merges, e.g. excited=happy")
-    p.add_argument("--protocol", default="loso", help="loso | session | group_kfold:K | stratified_kfold:K")
+    p.add_argument("--protocol", default="loso",
+                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS")
+    p.add_argument("--test-root", default=None, help="cross:TEST_CORPUS: the test corpus's folder (csv: its file)")
+    p.add_argument("--test-subset", default=None, choices=("improvised", "scripted", "all"),
+                   help="cross:TEST_CORPUS: the test corpus's IEMOCAP/synthetic subset")
+    p.add_argument("--label-map", default=None, metavar="FILE",
+                   help='JSON {"label": "class"} applied to both corpora (like --merge)')
 
 
 def _manifest(args):
@@ -76,6 +82,14 @@ def _values(args) -> dict:
         values["classes"] = "all" if args.classes == "all" else tuple(c for c in args.classes.split(",") if c)
     if args.merge:
         values["merge"] = args.merge
+    if args.label_map:
+        from .transfer import read_label_map
+
+        values["merge"] = {**read_label_map(args.label_map), **args.merge}
+    if args.test_root is not None:
+        values["test_data_root"] = args.test_root
+    if args.test_subset is not None:
+        values["test_subset"] = args.test_subset
     values.update(parse_overrides(args.set))
     return values
 

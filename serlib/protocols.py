@@ -31,7 +31,7 @@ from .errors import ConfigError, SplitError
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K")
+PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K", "cross:TEST_CORPUS")
 
 
 @dataclass
@@ -110,6 +110,8 @@ def _split_by(manifest, column, test_values, val_values, exclude_values=()):
 
 def parse_protocol(protocol: str) -> tuple[str, int | None]:
     name, _, k = protocol.partition(":")
+    if name == "cross" and k:
+        return name, None
     if name in ("loso", "session") and not k:
         return name, None
     if name in ("group_kfold", "stratified_kfold") and k.isdigit() and int(k) >= 3:
@@ -130,7 +132,11 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
         raise SplitError(f"protocol {protocol!r} groups by speaker but the manifest has rows "
                          "without a speaker (folder corpus: pass speaker_regex=...)")
     folds: list[Fold] = []
-    if name == "loso":
+    if name == "cross":
+        from .transfer import cross_fold
+
+        folds.append(cross_fold(manifest, protocol))
+    elif name == "loso":
         speakers = _speaker_order(manifest)
         if len(speakers) < 3:
             raise SplitError(f"loso needs at least 3 speakers, got {len(speakers)}")

@@ -45,9 +45,12 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     without its run-time switches, :data:`serlib.config.RUNTIME_FIELDS`), the classes,
     and the manifest's content (utterance ids, labels, speakers and each file's content
     hash, or size and modification time when no hash is there)."""
-    from .config import RUNTIME_FIELDS
+    from .config import LATER_FIELDS, RUNTIME_FIELDS
 
     settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    for name, default in LATER_FIELDS.items():
+        if settings.get(name, default) == default:
+            settings.pop(name, None)
     if getattr(config, "recipe", None) is not None and config.recipe.is_paper:
         del settings["recipe"]  # runs from before the recipe switches keep their fingerprints
     h = hashlib.sha256()

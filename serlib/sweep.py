@@ -60,6 +60,10 @@ def resolve_values(experiment: str, values: dict | None) -> tuple:
     from .train import run_manifest
 
     values = dict(values or {})
+    if values.get("classes") == "all" and str(values.get("protocol", "")).startswith("cross:"):
+        from .transfer import shared_classes
+
+        values["classes"] = shared_classes(experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")}))
     if values.get("classes") == "all":
         probe = experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")})
         labels = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all")["label"].replace(probe.merge)

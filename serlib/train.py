@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import atomic, bundle, experiments, metrics, progress, recipe, results
+from . import atomic, bundle, experiments, metrics, progress, recipe, results, transfer
 from .augment import VTLP, oversample_indices, vtlp_warp
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
@@ -410,6 +410,8 @@ def corpus_label(config: ExperimentConfig) -> str:
 def run_manifest(config: ExperimentConfig) -> pd.DataFrame:
     """The manifest a run trains on: the corpus with the config's subset and classes, and
     every file's content hash (cached), which the fingerprint and ``dedup`` use."""
+    if transfer.is_cross(config.protocol):
+        return with_audio_hashes(transfer.cross_manifest(config))
     manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
     return with_audio_hashes(manifest)
 
@@ -593,6 +595,9 @@ def write_record(setup: FoldSetup, test: dict, history: list[dict], best_epoch: 
         "train_items_after_oversampling": len(setup.datasets["train"]),
         "fold_notes": fold.notes, "dedup": config.dedup, "recipe": config.recipe.changed(),
         "uses_test_speaker_audio": config.recipe.speaker_norm,
+        "cross_corpus": transfer.is_cross(config.protocol),
+        "test_corpus": transfer.test_corpus(config.protocol) if transfer.is_cross(config.protocol) else config.corpus,
+        "cross_dropped": setup.manifest.attrs.get("cross_dropped"),
         "skipped_inputs": setup.input_skips,
         "input_warnings": [{"utt_id": u, "path": paths.get(u, p), "message": m}
                            for u, p, m in store.warnings if u in in_fold],
