@@ -295,3 +295,54 @@ def baseline_columns(mean: pd.DataFrame, records: list[dict], n_boot: int = N_BO
                                                      else f" on folds {sorted(ids)}")
         out.loc[i, "ua_vs_baseline"], out.loc[i, "p_vs_baseline"] = float(d.mean()), sign_flip_test(d)
     return out
+
+
+def ablation_table(sets: dict[str, ResultSet], reference: str, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """One row per variant of an ablation (``{label: result set}``, all on the same
+    folds): the selection score (mean validation UA of the selected epochs — the only
+    number a choice of settings may use), test WA and UA (mean ± std over folds), pooled
+    UA with its speaker-bootstrap 95 % interval, and the paired difference in UA from
+    ``reference`` with its sign-flip p-value and the folds won. ``speaker_norm`` flags
+    variants that use the test speakers' unlabelled audio."""
+    rows = []
+    for label, s in sets.items():
+        c = ci(s, n_boot)
+        row = {"variant": label, "val_ua": float(np.mean([r["best_selection_ua"] for r in s.records])),
+               "wa_mean": c["wa_mean"], "wa_std": c["wa_std"], "ua_mean": c["ua_mean"], "ua_std": c["ua_std"],
+               "ua_pooled": c["ua_pooled"], "ua_low": c["ua_low"], "ua_high": c["ua_high"], "n_folds": c["n_folds"],
+               "speaker_norm": any(r.get("uses_test_speaker_audio") for r in s.records),
+               "seconds_per_fold": float(np.mean([r["timing"]["total_seconds"] for r in s.records]))}
+        if label != reference:
+            d = compare(s, sets[reference], n_boot)
+            row.update({"ua_diff": d["ua_diff_mean"], "p_ua": d["p_perm_ua"], "wa_diff": d["wa_diff_mean"],
+                        "p_wa": d["p_perm_wa"], "folds_won": f"{d['folds_won']}/{d['n_folds']}"})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def seed_ensemble(result_set: ResultSet) -> ResultSet:
+    """Test-time ensembling over seeds: per fold, the mean of the seed models' class
+    probabilities (from their predictions files) and its argmax. The result has one run
+    per fold, filed under the fold's first seed so that :func:`compare` pairs it with a
+    single-seed set on the same folds."""
+    from . import metrics
+
+    classes = result_set.classes
+    columns = [f"p_{c}" for c in classes]
+    frames = []
+    for r in result_set.records:
+        p = pd.read_csv(r["predictions_path"], dtype={"utt_id": str, "speaker": str})
+        frames.append(p.assign(fold=r["config"]["fold"]))
+    table = pd.concat(frames).groupby(["fold", "utt_id"], sort=True).agg(
+        {"speaker": "first", "truth": "first", **{c: "mean" for c in columns}}).reset_index()
+    table["prediction"] = [classes[i] for i in table[columns].to_numpy().argmax(1)]
+    records = []
+    for fold, g in table.groupby("fold"):
+        m = metrics.summary(g.truth.tolist(), g.prediction.tolist(), classes)
+        seeds = sorted(r["config"]["seed"] for r in result_set.records if r["config"]["fold"] == fold)
+        records.append({"config": {"fold": int(fold), "seed": seeds[0], "seeds": seeds}, "metrics": {"ua": m["ua"], "wa": m["wa"]},
+                        "best_selection_ua": float("nan"), "timing": {"total_seconds": float("nan")}})
+    first_seed = {r["config"]["fold"]: r["config"]["seed"] for r in records}
+    predictions = table[["utt_id", "speaker", "truth", "prediction", *columns]].assign(
+        fold=table.fold, seed=table.fold.map(first_seed))
+    return ResultSet(f"{result_set.label} (seed ensemble)", records, predictions, classes)

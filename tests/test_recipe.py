@@ -199,3 +199,27 @@ def test_modern_recipe_and_speaker_norm_through_the_program(tmp_path):
     assert "+speaker-norm" in str(path) and record["uses_test_speaker_audio"] is True
     assert record["recipe"]["mixup"] == recipe.PRESETS["modern"]["mixup"] and record["recipe"]["vtlp"] is True
     assert "val_ua_ema" in record["history"][0]
+
+
+# --- ensembling over seeds --------------------------------------------------------------
+def test_seed_ensemble_averages_the_seed_models(tmp_path):
+    from serlib.stats import ResultSet, compare, seed_ensemble
+
+    classes = ["sad", "happy"]
+    records = []
+    probs = {1: [[0.9, 0.1], [0.4, 0.6]], 2: [[0.3, 0.7], [0.2, 0.8]]}  # seed → utterances a, b
+    for seed, p in probs.items():
+        path = tmp_path / f"s{seed}.csv"
+        pd.DataFrame({"utt_id": ["a", "b"], "speaker": ["x", "y"], "truth": ["sad", "happy"],
+                      "prediction": [classes[int(row[1] > row[0])] for row in p],
+                      "p_sad": [row[0] for row in p], "p_happy": [row[1] for row in p]}).to_csv(path, index=False)
+        records.append({"config": {"fold": 1, "seed": seed}, "predictions_path": str(path),
+                        "metrics": {"ua": 0.0, "wa": 0.0}})
+    frames = [pd.read_csv(r["predictions_path"]).assign(fold=1, seed=r["config"]["seed"]) for r in records]
+    single = ResultSet("s", records, pd.concat(frames), classes)
+    ensemble = seed_ensemble(single)
+    assert ensemble.predictions.p_sad.tolist() == pytest.approx([0.6, 0.3])
+    assert ensemble.predictions.prediction.tolist() == ["sad", "happy"]
+    assert ensemble.records[0]["metrics"]["ua"] == 1.0 and ensemble.records[0]["config"]["seeds"] == [1, 2]
+    seed1 = ResultSet("s1", records[:1], frames[0], classes)
+    assert compare(ensemble, seed1, n_boot=10)["only_a_right"] == 0  # seed 1 already had both right
