@@ -78,6 +78,8 @@ def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:
     >>> parse_folds("2,1", 10), parse_folds("all", 3)
     ([1, 2], [1, 2, 3])
     """
+    if isinstance(folds, int):
+        folds = [folds]
     if isinstance(folds, str):
         if folds == "all":
             return list(range(1, n_folds + 1))
