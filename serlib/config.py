@@ -58,7 +58,7 @@ class ExperimentConfig:
     device: str = "auto"               # auto -> cuda, then mps, then cpu
     amp: bool = True                   # autocast on CUDA only
     channels_last: bool = False
-    compile: bool = False
+    compile: bool | None = None        # None: on for long runs of models it speeds up (train.COMPILE_MIN_STEPS)
     num_workers: int = 0
     features_on_device: bool | None = None  # batches formed on the device; None: on for CUDA within the budget
     device_feature_mb: int = 2048           # budget of features_on_device=None

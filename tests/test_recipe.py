@@ -223,3 +223,13 @@ def test_seed_ensemble_averages_the_seed_models(tmp_path):
     assert ensemble.records[0]["metrics"]["ua"] == 1.0 and ensemble.records[0]["config"]["seeds"] == [1, 2]
     seed1 = ResultSet("s1", records[:1], frames[0], classes)
     assert compare(ensemble, seed1, n_boot=10)["only_a_right"] == 0  # seed 1 already had both right
+
+
+def test_compile_by_default_only_for_long_runs_of_models_it_speeds_up():
+    from serlib.experiments import get
+    from serlib.train import COMPILE_MIN_STEPS, should_compile
+
+    assert make_config("light_sernet").compile is None  # auto
+    assert should_compile(get("light_sernet"), 300 * 14)          # the paper's 300 epochs on EMO-DB
+    assert not should_compile(get("light_sernet"), 20 * 14)       # a 20-epoch run: compiling costs more
+    assert not should_compile(get("cnn_lstm"), 10 * COMPILE_MIN_STEPS)  # measured slower compiled

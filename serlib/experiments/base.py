@@ -18,6 +18,7 @@ class Experiment:
     name = ""
     Config: type[ExperimentConfig] = ExperimentConfig
     neural = True  # False: the experiment fits itself (``fit_select_test``) instead of the Trainer
+    compile_speedup = 1.0  # measured step-time ratio compiled/eager on the CPU (README, "Engine"); > 1.2: compile long runs
 
     def __init__(self, config: ExperimentConfig):
         self.config = config
