@@ -76,12 +76,29 @@ class RecipeConfig:
                 if getattr(self, f.name) != getattr(base, f.name)}
 
 
-# The combination chosen on validation UA (README, "A modern training recipe").
+# "modern": the switches whose mean validation UA (Light-SERNet, EMO-DB-2s LOSO folds 1-5,
+# 20 epochs) beat the paper recipe's when added alone: the cosine schedule at 10x the rate
+# (73.6 vs 68.4) and label smoothing (68.9); not mixup (68.1), masks (67.6) or EMA (68.4,
+# never selected). Per-speaker normalisation (75.2) is left to the user: it uses the test
+# speakers' audio (README, "A modern training recipe").
 PRESETS: dict[str, dict] = {
     "paper": {},
-    "modern": {"time_masks": 2, "time_mask_width": 0.1, "freq_masks": 2, "freq_mask_width": 0.1,
-               "mixup": 0.2, "label_smoothing": 0.1, "schedule": "cosine", "ema": 0.99},
+    "modern": {"schedule": "cosine", "warmup": 0.05, "label_smoothing": 0.1},
 }
+
+
+# The preset's learning-rate factor per experiment, where validation showed one helps (the
+# cosine schedule at 10× Light-SERNet's 1e-4 Adam rate); 1 elsewhere (CNN+LSTM's SGD at
+# 0.03 would not survive ×10).
+PRESET_LR_SCALE: dict[str, dict[str, float]] = {"modern": {"light_sernet": 10.0, "attention_fcn_1d": 10.0}}
+
+
+def preset_values(name: str, experiment: str) -> dict:
+    """The fields of preset ``name`` for ``experiment`` (its learning-rate factor included)."""
+    values = dataclasses.asdict(RecipeConfig.preset(name))
+    if experiment in PRESET_LR_SCALE.get(name, {}):
+        values["lr_scale"] = PRESET_LR_SCALE[name][experiment]
+    return values
 
 
 # -- SpecAugment -------------------------------------------------------------------------

@@ -136,12 +136,14 @@ def test_modern_recipe_resumes_bit_identically(tmp_path, monkeypatch):
     an interrupted fold stopped."""
     from tests.test_train import _interrupt_after
 
-    straight = run_fold(tiny(tmp_path, name="straight", recipe="modern"))
+    every = {"recipe.time_masks": "2", "recipe.freq_masks": "2", "recipe.mixup": "0.2", "recipe.ema": "0.9",
+             "recipe.schedule": "cosine", "recipe.label_smoothing": "0.1"}
+    straight = run_fold(tiny(tmp_path, name="straight", **every))
     with monkeypatch.context() as m:
         _interrupt_after(m, 2)
         with pytest.raises(KeyboardInterrupt):
-            run_fold(tiny(tmp_path, name="resumed", recipe="modern"))
-    resumed = run_fold(tiny(tmp_path, name="resumed", recipe="modern", resume="true"))
+            run_fold(tiny(tmp_path, name="resumed", **every))
+    resumed = run_fold(tiny(tmp_path, name="resumed", resume="true", **every))
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
     assert [h["val_ua_ema"] for h in resumed["history"]] == [h["val_ua_ema"] for h in straight["history"]]
     assert resumed["metrics"] == straight["metrics"] and resumed["best_weights"] == straight["best_weights"]
@@ -183,7 +185,9 @@ def test_paper_recipe_keeps_the_fingerprint_of_earlier_runs():
     identity = run_identity(make_config("light_sernet"), ["sad", "happy"], manifest)
     assert "recipe" not in identity["settings"]
     modern = run_identity(make_config("light_sernet", {"recipe": "modern"}), ["sad", "happy"], manifest)
-    assert modern["settings"]["recipe"]["mixup"] == recipe.PRESETS["modern"]["mixup"]
+    assert modern["settings"]["recipe"]["schedule"] == recipe.PRESETS["modern"]["schedule"] == "cosine"
+    assert modern["settings"]["recipe"]["lr_scale"] == 10.0  # the preset's factor for Light-SERNet
+    assert make_config("cnn_lstm", {"recipe": "modern"}).recipe.lr_scale == 1.0
 
 
 def test_modern_recipe_and_speaker_norm_through_the_program(tmp_path):
@@ -197,8 +201,8 @@ def test_modern_recipe_and_speaker_norm_through_the_program(tmp_path):
     [path] = records_under(out)
     record = json.loads(path.read_text())
     assert "+speaker-norm" in str(path) and record["uses_test_speaker_audio"] is True
-    assert record["recipe"]["mixup"] == recipe.PRESETS["modern"]["mixup"] and record["recipe"]["vtlp"] is True
-    assert "val_ua_ema" in record["history"][0]
+    assert record["recipe"]["label_smoothing"] == recipe.PRESETS["modern"]["label_smoothing"]
+    assert record["recipe"]["vtlp"] is True and record["recipe"]["schedule"] == "cosine"
 
 
 # --- ensembling over seeds --------------------------------------------------------------

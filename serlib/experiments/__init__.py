@@ -30,8 +30,11 @@ def create(config) -> Experiment:
 def make_config(name: str, values: dict | None = None):
     """The experiment's config with ``values`` applied (unknown keys are an error)."""
     from ..config import from_dict
+    from ..recipe import preset_values
 
     values = {k: v for k, v in (values or {}).items() if k != "experiment"}
+    if isinstance(values.get("recipe"), str):  # recipe=modern: the preset, as measured for this experiment
+        values["recipe"] = preset_values(values["recipe"], name)
     return from_dict(get(name).Config, values)
 
 
