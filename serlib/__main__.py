@@ -112,8 +112,7 @@ def _predict(args) -> int:
     from .bundle import load_model
 
     bundle = load_model(args.bundle, fold=args.fold, device=args.device)
-    inputs = [p for item in args.inputs for p in _expand(item)]
-    out = bundle.predict(inputs, window=args.window, hop=args.hop, per_file=args.per_file,
+    out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
         atomic.write_text(args.out, out.files.to_csv(index=False))
@@ -133,12 +132,6 @@ def _predict(args) -> int:
     for row in out.failures.itertuples():
         print(f"failed {row.path}: {row.error}", file=sys.stderr)
     return 1 if len(out.failures) else 0
-
-
-def _expand(item: str) -> list:
-    from .bundle import expand_inputs
-
-    return [p for _, p in expand_inputs(item)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from torch import nn
 
 from . import atomic, experiments, results
 from .cache import SILENCE_PEAK, InputChecks, WaveCrop
+from .data import collate
 from .errors import AudioError, ConfigError, DataError
 from .features import FeatureConfig, FrontEnd, Normalizer, lengths_to_mask
 
@@ -373,10 +374,8 @@ class Bundle:
             feats_all = [(normed[str(i)], t) for i, (_, t) in enumerate(feats_all)]
         for i in range(0, len(segments), batch_size):
             chunk, feats = segments[i:i + batch_size], feats_all[i:i + batch_size]
-            lengths = torch.tensor([t for _, t in feats], device=self.device)
-            x = torch.zeros(len(feats), *feats[0][0].shape[:-1], int(lengths.max()), device=self.device)
-            for j, (f, t) in enumerate(feats):
-                x[j, ..., :t] = f
+            batch = collate([(f, 0, "", {}) for f, _ in feats]).to(self.device)
+            x, lengths = batch.x, batch.lengths
             probs, pred = self.probabilities(x, lengths)
             alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * len(chunk)
             for (name, kind, s, e, _), p, k, a in zip(chunk, probs.cpu().numpy(), pred.cpu().tolist(), alphas):
@@ -393,8 +392,8 @@ def prepare_input(normalizer: Normalizer, x: torch.Tensor, lengths: torch.Tensor
 
 def expand_inputs(inputs) -> list[tuple[str, object]]:
     """``(name, path or (wave, rate))`` pairs from a path, a folder (audio files in it,
-    recursively), a CSV with a ``path`` column (relative to the CSV), a list of paths,
-    or a dict of waveforms."""
+    recursively), a CSV with a ``path`` column (relative to the CSV), a list of any of
+    these, or a dict of waveforms."""
     if isinstance(inputs, dict):
         return list(inputs.items())
     if isinstance(inputs, (str, Path)):
@@ -413,7 +412,7 @@ def expand_inputs(inputs) -> list[tuple[str, object]]:
                 raise DataError(path, f"a list of files needs a 'path' column (has {list(table.columns)})")
             return [(str(p), p) for p in ((path.parent / str(v)) for v in table["path"])]
         return [(str(path), path)]
-    return [(str(p), Path(p)) for p in inputs]
+    return [pair for item in inputs for pair in expand_inputs(item)]
 
 
 def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -> Bundle:

@@ -298,8 +298,6 @@ def from_dict(cls: type[T], values: dict[str, Any] | None = None, prefix: str = 
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             given = values.get(name, {})
-            if isinstance(given, str) and hasattr(hint, "preset"):  # recipe=modern
-                given = dataclasses.asdict(hint.preset(given))
             if dataclasses.is_dataclass(given):
                 given = dataclasses.asdict(given)
             if not isinstance(given, dict):

@@ -158,9 +158,9 @@ class Trainer:
         does not change the batches' order."""
         self.recipe = r
         self.aug_generator = torch.Generator().manual_seed(self.config.seed + 1_000_003)
-        if r.vtlp and self.experiment.features()[0].kind not in ("spectrogram", "logmel"):
-            raise ConfigError(f"recipe.vtlp warps spectrograms; {self.config.experiment} uses "
-                              f"{self.experiment.features()[0].kind} features")
+        kind = self.experiment.features()[0].kind
+        if r.vtlp and kind not in ("spectrogram", "logmel"):
+            raise ConfigError(f"recipe.vtlp warps spectrograms; {self.config.experiment} uses {kind} features")
         recipe.scale_lr(self.optimizer, self.scheduler, r.lr_scale)
         self.step_scheduler = None
         if r.schedule == "cosine":  # replaces the experiment's own per-epoch schedule
