@@ -20,7 +20,7 @@ import torch
 
 from serlib.cache import extract
 from serlib.corpora import prepare_manifest
-from serlib.features import PRESETS
+from serlib.experiments import feature_presets
 
 
 def librosa_cnn_lstm(path: str) -> np.ndarray:
@@ -55,14 +55,14 @@ def main() -> None:
     librosa_cnn_lstm(manifest.path.iloc[0])  # warm-up (imports, numba JIT) outside the timings
     librosa_light_sernet(manifest.path.iloc[0])
     for name in ("cnn_lstm", "light_sernet"):
-        extract(manifest.head(4), PRESETS[name], use_cache=False, progress=False)
+        extract(manifest.head(4), feature_presets()[name], use_cache=False, progress=False)
     rows = []
     for name, reference in (("cnn_lstm", librosa_cnn_lstm), ("light_sernet", librosa_light_sernet)):
         t_ref, _ = timed(lambda: [reference(p) for p in manifest.path])  # noqa: B023
         with tempfile.TemporaryDirectory() as cache:
-            t_batched, _ = timed(lambda: extract(manifest, PRESETS[name], cache_dir=cache,  # noqa: B023
+            t_batched, _ = timed(lambda: extract(manifest, feature_presets()[name], cache_dir=cache,  # noqa: B023
                                                  workers=args.workers, progress=False))
-            t_cached, store = timed(lambda: extract(manifest, PRESETS[name], cache_dir=cache, progress=False))  # noqa: B023
+            t_cached, store = timed(lambda: extract(manifest, feature_presets()[name], cache_dir=cache, progress=False))  # noqa: B023
             assert store.from_cache
         rows.append((name, t_ref, t_batched, t_cached))
     print(f"\n{'preset':<14}{'librosa loop':>14}{'serlib batched':>16}{'cached':>10}"

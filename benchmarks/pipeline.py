@@ -22,7 +22,8 @@ import time
 import torch
 
 from serlib.experiments import make_config
-from serlib.train import Trainer, make_loaders, resolve_device, setup_fold
+from serlib.device import resolve_device
+from serlib.train import Trainer, make_loaders, resolve_values, setup_fold
 
 
 def epoch_seconds(setup, config, device, on_device: bool) -> tuple[float, Trainer]:
@@ -79,7 +80,6 @@ def main() -> None:
         if args.classes != "all":
             values["classes"] = tuple(args.classes.split(","))
         else:
-            from serlib.sweep import resolve_values
 
             values["classes"] = resolve_values(name, {**values, "classes": "all"})[0].classes
         config = make_config(name, values)

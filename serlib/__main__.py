@@ -1,11 +1,15 @@
 """Command line.
 
-    python -m serlib demo                                   # corpus summary + folds (synthetic)
-    python -m serlib summary --corpus emodb --root DIR --classes all
+    python -m serlib demo                                   # corpus overview + folds (synthetic)
+    python -m serlib describe --corpus emodb --root DIR --classes all
     python -m serlib baseline --corpus emodb --root DIR --classes all [--feature-set compare --classifier svm_linear]
     python -m serlib run --experiment cnn_lstm --corpus synthetic --fold 5 [--set key=value ...]
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
     python -m serlib collect                                # results table (mean ± std, pooled)
+    python -m serlib export RESULT_SET BUNDLE_DIR ; python -m serlib predict BUNDLE_DIR FILES...
+
+The commands import what they need when they run (torch, the corpora, the trainer), so
+that ``--help`` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def _manifest(args):
 
 def _values(args) -> dict:
     """Config values from the command line (``--set`` wins)."""
-    from .config import parse_overrides
+    from .fields import parse_overrides
 
     values = {"corpus": args.corpus, "data_root": args.root, "protocol": args.protocol}
     if args.subset is not None:
@@ -83,7 +87,7 @@ def _values(args) -> dict:
     if args.merge:
         values["merge"] = args.merge
     if args.label_map:
-        from .transfer import read_label_map
+        from .corpora.cross import read_label_map
 
         values["merge"] = {**read_label_map(args.label_map), **args.merge}
     if args.test_root is not None:
@@ -134,12 +138,13 @@ def _predict(args) -> int:
     return 1 if len(out.failures) else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(prog="python -m serlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("demo", "corpus summary and folds on the synthetic corpus"),
-                            ("summary", "manifest and folds of a corpus")):
+    for name, help_text in (("demo", "corpus overview and folds on the synthetic corpus"),
+                            ("describe", "a corpus's manifest and folds")):
         _add_corpus_args(sub.add_parser(name, help=help_text))
     p = sub.add_parser("baseline", help="the functionals baseline on every fold (records like any sweep)")
     _add_corpus_args(p)
@@ -188,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p = sub.add_parser("collect", help="results table of outputs/results")
     p.add_argument("--path", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args)
@@ -201,8 +210,7 @@ def _dispatch(args) -> int:
     if args.command == "run":
         import torch
 
-        from .sweep import resolve_values
-        from .train import run_fold
+        from .train import resolve_values, run_fold
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -240,23 +248,27 @@ def _dispatch(args) -> int:
     if args.command == "predict":
         return _predict(args)
     if args.command == "collect":
+        from .records import load_records
         from .results import collect, summarise
+        from .stats import baseline_columns
 
-        records = collect(args.path)
-        table = summarise(records)["mean"]
+        damaged = []
+        runs = load_records(args.path, damaged)
+        table = summarise(collect(runs), runs)["mean"]
+        table = baseline_columns(table, runs) if len(table) else table
         columns = ["experiment", "name", "corpus", "protocol", "fingerprint", "leaky", "n_folds", "n_seeds",
                    "wa_mean", "wa_std", "ua_mean", "ua_std", "ua_pooled", "ua_pooled_low", "ua_pooled_high",
                    "ua_vs_baseline", "p_vs_baseline"]
         print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
-        for path, reason in records.attrs["damaged"]:
+        for path, reason in damaged:
             print(f"damaged record skipped: {path}: {reason}", file=sys.stderr)
         return 0
 
+    from .overview import describe
     from .protocols import make_folds
-    from .summary import describe
 
     df = _manifest(args)
-    if args.command in ("demo", "summary"):
+    if args.command in ("demo", "describe"):
         print(describe(df, make_folds(df, args.protocol)))
     return 0
 

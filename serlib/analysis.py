@@ -9,10 +9,12 @@ import pandas as pd
 import torch
 
 from . import experiments
-from .bundle import member_weights, normalizer_from_state, read_weights
 from .cache import FeatureStore
 from .errors import DataError
 from .features import Normalizer
+from .text import tokenize
+from .train import setup_fold
+from .weights import checkpoint_weights, normalizer_from_state, read_weights
 
 
 @dataclass
@@ -36,15 +38,13 @@ class TrainedRun:
 
 def load_trained(record: dict) -> TrainedRun:
     """Rebuild the model of ``record`` with its selected (best-epoch) weights."""
-    from .train import setup_fold
-
     config = experiments.make_config(record["config"]["experiment"], record["config"])
     # the per-fold context (e.g. the vocabulary) is rebuilt from the same training ids
     setup = setup_fold(config, train_ids=record["train_ids"])
     if setup.fingerprint != record["fingerprint"]:
         raise DataError(record.get("path"), "the corpus or settings changed since this record was made "
                                             "(fingerprints differ); its model cannot be rebuilt faithfully")
-    found = member_weights(record)  # the weights file, or the checkpoint of an older run
+    found = checkpoint_weights(record["path"])  # the weights file, or the checkpoint of an older run
     model_state, normalizer_state = read_weights(found)[:2] if isinstance(found, Path) else found
     model = setup.model
     model.load_state_dict(model_state)
@@ -75,8 +75,6 @@ def attention_examples(run: TrainedRun, per_class: int = 1) -> list[dict]:
 def text_attention_examples(run: TrainedRun, n: int = 4) -> list[dict]:
     """MSCNN-SPU-ATT: the attention weights over the words of ``n`` test utterances,
     one row per γ ∈ {max, avg, std}."""
-    from .text import tokenize
-
     token_ids = run.context["extras"]["text"]
     texts = experiments.create(run.config).texts(run.manifest)  # the texts it was trained on (ASR too)
     out = []

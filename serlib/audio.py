@@ -6,9 +6,11 @@ Everything returns mono float32 torch tensors of shape ``(time,)``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +176,64 @@ def segments(x: torch.Tensor, n: int, hop: int | None = None, pad_last: bool = T
     if pad_last and covered < length:
         x = torch.nn.functional.pad(x, (0, (n_full * hop + n) - length))
     return x.unfold(-1, n, hop)
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-1 of the file bytes: identical audio stored under two names gets one hash."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+SILENCE_PEAK = 1e-4  # -80 dBFS: below the noise floor of any 16-bit recording
+
+
+@dataclass
+class WaveCrop:
+    """Fixed-length input: ``seconds`` from ``offset`` (centre crop or zero pad), as in
+    Light-SERNet (3 s / 7 s) or "Emotion in Motion" (3 s from 0.5 s). None = whole file."""
+
+    seconds: float | None = None
+    offset: float = 0.0
+    mode: str = "center"
+
+    def apply(self, wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        if self.offset:
+            wave = wave[int(self.offset * sample_rate):]
+        if self.seconds is None:
+            return wave
+        return crop_or_pad(wave, int(round(self.seconds * sample_rate)), self.mode)
+
+
+@dataclass
+class InputChecks:
+    """What a file must satisfy before it becomes features (part of the cache key).
+
+    ``min_seconds``: shorter files are rejected ("too short"); ``silence_peak``: files
+    whose peak amplitude is below this are rejected ("silent"); ``max_seconds``: longer
+    files are centre-cropped to this length (counted in ``store.warnings``), so one
+    stray 10-minute file cannot stall a fold.
+    """
+
+    min_seconds: float = 0.0
+    max_seconds: float | None = None
+    silence_peak: float = 0.0
+
+    @classmethod
+    def from_config(cls, config) -> InputChecks:
+        return cls(config.min_seconds, config.max_seconds, SILENCE_PEAK)
+
+    def load(self, path, sample_rate: int) -> tuple[torch.Tensor, list[str]]:
+        """The checked mono waveform at ``sample_rate`` and the warnings it gets.
+
+        Raises:
+            AudioError: undecodable, too short or silent.
+        """
+        wave = load(path, sample_rate, min_seconds=self.min_seconds, warn_silent=False)
+        peak = float(wave.abs().max())
+        if self.silence_peak and not peak >= self.silence_peak:
+            raise AudioError(path, f"silent (peak amplitude {peak:.1e} < {self.silence_peak:.0e})")
+        notes = [m for m in [wav_length_mismatch(path)] if m]
+        if self.max_seconds is not None and wave.numel() > self.max_seconds * sample_rate:
+            notes.append(f"{wave.numel() / sample_rate:.1f} s is longer than max_seconds={self.max_seconds:g}: "
+                         "centre-cropped")
+            wave = crop_or_pad(wave, int(self.max_seconds * sample_rate), "center")
+        return wave, notes

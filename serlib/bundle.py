@@ -1,9 +1,8 @@
 """Trained models beyond their fold: the selected weights on disk, an exported bundle,
 :func:`load_model` without the corpus, and prediction on any recording.
 
-A fold's run keeps its selected weights beside its record (``foldNN-seedS.weights.safetensors``:
-the model's state dict and the normaliser's statistics, about 4 bytes per parameter:
-1.8 MB for Light-SERNet, 9 MB for CNN+LSTM). :func:`export` copies those of a result set
+A fold's run keeps its selected weights beside its record (:mod:`serlib.weights`).
+:func:`export` copies those of a result set
 into a folder with the resolved config and a card (``card.json``); :func:`load_model`
 rebuilds every fold's model from it, and :meth:`Bundle.predict` scores files: decoded as
 the corpora are (any rate, channels averaged), cut by the model's crop rule, long ones
@@ -25,15 +24,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import atomic, experiments, results
-from .cache import SILENCE_PEAK, InputChecks, WaveCrop
+from . import __version__, atomic, experiments, records
+from .audio import SILENCE_PEAK, InputChecks, WaveCrop, resample
 from .data import collate
+from .device import resolve_device
 from .errors import AudioError, ConfigError, DataError
-from .features import FeatureConfig, FrontEnd, Normalizer, lengths_to_mask
+from .features import FeatureConfig, FrontEnd, Normalizer, prepare_input
+from .recipe import speaker_normalize
+from .weights import checkpoint_weights, normalizer_from_state, read_weights, save_weights
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_SUFFIX = ".weights.safetensors"
 BUNDLE_VERSION = 1
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 ENSEMBLE_NOTE = ("The ensemble averages the probabilities of the fold models. Each fold model has been tested "
@@ -42,77 +43,23 @@ ENSEMBLE_NOTE = ("The ensemble averages the probabilities of the fold models. Ea
                  "its scores on this corpus's speakers are not speaker-independent.")
 
 
-# -- weights on disk ---------------------------------------------------------------------
-def weights_path(record_path: str | Path) -> Path:
-    """``…/fold01-seed1.json`` → ``…/fold01-seed1.weights.safetensors``."""
-    return Path(str(record_path).removesuffix(".json") + WEIGHTS_SUFFIX)
-
-
-def save_weights(path: str | Path, model_state: dict, normalizer_state: dict, meta: dict) -> Path:
-    """A model's state dict (``model.*``) and its normaliser's (``normalizer.*``) as
-    safetensors, with ``meta`` (JSON) in the header; written atomically."""
-    from safetensors.torch import save
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
-    tensors.update({f"normalizer.{k}": v.detach().cpu().contiguous().clone() for k, v in normalizer_state.items()})
-    data = save(tensors, metadata={"serlib": json.dumps(meta)})
-    return atomic.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
-def read_weights(path: str | Path) -> tuple[dict, dict, dict]:
-    """``(model state, normaliser state, meta)`` of a weights file."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("serlib", "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
-    except Exception as e:  # truncated or foreign file
-        raise DataError(path, f"not a readable weights file ({type(e).__name__}: {e})") from e
-    model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    norm = {k.removeprefix("normalizer."): v for k, v in tensors.items() if k.startswith("normalizer.")}
-    return model, norm, meta
-
-
-def normalizer_from_state(mode: str, state: dict) -> Normalizer:
-    normalizer = Normalizer(mode)
-    for name, value in state.items():  # buffers of the fitted shapes
-        setattr(normalizer, name, value)
-    return normalizer
-
-
 # -- export ------------------------------------------------------------------------------
 def result_set_records(source: str | Path) -> list[dict]:
-    """The records of a result set: a record file, or a folder
+    """The runs of a result set: a record file, or a folder
     (``results/EXPERIMENT/NAME/CORPUS/PROTOCOL[/FINGERPRINT]``) holding runs of one
     fingerprint (else a :class:`DataError` that lists them)."""
     source = Path(source)
     if not source.exists():
         raise DataError(source, "no such record or result-set folder")
     paths = [source] if source.is_file() else sorted(source.rglob("fold*-seed*.json"))
-    records = [results.read_record(p) for p in paths]
-    if not records:
+    runs = [records.read(p) for p in paths]
+    if not runs:
         raise DataError(source, "holds no results records (fold*-seed*.json)")
-    prints = sorted({r["fingerprint"] for r in records})
+    prints = sorted({r["fingerprint"] for r in runs})
     if len(prints) > 1:
-        folders = sorted({str(Path(r["path"]).parent) for r in records})
+        folders = sorted({str(Path(r["path"]).parent) for r in runs})
         raise DataError(source, f"holds runs of {len(prints)} different settings; export one of: {folders}")
-    return records
-
-
-def member_weights(record: dict) -> Path | tuple[dict, dict]:
-    """A record's selected weights: its weights file, or for runs from before those files,
-    ``(model state, normaliser state)`` from its checkpoint."""
-    path = weights_path(record["path"])
-    if path.is_file():
-        return path
-    ckpt_path = Path(record["path"].removesuffix(".json") + ".run") / "checkpoint.pt"
-    if ckpt_path.is_file():  # runs from before the weights files: the checkpoint's selected weights
-        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-        return ckpt["best_state"] or ckpt["model"], ckpt["normalizer"]
-    raise DataError(record["path"], f"no selected weights: neither {path.name} nor {ckpt_path} exists "
-                                    "(a functionals run, or its files were deleted)")
+    return runs
 
 
 def export(source: str | Path, out_dir: str | Path) -> Path:
@@ -120,18 +67,18 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
     ``foldNN-seedS.safetensors`` per run (weights + normaliser statistics),
     ``config.json`` (the resolved config) and ``card.json`` (corpus, protocol, classes,
     features, each member's test scores, versions, commit). Returns ``out_dir``."""
-    records = result_set_records(source)
-    first = records[0]
+    runs = result_set_records(source)
+    first = runs[0]
     config = experiments.make_config(first["config"]["experiment"], first["config"])
     if not experiments.get(config.experiment).neural:
         raise DataError(first["path"], f"experiment {config.experiment!r} keeps no network weights to export")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     members = []
-    for rec in sorted(records, key=lambda r: (r["config"]["fold"], r["config"]["seed"])):
+    for rec in sorted(runs, key=lambda r: (r["config"]["fold"], r["config"]["seed"])):
         fold, seed = rec["config"]["fold"], rec["config"]["seed"]
         name = f"fold{fold:02d}-seed{seed}.safetensors"
-        found = member_weights(rec)
+        found = checkpoint_weights(rec["path"])
         if isinstance(found, Path):
             atomic.atomic_write(out / name, lambda tmp, src=found: shutil.copyfile(src, tmp))
         else:
@@ -140,8 +87,6 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
                         "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
                         "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
                         "selected_weights": rec.get("best_weights", "raw")})
-    from . import __version__
-
     wa, ua = np.array([m["wa"] for m in members]), np.array([m["ua"] for m in members])
     card = {
         "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": config.name,
@@ -221,7 +166,7 @@ class Bundle:
 
     @property
     def has_attention(self) -> bool:
-        return hasattr(self.members[0].model, "forward_with_attention") and self.config.experiment != "mscnn_spu"
+        return self.experiment.has_attention
 
     # -- pieces ------------------------------------------------------------------------
     @torch.no_grad()
@@ -241,17 +186,7 @@ class Bundle:
         """Per item, the first member's attention weights as a profile over its input's
         frames (averaged over frequency; segments joined)."""
         m = self.members[0]
-        _, alpha = m.model.forward_with_attention(prepare_input(m.normalizer, x, lengths), lengths)
-        out = []
-        for a in alpha:
-            a = a.float()
-            if a.dim() == 3:  # segments × F' × T' (2-D, segment mode)
-                a = a.mean(1).flatten()
-            elif a.dim() == 2:  # F' × T' (2-D) or segments × T' (1-D, segment mode)
-                a = a.mean(0) if self.config.model.variant == "2d" and self.config.segment_seconds is None \
-                    else a.flatten()
-            out.append(a.cpu().numpy())
-        return out
+        return self.experiment.attention(m.model, prepare_input(m.normalizer, x, lengths), lengths)
 
     def windows(self, n_samples: int, window: float | None, hop: float) -> list[tuple[int, int]]:
         """``(start, end)`` samples of the timeline's windows: the whole file when it fits
@@ -283,9 +218,9 @@ class Bundle:
         """
         if per_file not in ("model", "windows"):
             raise ConfigError(f"per_file must be 'model' or 'windows', got {per_file!r}")
-        if self.config.experiment == "mscnn_spu" and self.config.model.variant != "audio":
-            raise ConfigError(f"variant {self.config.model.variant!r} needs transcripts; predict scores audio only "
-                              "(train variant='audio')")
+        if self.experiment.needs_transcripts:
+            raise ConfigError(f"{self.config.experiment} with these settings reads transcripts; predict scores "
+                              "audio only (train an audio-only variant)")
         if self.config.recipe.speaker_norm and not speaker_norm:
             raise ConfigError("this model was trained with per-speaker normalisation: pass speaker_norm=True "
                               "(--speaker-norm) with recordings of one speaker, which are standardised together")
@@ -350,8 +285,6 @@ class Bundle:
         if wave.dim() == 2:  # (channels, time) or (time, channels)
             wave = wave.mean(0) if wave.shape[0] < wave.shape[1] else wave.mean(1)
         if rate != self.sample_rate:
-            from .audio import resample
-
             wave = resample(wave, rate, self.sample_rate)
         return wave
 
@@ -367,8 +300,6 @@ class Bundle:
                 feats, frames = self.frontend(batch, lengths.to(self.device))
             feats_all += [(f[..., :t], t) for f, t in zip(feats, frames.tolist())]
         if speaker_norm and feats_all:  # all inputs of this call as one speaker
-            from .recipe import speaker_normalize
-
             normed = speaker_normalize({str(i): f for i, (f, _) in enumerate(feats_all)},
                                        {str(i): "inputs" for i in range(len(feats_all))})
             feats_all = [(normed[str(i)], t) for i, (_, t) in enumerate(feats_all)]
@@ -381,13 +312,6 @@ class Bundle:
             for (name, kind, s, e, _), p, k, a in zip(chunk, probs.cpu().numpy(), pred.cpu().tolist(), alphas):
                 out.append({"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "attention": a})
         return out
-
-
-def prepare_input(normalizer: Normalizer, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Normalise with the training statistics and zero the padding (as in training)."""
-    x = normalizer(x)
-    mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
-    return x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
 
 
 def expand_inputs(inputs) -> list[tuple[str, object]]:
@@ -418,8 +342,6 @@ def expand_inputs(inputs) -> list[tuple[str, object]]:
 def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -> Bundle:
     """Rebuild an exported bundle (:func:`export`): every fold model (an ensemble), or
     only ``fold``. Needs nothing but the bundle folder."""
-    from .train import resolve_device
-
     root = Path(path)
     card_path, config_path = root / "card.json", root / "config.json"
     for p in (card_path, config_path):
@@ -431,8 +353,9 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
         raise DataError(root, f"damaged bundle files ({e})") from e
     if card.get("serlib_bundle") != BUNDLE_VERSION:
         raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
-    values = {**values, "encoder_checkpoint": None} if "encoder_checkpoint" in values else values
-    config = experiments.make_config(card["experiment"], {**values, "device": "cpu", "progress": False})
+    inference_values = experiments.get(card["experiment"]).inference_values
+    config = experiments.make_config(card["experiment"], {**values, **inference_values, "device": "cpu",
+                                                          "progress": False})
     dev = resolve_device(device)
     chosen = [m for m in card["members"] if fold is None or m["fold"] == fold]
     if not chosen:
@@ -467,4 +390,4 @@ def seconds_per_audio_second(bundle: Bundle, inputs, **kwargs) -> tuple[Predicti
     return out, elapsed / max(audio, 1e-9)
 
 
-__all__ = ["Bundle", "Prediction", "export", "load_model", "read_weights", "save_weights", "weights_path"]
+__all__ = ["Bundle", "Prediction", "export", "load_model"]

@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import atomic, audio
+from . import atomic
+from .audio import InputChecks, WaveCrop, file_hash
 from .constants import AUDIO_HASH, PATH, UTT_ID
 from .errors import AudioError
 from .features import FeatureConfig, FrontEnd
@@ -31,60 +32,6 @@ from .progress import line as progress_line
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class WaveCrop:
-    """Fixed-length input: ``seconds`` from ``offset`` (centre crop or zero pad), as in
-    Light-SERNet (3 s / 7 s) or "Emotion in Motion" (3 s from 0.5 s). None = whole file."""
-
-    seconds: float | None = None
-    offset: float = 0.0
-    mode: str = "center"
-
-    def apply(self, wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        if self.offset:
-            wave = wave[int(self.offset * sample_rate):]
-        if self.seconds is None:
-            return wave
-        return audio.crop_or_pad(wave, int(round(self.seconds * sample_rate)), self.mode)
-
-
-@dataclass
-class InputChecks:
-    """What a file must satisfy before it becomes features (part of the cache key).
-
-    ``min_seconds``: shorter files are rejected ("too short"); ``silence_peak``: files
-    whose peak amplitude is below this are rejected ("silent"); ``max_seconds``: longer
-    files are centre-cropped to this length (counted in ``store.warnings``), so one
-    stray 10-minute file cannot stall a fold.
-    """
-
-    min_seconds: float = 0.0
-    max_seconds: float | None = None
-    silence_peak: float = 0.0
-
-    @classmethod
-    def from_config(cls, config) -> InputChecks:
-        return cls(config.min_seconds, config.max_seconds, SILENCE_PEAK)
-
-    def load(self, path, sample_rate: int) -> tuple[torch.Tensor, list[str]]:
-        """The checked mono waveform at ``sample_rate`` and the warnings it gets.
-
-        Raises:
-            AudioError: undecodable, too short or silent.
-        """
-        wave = audio.load(path, sample_rate, min_seconds=self.min_seconds, warn_silent=False)
-        peak = float(wave.abs().max())
-        if self.silence_peak and not peak >= self.silence_peak:
-            raise AudioError(path, f"silent (peak amplitude {peak:.1e} < {self.silence_peak:.0e})")
-        notes = [m for m in [audio.wav_length_mismatch(path)] if m]
-        if self.max_seconds is not None and wave.numel() > self.max_seconds * sample_rate:
-            notes.append(f"{wave.numel() / sample_rate:.1f} s is longer than max_seconds={self.max_seconds:g}: "
-                         "centre-cropped")
-            wave = audio.crop_or_pad(wave, int(self.max_seconds * sample_rate), "center")
-        return wave, notes
-
-
-SILENCE_PEAK = 1e-4  # -80 dBFS: below the noise floor of any 16-bit recording
 CACHE_VERSION = 2    # bump when the stored layout changes: old entries are re-extracted
 
 
@@ -155,10 +102,9 @@ def extract(
     crop = crop or WaveCrop()
     checks = checks or InputChecks()
     key = cache_key(manifest, config, crop, checks)
-    cache_dir = Path(cache_dir) if cache_dir is not None else outputs_dir() / "cache"
-    path = cache_dir / f"{config.kind}-{key}.pt"
+    path = store_path(cache_dir, config.kind, key)
     if use_cache and path.is_file():
-        store = _read_cache(path, config, key)
+        store = read_store(path, config, key)
         if store is not None:
             return store
 
@@ -166,24 +112,14 @@ def extract(
     frontend = FrontEnd(config).to(device)
     sr = config.sample_rate
 
-    def load(row):
-        utt, wav_path = row
-        try:
-            wave, notes = checks.load(wav_path, sr)
-            return utt, crop.apply(wave, sr), None, notes
-        except AudioError as e:
-            if on_error == "raise":
-                raise
-            return utt, None, e, []
+    def load(wav_path):
+        wave, notes = checks.load(wav_path, sr)
+        return crop.apply(wave, sr), notes
 
-    rows = list(zip(manifest[UTT_ID], manifest[PATH]))
+    decoded, skipped, warnings = map_files(manifest, load, workers, on_error, progress=False)
     features = {}
-    bar = progress_bar(None, progress, total=len(rows), desc=f"features {config.kind}", leave=False)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        waves = list(pool.map(load, rows))
-    skipped = [(utt, err.path, err.reason) for utt, _, err, _ in waves if err is not None]
-    warnings = [(utt, path_, note) for (utt, _, _, notes), path_ in zip(waves, manifest[PATH]) for note in notes]
-    waves = sorted((w[:2] for w in waves if w[1] is not None), key=lambda w: w[1].numel())
+    bar = progress_bar(None, progress, total=len(manifest), desc=f"features {config.kind}", leave=False)
+    waves = sorted(decoded.items(), key=lambda w: w[1].numel())
     with torch.no_grad():
         for i in range(0, len(waves), batch_size):
             chunk = waves[i : i + batch_size]
@@ -201,13 +137,53 @@ def extract(
     seconds = time.perf_counter() - start
     progress_line(f"features {config.kind}: {len(features)} utterances in {seconds:.1f} s"
                   + (f", {len(skipped)} skipped" if skipped else ""), progress)
+    store = FeatureStore(features, config, key, path if use_cache else None, skipped, seconds, False, warnings)
     if use_cache:
-        atomic.torch_save({"version": CACHE_VERSION, "features": features, "skipped": skipped,
-                           "warnings": warnings, "config": config.key()}, path)
-    return FeatureStore(features, config, key, path if use_cache else None, skipped, seconds, False, warnings)
+        write_store(store)
+    return store
 
 
-def _read_cache(path: Path, config: FeatureConfig, key: str) -> FeatureStore | None:
+def map_files(manifest: pd.DataFrame, fn, workers: int = 4, on_error: str = "raise", progress: bool = True,
+              desc: str = "files") -> tuple[dict, list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """``fn(path) -> (value, notes)`` on every file of ``manifest``, in ``workers``
+    threads (libsndfile, resampling and openSMILE release the GIL).
+
+    Returns ``({utt_id: value}`` in the manifest's order, ``skipped``, ``warnings)``:
+    a file for which ``fn`` raises :class:`AudioError` is a counted skip
+    ``(utt_id, path, reason)`` with ``on_error="skip"``, else the error propagates;
+    ``warnings`` lists ``(utt_id, path, note)`` of the notes.
+    """
+    def one(row):
+        utt, wav_path = row
+        try:
+            value, notes = fn(wav_path)
+            return utt, value, None, notes
+        except AudioError as e:
+            if on_error == "raise":
+                raise
+            return utt, None, e, []
+
+    rows = list(zip(manifest[UTT_ID], manifest[PATH]))
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        out = list(progress_bar(pool.map(one, rows), progress, total=len(rows), desc=desc, leave=False))
+    values = {utt: v for utt, v, err, _ in out if err is None}
+    skipped = [(utt, err.path, err.reason) for utt, _, err, _ in out if err is not None]
+    warnings = [(utt, wav_path, note) for (utt, _, _, notes), (_, wav_path) in zip(out, rows) for note in notes]
+    return values, skipped, warnings
+
+
+def store_path(cache_dir: str | Path | None, kind: str, key: str) -> Path:
+    """Where the store of ``kind`` with cache key ``key`` lives (default ``outputs/cache``)."""
+    return (Path(cache_dir) if cache_dir is not None else outputs_dir() / "cache") / f"{kind}-{key}.pt"
+
+
+def write_store(store: FeatureStore) -> None:
+    """Write ``store`` to its ``path``, atomically."""
+    atomic.torch_save({"version": CACHE_VERSION, "features": store.features, "skipped": store.skipped,
+                       "warnings": store.warnings, "config": store.config.key()}, store.path)
+
+
+def read_store(path: Path, config, key: str) -> FeatureStore | None:
     """The cached store, or None (with a warning naming the file) when it is damaged."""
     try:
         blob = torch.load(path, weights_only=True)
@@ -228,8 +204,6 @@ def audio_hashes(manifest: pd.DataFrame, cache_dir: str | Path | None = None) ->
     """SHA-1 of every file's bytes (the manifest's order), cached by path, size and
     modification time in ``outputs/cache/audio-hashes.json``: byte-identical audio under
     two names gets one hash, and a re-run hashes only new or changed files."""
-    from .corpora._common import file_hash
-
     cache_path = (Path(cache_dir) if cache_dir is not None else outputs_dir() / "cache") / "audio-hashes.json"
     try:
         known = json.loads(cache_path.read_text()) if cache_path.is_file() else {}

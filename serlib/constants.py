@@ -14,6 +14,7 @@ MANIFEST_COLUMNS = (UTT_ID, PATH, CORPUS, SPEAKER, GENDER, SESSION, LABEL, TEXT,
 
 # Optional columns.
 AUDIO_HASH = "audio_hash"
+ROLE = "role"  # cross-corpus manifests: which corpus a row comes from ("train" or "test")
 IMPROVISED = "improvised"
 
 # Canonical label names (lower case); every adapter maps its codes onto these.

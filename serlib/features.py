@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,8 @@ WINDOWS = {"hamming": torch.hamming_window, "hann": torch.hann_window}
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Settings of one front end. The named :data:`PRESETS` reproduce the papers.
+    """Settings of one front end. Each paper's are in its experiment file
+    (:func:`serlib.experiments.feature_presets`).
 
     kind: ``spectrogram`` (linear frequency), ``logmel``, ``mfcc`` or ``mel_mean``
     (log-mel averaged over frequency: a 1-D series, "Emotion in Motion").
@@ -63,41 +64,6 @@ class FeatureConfig:
         d = asdict(self)
         d.pop("notes")
         return json.dumps(d, sort_keys=True)
-
-
-PRESETS: dict[str, FeatureConfig] = {
-    # Etienne et al. 2018: 64 ms / 32 ms spectrogram, 0–4 kHz (baseline) or 0–8 kHz (best).
-    # Window type, magnitude vs power and the log are not stated: Hamming, log-magnitude.
-    "cnn_lstm": FeatureConfig("spectrogram", 16000, 64, 32, 1024, "hamming", 1.0, fmax=4000),
-    "cnn_lstm_8k": FeatureConfig("spectrogram", 16000, 64, 32, 1024, "hamming", 1.0, fmax=8000),
-    # Zhang et al. (best public reproduction): Hamming 40 ms / 10 ms, n_fft 800, 0–4 kHz
-    # (200 bins), static + Δ + ΔΔ as 3 channels.
-    "attention_fcn": FeatureConfig("spectrogram", 16000, 40, 10, 800, "hamming", 1.0, fmax=4000,
-                                   deltas="channels"),
-    # "Emotion in Motion": librosa at 44.1 kHz, 128 mels (n_fft 2048, hop 512) in dB,
-    # averaged over frequency -> 259 steps for 3 s.
-    "attention_fcn_1d": FeatureConfig("mel_mean", 44100, 2048 / 44.1, 512 / 44.1, 2048, "hann", 2.0,
-                                      n_mels=128, log="db"),
-    # Peng et al. 2021: 32 MFCC + Δ + ΔΔ (96 dims), 25 ms Hamming, 10 ms hop (librosa).
-    # n_fft and the number of mel bands are not stated: 512 and 40.
-    "mscnn": FeatureConfig("mfcc", 16000, 25, 10, 512, "hamming", 2.0, n_mels=40, n_mfcc=32,
-                           log="db", deltas="stack"),
-    # Light-SERNet official code: |x| / 99.9th percentile, clip ±1; STFT 1024/256 (Hann,
-    # TF framing), magnitude; 128 HTK mels 80–7600 Hz; log(mel + 1e-6); 40 MFCC; clip ±10.
-    "light_sernet": FeatureConfig("mfcc", 16000, 64, 16, 1024, "hann", 1.0, fmin=80, fmax=7600,
-                                  n_mels=128, mel_scale="htk", mel_norm=None, n_mfcc=40,
-                                  dct_norm="tf", log="log", eps=1e-6, center=False,
-                                  amplitude_norm="percentile", clip=10.0),
-}
-# The Light-SERNet paper's text says Hamming and 40 Hz where its code has Hann and 80 Hz.
-PRESETS["light_sernet_paper"] = replace(PRESETS["light_sernet"], window="hamming", fmin=40)
-
-
-def preset(name: str, **overrides) -> FeatureConfig:
-    """A named preset, optionally with some fields changed."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown feature preset {name!r}; choose from {sorted(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
 
 
 def ms_to_samples(ms: float, sample_rate: int) -> int:
@@ -325,3 +291,11 @@ class Normalizer(nn.Module):
     def state(self) -> dict:
         """The statistics as plain lists, for the results record."""
         return {"mode": self.mode, "mean": self.mean.flatten().tolist(), "var": self.var.flatten().tolist()}
+
+
+def prepare_input(normalizer: Normalizer, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Normalise with the training statistics and zero the padding: the model input of
+    training, evaluation and prediction alike."""
+    x = normalizer(x)
+    mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
+    return x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import atomic
-from .cache import CACHE_VERSION, FeatureStore, InputChecks, WaveCrop, cache_key
-from .constants import PATH, UTT_ID
-from .errors import AudioError
-from .paths import outputs_dir
-from .progress import bar as progress_bar
+from .audio import InputChecks, WaveCrop
+from .cache import FeatureStore, cache_key, map_files, read_store, store_path, write_store
+from .errors import AudioError, ConfigError
 from .progress import line as progress_line
 
 log = logging.getLogger(__name__)
@@ -80,50 +76,35 @@ def extract_functionals(manifest: pd.DataFrame, config: FunctionalsConfig, check
     counted skips; long files are centre-cropped to ``max_seconds``).
     """
     if config.feature_set not in FEATURE_SETS:
-        from .errors import ConfigError
-
         raise ConfigError(f"feature_set must be one of {sorted(FEATURE_SETS)}, got {config.feature_set!r}")
     checks = checks or InputChecks()
     key = cache_key(manifest, config, WaveCrop(), checks)
-    path = (Path(cache_dir) if cache_dir is not None else outputs_dir() / "cache") / f"{config.kind}-{key}.pt"
+    path = store_path(cache_dir, config.kind, key)
     if path.is_file():
-        from .cache import _read_cache
-
-        store = _read_cache(path, config, key)
+        store = read_store(path, config, key)
         if store is not None:
             return store
     start = time.perf_counter()
     local = threading.local()  # one openSMILE instance per thread
 
-    def one(row):
-        utt, wav_path = row
-        try:
-            wave, notes = checks.load(wav_path, config.sample_rate)
-            x = wave.numpy()
-            if FEATURE_SETS[config.feature_set][0] and not hasattr(local, "smile"):
-                local.smile = _smile(config.feature_set)
-            smile = getattr(local, "smile", None)
-            if smile is None:
-                vector = mfcc_stats(x, config.sample_rate, config.n_mfcc)
-            else:
-                vector = smile.process_signal(x, config.sample_rate).to_numpy()[0]
-            if not np.isfinite(vector).all():
-                raise AudioError(wav_path, f"{config.feature_set} functionals are not finite")
-            return utt, torch.from_numpy(vector.astype(np.float32)), None, [(utt, wav_path, n) for n in notes]
-        except AudioError as e:
-            if on_error == "raise":
-                raise
-            return utt, None, e, []
+    def one(wav_path):
+        wave, notes = checks.load(wav_path, config.sample_rate)
+        x = wave.numpy()
+        if FEATURE_SETS[config.feature_set][0] and not hasattr(local, "smile"):
+            local.smile = _smile(config.feature_set)
+        smile = getattr(local, "smile", None)
+        if smile is None:
+            vector = mfcc_stats(x, config.sample_rate, config.n_mfcc)
+        else:
+            vector = smile.process_signal(x, config.sample_rate).to_numpy()[0]
+        if not np.isfinite(vector).all():
+            raise AudioError(wav_path, f"{config.feature_set} functionals are not finite")
+        return torch.from_numpy(vector.astype(np.float32)), notes
 
-    rows = list(zip(manifest[UTT_ID], manifest[PATH]))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        out = list(progress_bar(pool.map(one, rows), progress, total=len(rows), desc=config.kind, leave=False))
-    features = {utt: v for utt, v, _, _ in out if v is not None}
-    skipped = [(utt, e.path, e.reason) for utt, _, e, _ in out if e is not None]
-    warnings = [w for *_, notes in out for w in notes]
+    features, skipped, warnings = map_files(manifest, one, workers, on_error, progress, desc=config.kind)
     if skipped:
         log.warning("functionals skipped %d files: %s", len(skipped), [s[1:] for s in skipped[:3]])
     progress_line(f"{config.kind}: {len(features)} utterances in {time.perf_counter() - start:.1f} s", progress)
-    atomic.torch_save({"version": CACHE_VERSION, "features": features, "skipped": skipped, "warnings": warnings,
-                       "config": config.key()}, path)
-    return FeatureStore(features, config, key, path, skipped, time.perf_counter() - start, False, warnings)
+    store = FeatureStore(features, config, key, path, skipped, time.perf_counter() - start, False, warnings)
+    write_store(store)
+    return store

@@ -80,7 +80,7 @@ def macro_f1(truth: Sequence, prediction: Sequence, labels: Sequence) -> float:
     return float(np.nanmean(f1)) if present.any() else float("nan")
 
 
-def summary(truth: Sequence, prediction: Sequence, labels: Sequence) -> dict:
+def scores(truth: Sequence, prediction: Sequence, labels: Sequence) -> dict:
     """WA, UA, macro-F1, per-class recall and the confusion matrix in one dict."""
     return {
         "wa": weighted_accuracy(truth, prediction, labels),

@@ -15,6 +15,9 @@ Protocols (``make_folds(manifest, protocol)``):
 * ``stratified_kfold:K`` — speaker-DEPENDENT random stratified folds (only to reproduce
   papers that used them); validation is the next fold. Flagged
   ``speaker_independent=False``.
+* ``cross:TEST_CORPUS`` — one fold: train on one corpus, test on every utterance of
+  another (:func:`cross_fold`; the two-corpus manifest is
+  :func:`serlib.corpora.cross.cross_manifest`).
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
-from .constants import AUDIO_HASH, LABEL, SESSION, SPEAKER, UTT_ID
-from .errors import ConfigError, SplitError
+from .constants import AUDIO_HASH, LABEL, ROLE, SESSION, SPEAKER, UTT_ID
+from .errors import ConfigError, DataError, SplitError
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K", "cross:TEST_CORPUS")
+CROSS_VAL_FRACTION = 0.1  # cross:…: the training corpus's speakers held out for validation (at least 1)
 
 
 @dataclass
@@ -48,7 +51,7 @@ class Fold:
     protocol: str = ""
     notes: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict:
+    def row(self) -> dict:
         return {
             "fold": self.number, "test_speakers": ",".join(self.test_speakers),
             "val_speakers": ",".join(self.val_speakers), "n_train": len(self.train),
@@ -77,7 +80,7 @@ def check_disjoint(fold: Fold, manifest: pd.DataFrame) -> None:
                 raise SplitError(f"fold {fold.number}: speaker(s) {sorted(overlap)} in both {a} and {b}")
 
 
-def _speaker_order(manifest: pd.DataFrame) -> list[str]:
+def speaker_order(manifest: pd.DataFrame) -> list[str]:
     """Speakers in fold order: by session, then F before M (IEMOCAP: Ses01_F, Ses01_M,
     …, Ses05_M) where sessions exist; else sorted by name."""
     first = manifest.groupby(SPEAKER, sort=True).first()
@@ -108,6 +111,38 @@ def _split_by(manifest, column, test_values, val_values, exclude_values=()):
     return train, val, test
 
 
+def is_cross(protocol: str) -> bool:
+    """Whether ``protocol`` is a cross-corpus one (``cross:TEST_CORPUS``)."""
+    return protocol.startswith("cross:")
+
+
+def test_corpus(protocol: str) -> str:
+    """The test corpus of ``cross:TEST_CORPUS``."""
+    return protocol.partition(":")[2]
+
+
+def cross_fold(manifest: pd.DataFrame, protocol: str) -> Fold:
+    """The one fold of ``cross:…``: test = every utterance of the test corpus; validation
+    = the last ``CROSS_VAL_FRACTION`` of the training corpus's speakers in fold order (at
+    least one); train = the other training speakers."""
+    if ROLE not in manifest.columns:
+        raise ConfigError(f"protocol {protocol!r} needs a cross-corpus manifest (serlib.corpora.cross.cross_manifest)")
+    train_part = manifest[manifest[ROLE] == "train"]
+    speakers = speaker_order(train_part)
+    if len(speakers) < 2:
+        raise DataError(None, f"cross-corpus training needs at least 2 speakers (one for validation), got {speakers}")
+    n_val = max(1, round(CROSS_VAL_FRACTION * len(speakers)))
+    val_speakers = speakers[-n_val:]
+    val = train_part.loc[train_part[SPEAKER].isin(val_speakers), UTT_ID].tolist()
+    train = train_part.loc[~train_part[SPEAKER].isin(val_speakers), UTT_ID].tolist()
+    test_part = manifest[manifest[ROLE] == "test"]
+    test = test_part[UTT_ID].tolist()
+    test_speakers = sorted(test_part[SPEAKER].unique())
+    return Fold(1, train, val, test, test_speakers, val_speakers, True, protocol,
+                [f"cross-corpus: trained on {len(speakers) - n_val} speakers of the training corpus, "
+                 f"tested on all {len(test_speakers)} speakers of {test_corpus(protocol)}"])
+
+
 def parse_protocol(protocol: str) -> tuple[str, int | None]:
     name, _, k = protocol.partition(":")
     if name == "cross" and k:
@@ -133,11 +168,9 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
                          "without a speaker (folder corpus: pass speaker_regex=...)")
     folds: list[Fold] = []
     if name == "cross":
-        from .transfer import cross_fold
-
         folds.append(cross_fold(manifest, protocol))
     elif name == "loso":
-        speakers = _speaker_order(manifest)
+        speakers = speaker_order(manifest)
         if len(speakers) < 3:
             raise SplitError(f"loso needs at least 3 speakers, got {len(speakers)}")
         has_sessions = manifest[SESSION].notna().all()
@@ -159,7 +192,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
             spk = lambda ids: sorted(manifest.loc[manifest[UTT_ID].isin(ids), SPEAKER].unique())  # noqa: E731
             folds.append(Fold(i + 1, train, val, test, spk(test), spk(val), True, protocol))
     elif name == "group_kfold":
-        speakers = _speaker_order(manifest)
+        speakers = speaker_order(manifest)
         if len(speakers) < k:
             raise SplitError(f"group_kfold:{k} needs at least {k} speakers, got {len(speakers)}")
         chunks = [list(c) for c in np.array_split(np.array(speakers, dtype=object), k)]
@@ -167,6 +200,10 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
             train, val, test = _split_by(manifest, SPEAKER, test_s, val_s)
             folds.append(Fold(i + 1, train, val, test, list(test_s), list(val_s), True, protocol))
     else:  # stratified_kfold: speaker-dependent, on request only
+        # scikit-learn is imported by the one protocol that uses it (loading a trained
+        # model for prediction needs the protocol names, not scikit-learn)
+        from sklearn.model_selection import StratifiedKFold
+
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         parts = [manifest[UTT_ID].iloc[idx].tolist()
                  for _, idx in splitter.split(np.zeros(len(manifest)), manifest[LABEL])]
@@ -201,4 +238,4 @@ def _drop_duplicate_audio(fold: Fold, manifest: pd.DataFrame) -> None:
 
 def folds_table(folds: list[Fold]) -> pd.DataFrame:
     """One row per fold: speakers and split sizes (printable)."""
-    return pd.DataFrame([f.summary() for f in folds]).set_index("fold")
+    return pd.DataFrame([f.row() for f in folds]).set_index("fold")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .fields import validate_fields
 
 SCHEDULES = ("paper", "cosine")
 
@@ -43,8 +44,6 @@ class RecipeConfig:
     speaker_norm: bool = False          # standardise features per speaker (uses the test speaker's audio)
 
     def __post_init__(self):
-        from .config import validate_fields  # config imports this module
-
         validate_fields(self, "recipe.")
         for name in ("time_mask_width", "freq_mask_width"):
             if not 0 < getattr(self, name) <= 1:
@@ -87,17 +86,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
-# The preset's learning-rate factor per experiment, where validation showed one helps (the
-# cosine schedule at 10× Light-SERNet's 1e-4 Adam rate); 1 elsewhere (CNN+LSTM's SGD at
-# 0.03 would not survive ×10).
-PRESET_LR_SCALE: dict[str, dict[str, float]] = {"modern": {"light_sernet": 10.0, "attention_fcn_1d": 10.0}}
-
-
-def preset_values(name: str, experiment: str) -> dict:
-    """The fields of preset ``name`` for ``experiment`` (its learning-rate factor included)."""
+def preset_values(name: str, lr_scale: Mapping[str, float] | None = None) -> dict:
+    """The fields of preset ``name``, with the experiment's learning-rate factor for it
+    (``lr_scale``: preset -> factor, an experiment's ``preset_lr_scale``)."""
     values = dataclasses.asdict(RecipeConfig.preset(name))
-    if experiment in PRESET_LR_SCALE.get(name, {}):
-        values["lr_scale"] = PRESET_LR_SCALE[name][experiment]
+    if name in (lr_scale or {}):
+        values["lr_scale"] = lr_scale[name]
     return values
 
 

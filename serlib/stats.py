@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import results
+from . import metrics
+from .records import FINGERPRINT_CHARS, load_records, read_predictions
 from .errors import SplitError
 
 N_BOOT = 2000
@@ -66,14 +67,14 @@ def load_set(path: str | Path | None = None, experiment: str | None = None, name
              corpus: str | None = None, protocol: str | None = None, fingerprint: str | None = None,
              records: list[dict] | None = None) -> ResultSet:
     """The records matching the filters (exactly one fingerprint must remain)."""
-    records = records if records is not None else results.load_records(path)
+    records = records if records is not None else load_records(path)
     chosen = [r for r in records
               if (experiment is None or r["config"]["experiment"] == experiment)
               and (name is None or r["config"]["name"] == name)
               and (corpus is None or r["corpus_label"] == corpus)
               and (protocol is None or r["config"]["protocol"] == protocol)
               and (fingerprint is None or r["fingerprint"].startswith(fingerprint))]
-    fps = sorted({r["fingerprint"][: results.FINGERPRINT_CHARS] for r in chosen})
+    fps = sorted({r["fingerprint"][:FINGERPRINT_CHARS] for r in chosen})
     wanted = f"experiment={experiment} name={name} corpus={corpus} protocol={protocol} fingerprint={fingerprint}"
     if not chosen:
         raise SplitError(f"no records match {wanted}")
@@ -82,7 +83,7 @@ def load_set(path: str | Path | None = None, experiment: str | None = None, name
                          "give fingerprint=… to pick one")
     frames = []
     for r in chosen:
-        p = pd.read_csv(r["predictions_path"], dtype={"utt_id": str, "speaker": str})
+        p = read_predictions(r)
         frames.append(p[["utt_id", "speaker", "truth", "prediction"]].assign(fold=r["config"]["fold"],
                                                                              seed=r["config"]["seed"]))
     c = chosen[0]["config"]
@@ -262,7 +263,7 @@ def pairwise(sets: list[ResultSet], metric: str = "ua") -> pd.DataFrame:
 
 
 def baseline_columns(mean: pd.DataFrame, records: list[dict], n_boot: int = N_BOOT) -> pd.DataFrame:
-    """``mean`` (a :func:`serlib.results.summarise` table) with the 95 % interval of the
+    """``mean`` (the "mean" table of :func:`serlib.results.summarise`) with the 95 % interval of the
     pooled UA (``ua_pooled_low/high``) and, for every row that has a ``functionals``
     result set on the same folds and corpus (a deep set run on some folds only is compared
     on those), the best such baseline (highest mean UA on those folds),
@@ -325,20 +326,18 @@ def seed_ensemble(result_set: ResultSet) -> ResultSet:
     probabilities (from their predictions files) and its argmax. The result has one run
     per fold, filed under the fold's first seed so that :func:`compare` pairs it with a
     single-seed set on the same folds."""
-    from . import metrics
-
     classes = result_set.classes
     columns = [f"p_{c}" for c in classes]
     frames = []
     for r in result_set.records:
-        p = pd.read_csv(r["predictions_path"], dtype={"utt_id": str, "speaker": str})
+        p = read_predictions(r)
         frames.append(p.assign(fold=r["config"]["fold"]))
     table = pd.concat(frames).groupby(["fold", "utt_id"], sort=True).agg(
         {"speaker": "first", "truth": "first", **{c: "mean" for c in columns}}).reset_index()
     table["prediction"] = [classes[i] for i in table[columns].to_numpy().argmax(1)]
     records = []
     for fold, g in table.groupby("fold"):
-        m = metrics.summary(g.truth.tolist(), g.prediction.tolist(), classes)
+        m = metrics.scores(g.truth.tolist(), g.prediction.tolist(), classes)
         seeds = sorted(r["config"]["seed"] for r in result_set.records if r["config"]["fold"] == fold)
         records.append({"config": {"fold": int(fold), "seed": seeds[0], "seeds": seeds}, "metrics": {"ua": m["ua"], "wa": m["wa"]},
                         "best_selection_ua": float("nan"), "timing": {"total_seconds": float("nan")}})

@@ -17,17 +17,27 @@ threads. ``threads`` fixes the thread count of every run (recorded as
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-from . import experiments, results
+from .config import ExperimentConfig
+from .device import resolve_device
 from .errors import ConfigError, DataError, SerlibError
+from .paths import outputs_dir
+from .progress import bar as progress_bar
+from .records import identity_diff, read_record, run_fingerprint, run_stem
+from .train import Planned, plan_run, resolve_values, run_fold
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +63,6 @@ class Outcome:
         return f"{head}: {self.status} {scores} -> {self.path}" + (f" ({self.reason})" if self.reason else "")
 
 
-def resolve_values(experiment: str, values: dict | None) -> tuple:
-    """``(config of fold 1 seed 1, run manifest)`` for ``values``; ``classes="all"``
-    becomes the corpus's sorted labels (after ``merge``)."""
-    from .corpora import prepare_manifest
-    from .train import run_manifest
-
-    values = dict(values or {})
-    if values.get("classes") == "all" and str(values.get("protocol", "")).startswith("cross:"):
-        from .transfer import shared_classes
-
-        values["classes"] = shared_classes(experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")}))
-    if values.get("classes") == "all":
-        probe = experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")})
-        labels = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all")["label"].replace(probe.merge)
-        values["classes"] = tuple(sorted(labels.unique()))
-    config = experiments.make_config(experiment, {**values, "fold": 1, "seed": 1})
-    return config, run_manifest(config)
-
-
 def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:
     """``"all"``, ``"1,2,5"`` or an iterable of fold numbers, checked against ``n_folds``.
 
@@ -94,41 +85,53 @@ def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:
     return folds
 
 
+@dataclass
+class Plan:
+    """A sweep's runs, computed once: the first config, the manifest, the runs to do
+    (each with what its run needs from the plan and a note) and those already recorded."""
+
+    first: ExperimentConfig
+    manifest: pd.DataFrame
+    todo: list[tuple[ExperimentConfig, Planned, str]] = field(default_factory=list)
+    skipped: list[Outcome] = field(default_factory=list)
+
+
 def plan(experiment: str, values: dict | None = None, folds: str | Iterable[int] = "all",
-         seeds: int | Iterable[int] = 1, force: bool = False):
-    """The runs of a sweep: ``(manifest, [(config, note)] to run, skipped outcomes)``.
+         seeds: int | Iterable[int] = 1, force: bool = False) -> Plan:
+    """The runs of a sweep (:class:`Plan`): the manifest is prepared, the fingerprint
+    computed and the folds made once, and every run gets them.
 
     A run is skipped when a record with its fingerprint exists; a damaged record or one
-    made with other settings is re-run, and the plan says so in ``reason``.
+    made with other settings is re-run, and the plan says so in the run's note.
     """
-    from .protocols import make_folds
-    from .train import record_stem, resolve_device, setup_fingerprint
-
     first, manifest = resolve_values(experiment, values)
     resolve_device(first.device)  # one clear error, not one failure per fold
     seed_list = list(range(1, seeds + 1)) if isinstance(seeds, int) else sorted(set(seeds))
     if not seed_list or min(seed_list) < 0:
         raise ConfigError(f"seeds must be >= 1 (a count) or a list of seeds >= 0, got {seeds!r}")
-    fold_list = parse_folds(folds, len(make_folds(manifest, first.protocol, seed=first.seed)))
-    todo, skipped = [], []
+    fingerprint = run_fingerprint(first, manifest)  # fold and seed are not part of it
+    fp, identity = fingerprint
+    out = Plan(first, manifest)
+    fold_list = None
     for seed in seed_list:
+        planned = plan_run(replace(first, seed=seed), manifest, fingerprint)  # folds may depend on the seed
+        fold_list = fold_list or parse_folds(folds, len(planned.folds))
         for fold in fold_list:
             config = replace(first, fold=fold, seed=seed, resume=not force)
-            fp, identity = setup_fingerprint(config, manifest)
-            stem = record_stem(config, fp)
+            stem = run_stem(config, fp)
             note = _other_settings(stem, identity)
             if stem.with_suffix(".json").is_file() and not force:
                 try:
-                    rec = results.read_record(stem.with_suffix(".json"))
+                    rec = read_record(stem.with_suffix(".json"))
                     if rec["fingerprint"] == fp:
-                        skipped.append(Outcome(fold, seed, "skipped", rec["metrics"]["wa"], rec["metrics"]["ua"],
-                                               str(stem.with_suffix(".json")), "already recorded"))
+                        out.skipped.append(Outcome(fold, seed, "skipped", rec["metrics"]["wa"], rec["metrics"]["ua"],
+                                                   str(stem.with_suffix(".json")), "already recorded"))
                         continue
                 except DataError as e:
                     note = f"{e}; running again"
                     log.warning("%s", note)
-            todo.append((config, note))
-    return manifest, todo, skipped
+            out.todo.append((config, planned, note))
+    return out
 
 
 def _other_settings(stem: Path, identity: dict) -> str:
@@ -138,7 +141,7 @@ def _other_settings(stem: Path, identity: dict) -> str:
         if path.parent == stem.parent:
             continue
         try:
-            diff = results.identity_diff(results.read_record(path).get("identity", {}), identity)
+            diff = identity_diff(read_record(path).get("identity", {}), identity)
         except DataError:
             continue
         others.append(f"{path.parent.name} (differs in {', '.join(diff) or 'nothing recorded'})")
@@ -146,19 +149,16 @@ def _other_settings(stem: Path, identity: dict) -> str:
             if others else "")
 
 
-def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = None, note: str = "") -> Outcome:
+def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = None, note: str = "",
+            planned: Planned | None = None) -> Outcome:
     """Run one fold and report it; a :class:`SerlibError` or any other exception becomes a
     failed outcome (with the reason) instead of stopping the sweep. Module-level, so that
     spawned worker processes can import it."""
-    import torch
-
-    from .train import run_fold
-
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        rec = run_fold(config, manifest)
+        rec = run_fold(config, manifest, planned)
     except Exception as e:  # report and go on: the other folds still run
         reason = str(e) if isinstance(e, SerlibError) else f"{type(e).__name__}: {e}"
         log.debug("fold %d seed %d failed", config.fold, config.seed, exc_info=True)
@@ -213,11 +213,10 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     say = echo or (lambda _: None)
-    manifest, todo, outcomes = plan(experiment, values, folds, seeds, force)
-    outcomes = list(outcomes)
-    corpus = experiments.make_config(experiment, {k: v for k, v in (values or {}).items() if k != "classes"}).corpus
-    say(f"sweep {experiment} on {corpus}: {len(todo)} runs to do, {len(outcomes)} already recorded")
-    for config, note in todo:
+    the_plan = plan(experiment, values, folds, seeds, force)
+    manifest, todo, outcomes = the_plan.manifest, the_plan.todo, list(the_plan.skipped)
+    say(f"sweep {experiment} on {the_plan.first.corpus}: {len(todo)} runs to do, {len(outcomes)} already recorded")
+    for config, _, note in todo:
         if note:
             say(f"fold {config.fold} seed {config.seed}: {note}")
     if jobs > 1 and threads is None:
@@ -225,18 +224,14 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
     if backend == "ray":
         outcomes += run_on_ray(todo, manifest, ray_options or RayOptions(), threads, say)
     elif jobs == 1 or len(todo) <= 1:
-        for config, note in todo:
-            outcome = execute(config, manifest, threads, note)
+        for config, planned, note in todo:
+            outcome = execute(config, manifest, threads, note, planned)
             outcomes.append(outcome)
             say(outcome.line())
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
-
         with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(execute, replace(c, progress=False), manifest, threads, note): c
-                       for c, note in todo}
+            futures = {pool.submit(execute, replace(c, progress=False), manifest, threads, note, planned): c
+                       for c, planned, note in todo}
             for future in as_completed(futures):
                 c = futures[future]
                 try:
@@ -261,8 +256,6 @@ def _import_ray(local: bool = False):
     """Ray, or a clear error saying how to install it. ``local``: a Ray instance started
     here binds to the loopback interface only (Ray's own switch, read when Ray is
     imported), so nothing listens on, or connects to, the machine's network addresses."""
-    import importlib.util
-
     if importlib.util.find_spec("ray") is None:
         raise ConfigError("--backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')")
     if local:
@@ -272,7 +265,7 @@ def _import_ray(local: bool = False):
     return ray
 
 
-def _ray_task(config, manifest, threads: int, note: str, pid_dir: str) -> Outcome:
+def _ray_task(config, manifest, threads: int, note: str, pid_dir: str, planned: Planned | None = None) -> Outcome:
     """One run inside a Ray worker. Its pid is written to ``pid_dir`` while it runs (to
     see, or stop, which process trains which fold); the record is written by the worker,
     atomically, into the shared outputs folder."""
@@ -280,7 +273,7 @@ def _ray_task(config, manifest, threads: int, note: str, pid_dir: str) -> Outcom
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))
     try:
-        return execute(config, manifest, threads, note)
+        return execute(config, manifest, threads, note, planned)
     finally:
         pid_file.unlink(missing_ok=True)
 
@@ -298,9 +291,6 @@ def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads:
     the other tasks go on.
     """
     ray = _import_ray(local=options.address is None)
-    from .paths import outputs_dir
-    from .progress import bar as progress_bar
-
     if not todo:
         return []
     ray.init(address=options.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
@@ -311,7 +301,8 @@ def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads:
     manifest_ref = ray.put(manifest)
     out_root = Path(todo[0][0].output_dir) if todo[0][0].output_dir else outputs_dir()
     pid_dir = str(out_root / "sweeps" / "running")
-    refs = {task.remote(replace(c, progress=False), manifest_ref, threads, note, pid_dir): c for c, note in todo}
+    refs = {task.remote(replace(c, progress=False), manifest_ref, threads, note, pid_dir, planned): c
+            for c, planned, note in todo}
     say(f"ray: {len(refs)} tasks, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU each, "
         f"cluster resources {ray.cluster_resources()}")
     outcomes, pending = [], list(refs)

@@ -23,43 +23,26 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import atomic, bundle, experiments, metrics, progress, recipe, results, transfer
+from . import atomic, experiments, metrics, progress, recipe
 from .augment import VTLP, oversample_indices, vtlp_warp
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
-from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
+from .constants import AUDIO_HASH, LABEL, SPEAKER, UTT_ID
 from .corpora import prepare_manifest
+from .corpora.cross import check_corpora, cross_manifest, shared_classes
 from .data import Batch, BucketBatchSampler, DeviceBatches, FeatureDataset, collate, item_lengths
+from .device import resolve_device
 from .errors import ConfigError, DataError, SerlibError
-from .features import Normalizer
-from .paths import outputs_dir
-from .protocols import make_folds
+from .features import Normalizer, prepare_input
+from .protocols import Fold, is_cross, make_folds
+from .records import run_fingerprint, run_stem, write_record
+from .weights import save_weights, weights_path
 
 log = logging.getLogger(__name__)
 
 
 class TrainingError(SerlibError):
     """Training cannot go on (e.g. a NaN loss); names the epoch and batch."""
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` → cuda, then mps, then cpu; ``cpu``, ``cuda[:N]`` or ``mps`` when this
-    machine has it (else a :class:`~serlib.errors.ConfigError` saying what it has)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
-    kind, _, index = name.partition(":")
-    if kind == "cuda" and (not torch.cuda.is_available() or (index and int(index) >= torch.cuda.device_count())):
-        have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
-        raise ConfigError(f"device={name!r} but this machine has {have}; use device=auto or cpu")
-    if kind == "mps" and not _mps_available():
-        raise ConfigError("device='mps' but MPS is not available here; use device=auto or cpu")
-    if kind not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
-    return torch.device(name)
 
 
 # Compiling Light-SERNet took 44 s and saved 0.15 s per step of 32 2-s utterances on this
@@ -172,7 +155,7 @@ class Trainer:
     # -- pieces ----------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Normalise with training statistics; padding back to zero."""
-        x = bundle.prepare_input(self.normalizer, x, lengths)
+        x = prepare_input(self.normalizer, x, lengths)
         if self.config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -205,7 +188,7 @@ class Trainer:
             ids += batch.ids
         names_t = [self.classes[i] for i in truth]
         names_p = [self.classes[i] for i in preds]
-        out = metrics.summary(names_t, names_p, self.classes)
+        out = metrics.scores(names_t, names_p, self.classes)
         out.update({"loss": loss_sum / max(len(truth), 1), "ids": ids, "truth": names_t,
                     "prediction": names_p, "probabilities": torch.cat(probs).numpy()})
         return out
@@ -416,26 +399,53 @@ def make_loaders(setup: FoldSetup, config: ExperimentConfig, generator: torch.Ge
             for name in ("train", "val", "test")}
 
 
-def corpus_label(config: ExperimentConfig) -> str:
-    return config.corpus if config.subset in (None, "all") else f"{config.corpus}-{config.subset}"
-
-
 def run_manifest(config: ExperimentConfig) -> pd.DataFrame:
     """The manifest a run trains on: the corpus with the config's subset and classes, and
     every file's content hash (cached), which the fingerprint and ``dedup`` use."""
-    if transfer.is_cross(config.protocol):
-        return with_audio_hashes(transfer.cross_manifest(config))
+    check_corpora(config)
+    if is_cross(config.protocol):
+        return with_audio_hashes(cross_manifest(config))
     manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
     return with_audio_hashes(manifest)
 
 
-def record_stem(config: ExperimentConfig, fingerprint: str) -> Path:
-    root = Path(config.output_dir) if config.output_dir else outputs_dir()
-    # what a table must never hide is in the name: test-split selection, test-speaker statistics
-    name = (config.name + ("+test-selection" if config.selection == "test" else "")
-            + ("+speaker-norm" if config.recipe.speaker_norm else ""))
-    return results.record_stem(root / "results", config.experiment, name, corpus_label(config),
-                               config.protocol, fingerprint, config.fold, config.seed)
+def resolve_values(experiment: str, values: dict | None) -> tuple[ExperimentConfig, pd.DataFrame]:
+    """``(config of fold 1 seed 1, run manifest)`` for ``values``; ``classes="all"``
+    becomes the corpus's sorted labels (after ``merge``; for ``cross:…``, the labels both
+    corpora have)."""
+    values = dict(values or {})
+    if values.get("classes") == "all":
+        probe = experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")})
+        check_corpora(probe)
+        if is_cross(probe.protocol):
+            values["classes"] = shared_classes(probe)
+        else:
+            labels = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all")[LABEL].replace(probe.merge)
+            values["classes"] = tuple(sorted(labels.unique()))
+    config = experiments.make_config(experiment, {**values, "fold": 1, "seed": 1})
+    return config, run_manifest(config)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a sweep's plan computed for a run, so that the run does not compute it again:
+    its fingerprint and identity (the same for every fold and seed of a sweep) and the
+    protocol's folds."""
+
+    fingerprint: str
+    identity: dict
+    folds: list[Fold]
+
+
+def plan_run(config: ExperimentConfig, manifest: pd.DataFrame, fingerprint: tuple[str, dict] | None = None,
+             folds: list[Fold] | None = None) -> Planned:
+    """The :class:`Planned` of a run of ``config`` on ``manifest`` (pass what is already
+    known: a sweep computes the fingerprint once, and the folds once per seed)."""
+    fp, identity = fingerprint or run_fingerprint(config, manifest)
+    if folds is None:
+        split_manifest = manifest if config.dedup else manifest.drop(columns=[AUDIO_HASH], errors="ignore")
+        folds = make_folds(split_manifest, config.protocol, seed=config.seed)
+    return Planned(fp, identity, folds)
 
 
 @dataclass
@@ -460,25 +470,15 @@ class FoldSetup:
     fingerprint: str
     input_skips: list[dict]
     n_features: int
-
-    @property
-    def stem(self) -> Path:
-        return record_stem(self.config, self.fingerprint)
+    stem: Path  # the record's path without suffix
 
     def class_counts(self) -> torch.Tensor:
         labels = [self.datasets["train"].classes[t] for t in self.datasets["train"].targets]
         return torch.tensor([labels.count(c) for c in self.classes], dtype=torch.float32)
 
 
-def setup_fingerprint(config: ExperimentConfig, manifest: pd.DataFrame) -> tuple[str, dict]:
-    """``(fingerprint, identity)`` of a run on ``manifest`` (:func:`serlib.results.run_identity`)."""
-    classes = list(config.classes) if config.classes else sorted(manifest[LABEL].unique())
-    identity = results.run_identity(config, classes, manifest)
-    return results.fingerprint(identity), identity
-
-
 def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
-               train_ids: list[str] | None = None) -> FoldSetup:
+               train_ids: list[str] | None = None, planned: Planned | None = None) -> FoldSetup:
     """Build a fold from its config (see :class:`FoldSetup`).
 
     Files that give no features (undecodable, shorter than ``min_seconds``, silent) are
@@ -488,14 +488,14 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
     Args:
         manifest: an already prepared manifest (else built from the config).
         train_ids: rebuild the per-fold context from these training ids (a record's).
+        planned: the fingerprint and folds, when a plan computed them (:func:`plan_run`).
     """
     exp = experiments.create(config)
     if manifest is None:
         manifest = run_manifest(config)
-    fp, identity = setup_fingerprint(config, manifest)
+    planned = planned or plan_run(config, manifest)
+    fp, identity, folds = planned.fingerprint, planned.identity, planned.folds
     classes = identity["classes"]
-    split_manifest = manifest if config.dedup else manifest.drop(columns=[AUDIO_HASH], errors="ignore")
-    folds = make_folds(split_manifest, config.protocol, seed=config.seed)
     if not 1 <= config.fold <= len(folds):
         raise ConfigError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
     fold = folds[config.fold - 1]
@@ -533,15 +533,17 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
     n_features = first.shape[-2] if first.dim() > 1 else first.shape[-1]
     model = exp.model(n_features, len(classes), context)
     return FoldSetup(config, exp, manifest, fold, classes, store, split_ids, context, datasets, normalizer,
-                     model, identity, fp, input_skips, n_features)
+                     model, identity, fp, input_skips, n_features, run_stem(config, fp))
 
 
-def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = None) -> dict:
+def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = None,
+             planned: Planned | None = None) -> dict:
     """Train and evaluate one fold; write and return its results record.
 
     Args:
         config: an experiment config (or a dict with ``experiment`` and its fields).
         manifest: an already prepared manifest (else built from the config).
+        planned: the fingerprint and folds a sweep's plan computed (else computed here).
 
     Returns:
         The record: resolved config, fingerprint, test metrics, history, gradient norms,
@@ -553,7 +555,7 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     t0 = time.perf_counter()
     device = resolve_device(config.device)  # before any work: a missing device is a config error
     seed_everything(config.seed)
-    setup = setup_fold(config, manifest)
+    setup = setup_fold(config, manifest, planned=planned)
     generator = torch.Generator().manual_seed(config.seed)
     loaders = make_loaders(setup, config, generator, device)
     stem = setup.stem
@@ -569,7 +571,7 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     fit_here = time.perf_counter() - fit_start
     test = trainer.test()
     # the selected weights stay on disk beside the record (export and predict use them)
-    bundle.save_weights(bundle.weights_path(stem.with_suffix(".json")), trainer.model.state_dict(),
+    save_weights(weights_path(stem.with_suffix(".json")), trainer.model.state_dict(),
                         trainer.normalizer.state_dict(),
                         {"n_features": setup.n_features, "classes": setup.classes, "fold": config.fold,
                          "seed": config.seed, "fingerprint": setup.fingerprint, "best_epoch": state.best_epoch,
@@ -581,55 +583,3 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
     return write_record(setup, test, state.history, state.best_epoch, state.best_metric, seconds,
                         {"device": str(trainer.device), "grad_norms": state.grad_norms,
                          "best_weights": state.best_source, "compiled": trainer.compiled})
-
-
-def write_record(setup: FoldSetup, test: dict, history: list[dict], best_epoch: int, best_metric: float,
-                 seconds: float, extra: dict) -> dict:
-    """Write (atomically) and return the record and predictions of a scored fold."""
-    config = setup.config
-    speaker_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[SPEAKER]))
-    predictions = pd.DataFrame({"utt_id": test["ids"], "speaker": [speaker_of[u] for u in test["ids"]],
-                                "truth": test["truth"], "prediction": test["prediction"]})
-    for i, c in enumerate(setup.classes):
-        predictions[f"p_{c}"] = np.asarray(test["probabilities"])[:, i].round(5)
-    fold, store, split_ids = setup.fold, setup.store, setup.split_ids
-    paths = dict(zip(setup.manifest[UTT_ID], setup.manifest[PATH]))
-    in_fold = {u for ids in split_ids.values() for u in ids}
-    n_parameters = sum(p.numel() for p in setup.model.parameters()) if isinstance(setup.model, nn.Module) else None
-    record = {
-        "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
-        "corpus_label": corpus_label(config), "classes": setup.classes,
-        "leaky": config.leaky, "speaker_independent": fold.speaker_independent,
-        "metrics": {k: test[k] for k in ("wa", "ua", "macro_f1", "recall", "confusion", "labels", "n")},
-        "best_epoch": best_epoch, "selected_on": "test" if config.selection == "test" else "val",
-        "best_selection_ua": best_metric, "history": history,
-        "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
-        "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"],
-        "train_items_after_oversampling": len(setup.datasets["train"]),
-        "fold_notes": fold.notes, "dedup": config.dedup, "recipe": config.recipe.changed(),
-        "uses_test_speaker_audio": config.recipe.speaker_norm,
-        "cross_corpus": transfer.is_cross(config.protocol),
-        "test_corpus": transfer.test_corpus(config.protocol) if transfer.is_cross(config.protocol) else config.corpus,
-        "cross_dropped": setup.manifest.attrs.get("cross_dropped"),
-        "skipped_inputs": setup.input_skips,
-        "input_warnings": [{"utt_id": u, "path": paths.get(u, p), "message": m}
-                           for u, p, m in store.warnings if u in in_fold],
-        "manifest_skipped": [list(x) for x in setup.manifest.attrs.get("skipped", [])],
-        "features": store.config.key(),
-        "normalizer": setup.normalizer.state() if setup.normalizer.mode == "global" else {"mode": setup.normalizer.mode},
-        "n_parameters": n_parameters, "n_features": setup.n_features,
-        "weights": bundle.weights_path(setup.stem.with_suffix(".json")).name if setup.experiment.neural else None,
-        "context": {k: v for k, v in setup.context.items() if k != "extras" and not isinstance(v, torch.Tensor)},
-        "timing": {"total_seconds": seconds,
-                   "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
-                   "feature_seconds": store.seconds},
-        "torch_threads": torch.get_num_threads(), "provenance": results.provenance(), **extra,
-    }
-    if setup.input_skips:
-        log.warning("fold %d: %d input files skipped: %s", config.fold, len(setup.input_skips),
-                    [(s["path"], s["reason"]) for s in setup.input_skips[:3]])
-    stem = setup.stem
-    path = results.write(record, predictions, stem)
-    record["path"] = str(path)
-    record["predictions_path"] = str(path.with_name(stem.name + ".predictions.csv"))
-    return record

@@ -95,7 +95,7 @@ def test_no_copy_of_val_or_test_reaches_training(iemocap_root):
     from serlib.cache import extract
     from serlib.corpora import load_corpus, select_classes
     from serlib.data import FeatureDataset
-    from serlib.features import preset
+    from serlib.experiments import feature_preset as preset
     from serlib.protocols import make_folds
 
     df = select_classes(load_corpus("iemocap", iemocap_root))

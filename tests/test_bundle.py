@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from serlib import bundle
+from serlib import bundle, weights
 from serlib.errors import ConfigError, DataError
 from serlib.experiments import make_config
 from serlib.train import run_fold
@@ -48,9 +48,9 @@ def by_file(frame: pd.DataFrame, column: str) -> pd.Series:
 
 def test_selected_weights_stay_on_disk(trained):
     record = trained["ls"][0]
-    path = bundle.weights_path(record["path"])
+    path = weights.weights_path(record["path"])
     assert path.is_file() and json.loads(Path(record["path"]).read_text())["weights"] == path.name
-    model_state, normalizer_state, meta = bundle.read_weights(path)
+    model_state, normalizer_state, meta = weights.read_weights(path)
     assert meta["fold"] == 1 and meta["classes"] == record["classes"] and meta["n_features"] == record["n_features"]
     ckpt = torch.load(Path(record["path"].removesuffix(".json") + ".run") / "checkpoint.pt", weights_only=True)
     assert all(torch.equal(ckpt["best_state"][k], v) for k, v in model_state.items())

@@ -5,10 +5,11 @@ import os
 import pytest
 import torch
 
-from serlib.cache import WaveCrop, extract
+from serlib.audio import WaveCrop
+from serlib.cache import extract
 from serlib.corpora import load_corpus
 from serlib.errors import AudioError
-from serlib.features import preset
+from serlib.experiments import feature_preset as preset
 from tests import fixtures
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from serlib.config import from_dict
+from serlib.fields import from_dict
 from serlib.errors import ConfigError
 from serlib.experiments import make_config
 from serlib.experiments.cnn_lstm import TABLE1

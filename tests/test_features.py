@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from serlib.features import PRESETS, FrontEnd, Normalizer, conv_lengths, lengths_to_mask, preset
+from serlib.experiments import feature_preset as preset
+from serlib.experiments import feature_presets
+from serlib.features import FrontEnd, Normalizer, conv_lengths, lengths_to_mask
+
+PRESETS = feature_presets()
 
 
 def chirp(seconds=1.3, sr=16000, seed=0):

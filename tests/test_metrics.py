@@ -40,5 +40,5 @@ def test_unknown_values_and_lengths():
 
 
 def test_summary_keys():
-    s = metrics.summary(["a", "b"], ["a", "a"], ["a", "b"])
+    s = metrics.scores(["a", "b"], ["a", "a"], ["a", "b"])
     assert s["wa"] == 0.5 and s["ua"] == 0.5 and s["confusion"] == [[1, 0], [1, 0]] and s["n"] == 2

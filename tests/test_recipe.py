@@ -179,7 +179,7 @@ def test_bad_recipe_settings_are_config_errors(values, message):
 
 
 def test_paper_recipe_keeps_the_fingerprint_of_earlier_runs():
-    from serlib.results import run_identity
+    from serlib.records import run_identity
 
     manifest = pd.DataFrame({"utt_id": ["a"], "label": ["sad"], "speaker": ["s"], "audio_hash": ["0"]})
     identity = run_identity(make_config("light_sernet"), ["sad", "happy"], manifest)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from serlib import metrics, results, stats
+from serlib import metrics, records, results, stats
 from serlib.errors import SplitError
 from serlib.sweep import sweep
 from tests.test_bad_inputs import write_csv_corpus
@@ -108,7 +108,7 @@ def test_functionals_baseline_is_an_ordinary_record(tmp_path):
         table = sweep("functionals", {**values, "feature_set": feature_set, "classifier": classifier,
                                       "name": f"{feature_set}-{classifier}"}, echo=None)
         assert (table.status == "done").all() and len(table) == 4
-        rec = results.read_record(table.path[0])
+        rec = records.read_record(table.path[0])
         grid = [row["c"] for row in rec["history"]]
         assert len(grid) >= 4 and "test_ua" not in rec["history"][0]  # selected on validation only
         best = max(rec["history"], key=lambda r: r["val_ua"])
@@ -116,7 +116,8 @@ def test_functionals_baseline_is_an_ordinary_record(tmp_path):
         preds = pd.read_csv(rec["predictions_path"])
         probs = preds[[f"p_{c}" for c in rec["classes"]]].to_numpy()
         assert np.allclose(probs.sum(1), 1, atol=1e-3)
-    mean = results.summarise(results.collect(tmp_path / "out" / "results"))["mean"]
+    runs = records.load_records(tmp_path / "out" / "results")
+    mean = stats.baseline_columns(results.summarise(results.collect(runs), runs)["mean"], runs)
     assert len(mean) == 3 and mean.ua_pooled_low.le(mean.ua_pooled).all() and mean.ua_pooled_high.ge(mean.ua_pooled).all()
     best = mean.loc[mean.ua_mean.idxmax()]
     assert best.baseline == "(this is the best baseline)"

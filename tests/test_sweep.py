@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serlib import results
+from serlib import records, results
 from serlib.__main__ import main
 from serlib.sweep import sweep
 from serlib.train import Trainer
@@ -78,8 +78,8 @@ def test_other_data_is_another_fingerprint(corpus, tmp_path):
         subset, index=False)
     part = sweep("cnn_lstm", values(subset, tmp_path), folds="1", echo=None)
     assert part.status.tolist() == ["done"] and Path(part.path[0]).parent != Path(full.path[0]).parent
-    rec_full, rec_part = (results.read_record(p) for p in (full.path[0], part.path[0]))
-    assert results.identity_diff(rec_full["identity"], rec_part["identity"]) == ["manifest"]
+    rec_full, rec_part = (records.read_record(p) for p in (full.path[0], part.path[0]))
+    assert records.identity_diff(rec_full["identity"], rec_part["identity"]) == ["manifest"]
     moved = sweep("cnn_lstm", values(corpus, tmp_path, data_root=str(corpus)), folds="1", echo=None)
     assert moved.status.tolist() == ["skipped"]  # the same data: the root is not part of the identity
 
@@ -91,7 +91,7 @@ def test_force_retrains_from_scratch(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "load_checkpoint", lambda self: resumed.append(1) or original(self))
     forced = sweep("cnn_lstm", values(corpus, tmp_path), folds="1", force=True, echo=None)
     assert forced.status.tolist() == ["done"] and resumed == []
-    rec = results.read_record(forced.path[0])
+    rec = records.read_record(forced.path[0])
     assert len(rec["history"]) == 1
 
 
@@ -125,7 +125,7 @@ def test_sweep_loads_the_corpus_once(corpus, tmp_path, monkeypatch):
 
 
 def test_all_classes_follow_the_merge(iemocap_root):
-    from serlib.sweep import resolve_values
+    from serlib.train import resolve_values
 
     config, manifest = resolve_values("cnn_lstm", {"corpus": "iemocap", "data_root": str(iemocap_root), "subset": "all",
                                                    "classes": "all", "merge": {"excited": "happy"}})

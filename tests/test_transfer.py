@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serlib import results, transfer
+from serlib import records, results, transfer
 from serlib.errors import ConfigError
 from serlib.experiments import make_config
 from serlib.protocols import make_folds
@@ -69,7 +69,7 @@ def test_cross_corpus_through_the_program(corpora, tmp_path):
         assert done.returncode == 0, done.stderr
     table = results.collect(out / "results")
     assert sorted(table.protocol) == ["cross:csv", "loso"]
-    record = results.read_record(table[table.protocol == "cross:csv"].path.iloc[0])
+    record = records.read_record(table[table.protocol == "cross:csv"].path.iloc[0])
     assert record["cross_corpus"] is True and record["test_corpus"] == "csv"
     assert record["cross_dropped"] == {"train": {}, "test": {}}  # fear → sad by the map
     assert record["split_sizes"]["test"] == 3 * 5 * 2
@@ -79,7 +79,7 @@ def test_cross_corpus_through_the_program(corpora, tmp_path):
 
 def test_shared_classes_and_errors(corpora):
     _, a, b = corpora
-    from serlib.sweep import resolve_values
+    from serlib.train import resolve_values
 
     config, _ = resolve_values("attention_fcn_1d", {"corpus": "csv", "data_root": str(a), "subset": None,
                                                     "protocol": "cross:csv", "test_data_root": str(b), "classes": "all"})
@@ -96,9 +96,9 @@ def test_matrix_has_loso_on_the_diagonal(corpora, tmp_path):
     runs = out["runs"].set_index(["train", "test"])
     assert list(out["ua"].index) == ["A", "B"] and list(out["ua"].columns) == ["A", "B"]
     assert runs.loc[("A", "A"), "within_corpus"] and not runs.loc[("A", "B"), "within_corpus"]
-    cross = results.read_record(runs.loc[("B", "A"), "records"][0])
+    cross = records.read_record(runs.loc[("B", "A"), "records"][0])
     assert cross["cross_corpus"] and cross["metrics"]["ua"] == pytest.approx(out["ua"].loc["B", "A"])
-    loso = results.read_record(runs.loc[("A", "A"), "records"][0])
+    loso = records.read_record(runs.loc[("A", "A"), "records"][0])
     assert loso["config"]["protocol"] == "loso" and not loso["cross_corpus"]
     from serlib import viz
 

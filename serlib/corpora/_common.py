@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -39,7 +38,7 @@ class Skips:
         error, always counted, so nothing disappears without a trace."""
         self.items.append((str(path), reason))
 
-    def summary(self) -> dict[str, int]:
+    def by_reason(self) -> dict[str, int]:
         return dict(Counter(reason.split(" (")[0] for _, reason in self.items))
 
 
@@ -94,11 +93,6 @@ def duration_of(path: Path) -> float:
     return header.frames / header.samplerate
 
 
-def file_hash(path: str | Path) -> str:
-    """SHA-1 of the file bytes: identical audio stored under two names gets one hash."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-
 def finish(
     rows: Iterable[dict],
     corpus: str,
@@ -128,9 +122,9 @@ def finish(
     if unknown:  # an adapter bug, not a data problem
         raise AssertionError(f"{corpus} adapter produced non-canonical labels {unknown}")
     if hash_audio:
-        df[AUDIO_HASH] = [file_hash(p) for p in df[PATH]]
+        df[AUDIO_HASH] = [audio.file_hash(p) for p in df[PATH]]
     df.attrs["skipped"] = list(skips.items)
-    df.attrs["skipped_by_reason"] = skips.summary()
+    df.attrs["skipped_by_reason"] = skips.by_reason()
     if skips.items:
-        log.warning("%s: skipped %d files: %s", corpus, len(skips.items), skips.summary())
+        log.warning("%s: skipped %d files: %s", corpus, len(skips.items), skips.by_reason())
     return df

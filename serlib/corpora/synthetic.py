@@ -26,6 +26,7 @@ import soundfile as sf
 from scipy.signal import lfilter
 
 from ..paths import outputs_dir
+from . import iemocap
 
 VERSION = 1  # bump when the generator's output changes
 
@@ -320,8 +321,6 @@ def load(root: str | Path | None = None, subset: str = "all", keep_no_majority: 
     ``root`` is where to keep it (default ``outputs/synthetic``); ``size`` takes
     :class:`SyntheticConfig` fields (``seed``, ``utterances_per_session``, ...).
     """
-    from . import iemocap
-
     release = ensure(SyntheticConfig(**size), root)
     df = iemocap.load(release, subset=subset, keep_no_majority=keep_no_majority,
                       on_error=on_error, hash_audio=hash_audio)

@@ -1,5 +1,5 @@
 """Attention-based FCN experiments: 2-D (Zhang et al., settings of the best public
-reproduction) and 1-D ("Emotion in Motion"); see the README's attention FCN section."""
+reproduction) and 1-D ("Emotion in Motion"); see docs/papers/attention_fcn.md."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..cache import WaveCrop
+from ..audio import WaveCrop
 from ..config import ExperimentConfig
 from ..errors import ConfigError
-from ..features import preset
+from ..features import FeatureConfig
 from ..models.attention_fcn import AttentionFCN, AttentionFCNConfig
-from .base import Experiment
+from .base import Experiment, Reference, register
 
 
 @dataclass
@@ -58,16 +58,49 @@ class AttentionFCN1DExperimentConfig(ExperimentConfig):
             raise ConfigError("attention_fcn_1d needs model.variant='1d' (use experiment attention_fcn for 2-D)")
 
 
-class AttentionFCNExperiment(Experiment):
+class _AttentionMaps:
+    """Attention support shared by both variants: the weights of ``forward_with_attention``
+    as a profile over the input's frames (averaged over frequency, segments joined)."""
+
+    has_attention = True
+
+    @torch.no_grad()
+    def attention(self, model, x, lengths):
+        _, alpha = model.forward_with_attention(x, lengths)
+        out = []
+        for a in alpha:
+            a = a.float()
+            if a.dim() == 3:  # segments × F' × T' (2-D, segment mode)
+                a = a.mean(1).flatten()
+            elif a.dim() == 2:  # F' × T' (2-D) or segments × T' (1-D, segment mode)
+                a = a.mean(0) if self.config.model.variant == "2d" and self.config.segment_seconds is None \
+                    else a.flatten()
+            out.append(a.cpu().numpy())
+        return out
+
+
+@register
+class AttentionFCNExperiment(_AttentionMaps, Experiment):
     name = "attention_fcn"
     Config = AttentionFCNExperimentConfig
+    # best public reproduction: Hamming 40 ms / 10 ms, n_fft 800, 0–4 kHz (200 bins),
+    # static + Δ + ΔΔ as 3 channels
+    feature_presets = {"attention_fcn": FeatureConfig("spectrogram", 16000, 40, 10, 800, "hamming", 1.0, fmax=4000,
+                                                      deltas="channels")}
+    inference_values = {"encoder_checkpoint": None}  # only initialises training; the bundle has the weights
+    reference = (
+        Reference("Zhang et al. 2019", "AlexNet FCN + attention (ImageNet init)", "iemocap-improvised",
+                  "5-fold (session)", 70.4, 63.9, True, "arXiv 1806.01506"),
+        Reference("best public reproduction", "2-D, from scratch", "iemocap-improvised", "loso 10-fold", 74.0, 64.4,
+                  True, "Zhang et al. reproduction"),
+    )
 
     def features(self):
-        return preset("attention_fcn"), None
+        return self.feature_presets["attention_fcn"], None
 
     def model(self, n_features, n_classes, context=None):
         state = torch.load(self.config.encoder_checkpoint, weights_only=True) if self.config.encoder_checkpoint else None
-        hop_ms = preset("attention_fcn").hop_ms
+        hop_ms = self.feature_presets["attention_fcn"].hop_ms
         segment = round(self.config.segment_seconds * 1000 / hop_ms) if self.config.segment_seconds else None
         return AttentionFCN(replace(self.config.model, n_classes=n_classes, segment_frames=segment),
                             encoder_state_dict=state)
@@ -76,12 +109,20 @@ class AttentionFCNExperiment(Experiment):
         return torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay), None
 
 
-class AttentionFCN1DExperiment(Experiment):
+@register
+class AttentionFCN1DExperiment(_AttentionMaps, Experiment):
     name = "attention_fcn_1d"
     Config = AttentionFCN1DExperimentConfig
+    # librosa at 44.1 kHz, 128 mels (n_fft 2048, hop 512) in dB, averaged over frequency
+    # -> 259 steps for 3 s
+    feature_presets = {"attention_fcn_1d": FeatureConfig("mel_mean", 44100, 2048 / 44.1, 512 / 44.1, 2048, "hann",
+                                                         2.0, n_mels=128, log="db")}
+    preset_lr_scale = {"modern": 10.0}  # chosen on validation with Light-SERNet's Adam-based recipe (docs/recipe.md)
+    reference = (Reference("Emotion in Motion", "1-D (names un-swapped)", "ravdess-4class", "random 5-fold", 51.2, 41.9,
+                           False, "its 'unweighted' 51.2 is WA"),)
 
     def features(self):
-        return preset("attention_fcn_1d"), WaveCrop(self.config.input_seconds, self.config.offset_seconds, mode="start")
+        return self.feature_presets["attention_fcn_1d"], WaveCrop(self.config.input_seconds, self.config.offset_seconds, mode="start")
 
     def model(self, n_features, n_classes, context=None):
         return AttentionFCN(replace(self.config.model, n_classes=n_classes))

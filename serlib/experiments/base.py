@@ -1,14 +1,40 @@
-"""What an experiment defines for the engine: its config, front end, model, optimiser,
-loss, augmentation and prediction. The engine (:mod:`serlib.train`) does the rest."""
+"""What an experiment defines: its config, front end, model, optimiser, loss,
+augmentation and prediction for the engine (:mod:`serlib.train`), and what the rest of
+serlib asks about its paper — the reference numbers, the feature presets, the recipe
+presets' learning-rate factor, attention maps, transcripts. One file per paper
+subclasses :class:`Experiment` and registers it with :func:`register`
+(CONTRIBUTING.md says how).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch import nn
 
-from ..cache import FeatureStore, InputChecks, WaveCrop, extract
+from ..audio import InputChecks, WaveCrop
+from ..cache import FeatureStore, extract
 from ..config import ExperimentConfig
+from ..errors import ConfigError
 from ..features import FeatureConfig
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One number a paper (or a peer system) reports, in percent; ``None`` where it gives
+    none. ``protocol`` and ``speaker_independent`` say how it was measured, so that a
+    table never puts it beside a serlib number measured otherwise without that label."""
+
+    paper: str
+    variant: str
+    corpus: str
+    protocol: str
+    wa: float | None
+    ua: float | None
+    speaker_independent: bool
+    note: str = ""
 
 
 class Experiment:
@@ -18,7 +44,13 @@ class Experiment:
     name = ""
     Config: type[ExperimentConfig] = ExperimentConfig
     neural = True  # False: the experiment fits itself (``fit_select_test``) instead of the Trainer
-    compile_speedup = 1.0  # measured step-time ratio compiled/eager on the CPU (README, "Engine"); > 1.2: compile long runs
+    compile_speedup = 1.0  # measured step-time ratio compiled/eager on the CPU (docs/engine.md); > 1.2: compile long runs
+    reference: tuple[Reference, ...] = ()          # the paper's reported numbers
+    feature_presets: dict[str, FeatureConfig] = {}  # the paper's front ends, by name
+    preset_lr_scale: dict[str, float] = {}          # recipe preset -> learning-rate factor (serlib.recipe)
+    # config values that loading a trained model for inference replaces (e.g. a file
+    # needed only to initialise training)
+    inference_values: dict = {}
 
     def __init__(self, config: ExperimentConfig):
         self.config = config
@@ -59,9 +91,44 @@ class Experiment:
         """A value drawn once per epoch (VTLP strategy 1), or None."""
         return None
 
+    @property
+    def needs_transcripts(self) -> bool:
+        """Whether the model reads transcripts (then predict, which has audio only, refuses)."""
+        return False
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether :meth:`attention` draws anything for this config's model."""
+        return False
+
+    def attention(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
+        """Per item of a prepared batch, the model's attention as a profile over its
+        input's frames (for overlays on the audio)."""
+        raise ConfigError(f"{self.name} has no attention map to draw")
+
     def predict(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
                 prepare, test: bool, extras: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Class probabilities ``(B, C)`` and predicted indices ``(B,)``; ``prepare``
         normalises and masks raw features; ``test`` is True for the final test pass."""
         probs = torch.softmax(model(prepare(x), lengths, **(extras or {})).float(), -1)
         return probs, probs.argmax(-1)
+
+
+EXPERIMENTS: dict[str, type[Experiment]] = {}
+
+
+def register(cls: type[Experiment]) -> type[Experiment]:
+    """Class decorator: make an experiment available by its ``name`` (``--experiment``)."""
+    if not cls.name:
+        raise ConfigError(f"{cls.__name__} has no name")
+    if EXPERIMENTS.get(cls.name, cls) is not cls and EXPERIMENTS[cls.name].__qualname__ != cls.__qualname__:
+        raise ConfigError(f"experiment name {cls.name!r} is taken by {EXPERIMENTS[cls.name].__qualname__}")
+    EXPERIMENTS[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Experiment]:
+    """The experiment class registered as ``name``."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name]

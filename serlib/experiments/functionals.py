@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import metrics
-from ..cache import InputChecks
+from ..audio import InputChecks
 from ..config import ExperimentConfig
 from ..constants import LABEL, UTT_ID
 from ..errors import ConfigError
 from ..functionals import FEATURE_SETS, FunctionalsConfig, extract_functionals
-from .base import Experiment
+from .base import Experiment, register
 
 CLASSIFIERS = ("svm_linear", "svm_rbf", "logreg")
 DEFAULT_GRIDS = {
@@ -79,6 +79,7 @@ def pipeline(config: FunctionalsExperimentConfig, c: float):
     return make_pipeline(StandardScaler(), clf)
 
 
+@register
 class FunctionalsExperiment(Experiment):
     name = "functionals"
     Config = FunctionalsExperimentConfig
@@ -132,7 +133,7 @@ class FunctionalsExperiment(Experiment):
         for j, c in enumerate(classes):  # a class absent from training keeps probability 0
             if c in known:
                 probs[:, j] = fitted[:, known.index(c)]
-        test = metrics.summary(y_test, prediction, classes)
+        test = metrics.scores(y_test, prediction, classes)
         test.update({"ids": setup.split_ids["test"], "truth": y_test, "prediction": prediction,
                      "probabilities": probs})
         return {"test": test, "history": history, "best_epoch": best["epoch"], "best_metric": best[key]}

@@ -15,10 +15,10 @@ import torch
 from ..config import ExperimentConfig
 from ..constants import UTT_ID
 from ..errors import ConfigError, DataError
-from ..features import preset
+from ..features import FeatureConfig
 from ..models.mscnn_spu import MSCNNSPU, MSCNNSPUConfig
 from ..text import Vocabulary, load_glove, read_utterance_embeddings
-from .base import Experiment
+from .base import Experiment, Reference, register
 
 
 @dataclass
@@ -43,17 +43,33 @@ class MSCNNSPUExperimentConfig(ExperimentConfig):
     model: MSCNNSPUConfig = field(default_factory=MSCNNSPUConfig)
 
 
+@register
 class MSCNNSPUExperiment(Experiment):
     name = "mscnn_spu"
     Config = MSCNNSPUExperimentConfig
+    # 32 MFCC + Δ + ΔΔ (96 dims), 25 ms Hamming, 10 ms hop (librosa) (section 4.1); n_fft
+    # and the number of mel bands are not stated: 512 and 40
+    feature_presets = {"mscnn": FeatureConfig("mfcc", 16000, 25, 10, 512, "hamming", 2.0, n_mels=40, n_mfcc=32,
+                                              log="db", deltas="stack")}
+    reference = tuple(Reference("Peng et al. 2021", variant, "iemocap-all-exc→hap", "10-fold 8/1/1", wa, ua, True, table)
+                      for variant, wa, ua, table in (
+        ("Audio-CNN", 65.4, 66.7, "Table 1"), ("Audio-CNN-xvector", 66.6, 68.4, "Table 1"),
+        ("Text-CNN", 67.8, 67.7, "Table 1"), ("MSCNN-SPU", 79.5, 80.4, "Table 1"),
+        ("MSCNN-SPU-ATT", 80.3, 81.4, "Table 1"), ("MSCNN-SPU (ASR text)", 77.4, 78.2, "Table 1"),
+        ("MSCNN-SPU-ATT (ASR text)", 78.0, 79.1, "Table 1"), ("w/o x-vectors", 78.5, 79.3, "Table 2"),
+        ("w/o text SPU", 77.7, 78.6, "Table 2"), ("w/o SWEM", 77.2, 78.3, "Table 2"),
+        ("w/o audio SPU", 73.5, 74.0, "Table 2")))
+
+    @property
+    def needs_transcripts(self) -> bool:
+        return self.config.model.variant != "audio"
 
     def features(self):
-        return preset("mscnn"), None
+        return self.feature_presets["mscnn"], None
 
     def prepare(self, manifest, split_ids):
         context, extras = {}, {}
-        uses_text = self.config.model.variant != "audio"
-        if uses_text:
+        if self.needs_transcripts:
             texts = self.texts(manifest)
             vocab = Vocabulary.build(texts[u] for u in split_ids["train"])  # training split only
             extras["text"] = {u: vocab.encode(t) for u, t in texts.items()}

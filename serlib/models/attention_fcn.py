@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import validate_fields
+from ..fields import validate_fields
 from ..errors import ConfigError
 from ..features import conv_lengths, lengths_to_mask
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import validate_fields
+from ..fields import validate_fields
 
 
 @dataclass

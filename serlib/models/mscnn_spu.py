@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import validate_fields
+from ..fields import validate_fields
 from ..errors import ConfigError
 from ..features import lengths_to_mask
 from ..text import swem

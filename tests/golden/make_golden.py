@@ -31,13 +31,13 @@ FINGERPRINTS = {
 
 
 def fingerprints() -> dict:
-    from serlib.sweep import resolve_values
-    from serlib.train import setup_fingerprint
+    from serlib.records import run_fingerprint
+    from serlib.train import resolve_values
 
     out = {}
     for key, values in FINGERPRINTS.items():
         config, manifest = resolve_values(key.split("+")[0], values)
-        fp, identity = setup_fingerprint(config, manifest)
+        fp, identity = run_fingerprint(config, manifest)
         out[key] = {"fingerprint": fp, "identity": identity}
     return out
 

@@ -1,0 +1,255 @@
+"""The results record: the one place that builds, writes and reads it.
+
+One JSON record (+ a predictions CSV) per run, written atomically, at
+``outputs/results/<experiment>/<name>/<corpus>/<protocol>/<fingerprint>/fold<k>-seed<s>.json``.
+The fingerprint (:func:`fingerprint`) hashes everything that determines a result — the
+resolved settings, the classes and the manifest's content — so runs with other settings
+or other data never share a key: re-running the same settings replaces the record, other
+settings get their own, and the tables never average records with different
+fingerprints. docs/records.md describes every field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import __version__, atomic
+from .config import LATER_FIELDS, RUNTIME_FIELDS
+from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
+from .errors import DataError
+from .paths import outputs_dir
+from .protocols import is_cross, test_corpus
+from .weights import weights_path
+
+log = logging.getLogger(__name__)
+FINGERPRINT_CHARS = 10  # of the hex digest, in paths and tables
+
+
+def _safe(part: str) -> str:
+    return str(part).replace(":", "-").replace("/", "_").replace(" ", "_")
+
+
+def record_stem(root: Path, experiment: str, name: str, corpus: str, protocol: str, fingerprint: str,
+                fold: int, seed: int) -> Path:
+    return (root / _safe(experiment) / _safe(name) / _safe(corpus) / _safe(protocol)
+            / fingerprint[:FINGERPRINT_CHARS] / f"fold{fold:02d}-seed{seed}")
+
+
+def corpus_label(config) -> str:
+    """The corpus and its subset as records and tables name it (``iemocap-improvised``)."""
+    return config.corpus if config.subset in (None, "all") else f"{config.corpus}-{config.subset}"
+
+
+def run_stem(config, fingerprint: str) -> Path:
+    """The record's path without suffix, for a run of ``config`` with ``fingerprint``."""
+    root = Path(config.output_dir) if config.output_dir else outputs_dir()
+    # what a table must never hide is in the name: test-split selection, test-speaker statistics
+    name = (config.name + ("+test-selection" if config.selection == "test" else "")
+            + ("+speaker-norm" if config.recipe.speaker_norm else ""))
+    return record_stem(root / "results", config.experiment, name, corpus_label(config),
+                               config.protocol, fingerprint, config.fold, config.seed)
+
+
+def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict:
+    """What determines a run's result, fold and seed aside: the settings (the config
+    without its run-time switches, :data:`serlib.config.RUNTIME_FIELDS`), the classes,
+    and the manifest's content (utterance ids, labels, speakers and each file's content
+    hash, or size and modification time when no hash is there)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    for name, default in LATER_FIELDS.items():
+        if settings.get(name, default) == default:
+            settings.pop(name, None)
+    if getattr(config, "recipe", None) is not None and config.recipe.is_paper:
+        del settings["recipe"]  # runs from before the recipe switches keep their fingerprints
+    h = hashlib.sha256()
+    columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
+    for row in manifest.sort_values(UTT_ID)[columns].itertuples(index=False):
+        *fields, audio_id = row
+        if AUDIO_HASH not in manifest.columns:
+            st = os.stat(audio_id)
+            audio_id = f"{st.st_size}:{st.st_mtime_ns}"
+        h.update("\0".join(map(str, (*fields, audio_id))).encode() + b"\n")
+    return {"settings": json.loads(json.dumps(atomic.strict_json(settings, _json_default))),
+            "classes": list(classes),
+            "manifest": {"n": len(manifest), "sha256": h.hexdigest(), "audio": columns[-1]}}
+
+
+def fingerprint(identity: dict) -> str:
+    """SHA-256 of a :func:`run_identity`, as hex."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def identity_diff(a: dict, b: dict) -> list[str]:
+    """Names of what differs between two identities (settings by field).
+
+    >>> identity_diff({"settings": {"epochs": 2, "lr": 1}, "classes": ["a"], "manifest": {"n": 3}},
+    ...               {"settings": {"epochs": 3, "lr": 1}, "classes": ["a"], "manifest": {"n": 4}})
+    ['epochs', 'manifest']
+    """
+    sa, sb = a.get("settings", {}), b.get("settings", {})
+    out = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
+    return out + [k for k in ("classes", "manifest") if a.get(k) != b.get(k)]
+
+
+def run_fingerprint(config, manifest: pd.DataFrame) -> tuple[str, dict]:
+    """``(fingerprint, identity)`` of a run on ``manifest`` (:func:`run_identity`)."""
+    classes = list(config.classes) if config.classes else sorted(manifest[LABEL].unique())
+    identity = run_identity(config, classes, manifest)
+    return fingerprint(identity), identity
+
+
+def write(record: dict, predictions: pd.DataFrame, stem: Path) -> Path:
+    """Write ``stem.predictions.csv`` then ``stem.json`` (the JSON last: a record never
+    points at predictions that are not there). The JSON is strict: NaN (e.g. the recall
+    of a class absent from a test fold) is written as ``null``."""
+    pred_path = stem.with_name(stem.name + ".predictions.csv")
+    atomic.write_text(pred_path, predictions.to_csv(index=False))
+    record = {**record, "predictions": pred_path.name}
+    return atomic.write_json(stem.with_suffix(".json"), record, _json_default)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def provenance() -> dict:
+    """Package versions, git commit and machine, stored with every record."""
+    import sklearn
+    import torch
+    import torchaudio
+
+    try:
+        root = Path(__file__).resolve().parents[1]
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {
+        "serlib": __version__, "torch": torch.__version__, "torchaudio": torchaudio.__version__,
+        "numpy": np.__version__, "pandas": pd.__version__, "sklearn": sklearn.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "git_commit": commit, "git_dirty": dirty,
+    }
+
+
+RECORD_KEYS = ("config", "metrics", "fingerprint", "corpus_label", "test_speakers", "history", "timing")
+
+
+def read_record(path: str | Path) -> dict:
+    """One record; raises :class:`~serlib.errors.DataError` naming the file when it is
+    not valid JSON or lacks a record's fields (a truncated or foreign file)."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(path, f"damaged results record ({e})") from e
+    missing = [k for k in RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+    if missing:
+        raise DataError(path, f"not a serlib record of this version (missing {missing})")
+    rec["_path"] = rec["path"] = str(path)
+    rec["predictions_path"] = str(path.with_name(rec.get("predictions", path.stem + ".predictions.csv")))
+    return rec
+
+
+def load_records(path: str | Path | None = None, damaged: list | None = None) -> list[dict]:
+    """Every record under ``path`` (default ``outputs/results``). A damaged record is
+    skipped with a warning naming it, and appended to ``damaged`` as ``(path, reason)``."""
+    root = Path(path) if path is not None else outputs_dir() / "results"
+    records = []
+    for f in sorted(root.rglob("*.json")):
+        try:
+            records.append(read_record(f))
+        except DataError as e:
+            log.warning("skipped %s", e)
+            if damaged is not None:
+                damaged.append((str(f), e.reason))
+    return records
+
+
+def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_metric: float,
+                 seconds: float, extra: dict) -> dict:
+    """Build, write (atomically) and return the record and predictions of a scored fold.
+
+    Args:
+        setup: the fold's :class:`serlib.train.FoldSetup`.
+        test: the test split's scores and per-utterance outputs (``Trainer.test``).
+        history: one dict per epoch; ``best_epoch``/``best_metric``: the selection.
+        seconds: the run's time; ``extra``: engine facts (device, gradient norms, …).
+    """
+    config = setup.config
+    speaker_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[SPEAKER]))
+    predictions = pd.DataFrame({"utt_id": test["ids"], "speaker": [speaker_of[u] for u in test["ids"]],
+                                "truth": test["truth"], "prediction": test["prediction"]})
+    for i, c in enumerate(setup.classes):
+        predictions[f"p_{c}"] = np.asarray(test["probabilities"])[:, i].round(5)
+    fold, store, split_ids = setup.fold, setup.store, setup.split_ids
+    paths = dict(zip(setup.manifest[UTT_ID], setup.manifest[PATH]))
+    in_fold = {u for ids in split_ids.values() for u in ids}
+    n_parameters = sum(p.numel() for p in setup.model.parameters()) if isinstance(setup.model, nn.Module) else None
+    record = {
+        "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
+        "corpus_label": corpus_label(config), "classes": setup.classes,
+        "leaky": config.leaky, "speaker_independent": fold.speaker_independent,
+        "metrics": {k: test[k] for k in ("wa", "ua", "macro_f1", "recall", "confusion", "labels", "n")},
+        "best_epoch": best_epoch, "selected_on": "test" if config.selection == "test" else "val",
+        "best_selection_ua": best_metric, "history": history,
+        "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
+        "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"],
+        "train_items_after_oversampling": len(setup.datasets["train"]),
+        "fold_notes": fold.notes, "dedup": config.dedup, "recipe": config.recipe.changed(),
+        "uses_test_speaker_audio": config.recipe.speaker_norm,
+        "cross_corpus": is_cross(config.protocol),
+        "test_corpus": test_corpus(config.protocol) if is_cross(config.protocol) else config.corpus,
+        "cross_dropped": setup.manifest.attrs.get("cross_dropped"),
+        "skipped_inputs": setup.input_skips,
+        "input_warnings": [{"utt_id": u, "path": paths.get(u, p), "message": m}
+                           for u, p, m in store.warnings if u in in_fold],
+        "manifest_skipped": [list(x) for x in setup.manifest.attrs.get("skipped", [])],
+        "features": store.config.key(),
+        "normalizer": setup.normalizer.state() if setup.normalizer.mode == "global" else {"mode": setup.normalizer.mode},
+        "n_parameters": n_parameters, "n_features": setup.n_features,
+        "weights": weights_path(setup.stem.with_suffix(".json")).name if setup.experiment.neural else None,
+        "context": {k: v for k, v in setup.context.items() if k != "extras" and not isinstance(v, torch.Tensor)},
+        "timing": {"total_seconds": seconds,
+                   "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
+                   "feature_seconds": store.seconds},
+        "torch_threads": torch.get_num_threads(), "provenance": provenance(), **extra,
+    }
+    if setup.input_skips:
+        log.warning("fold %d: %d input files skipped: %s", config.fold, len(setup.input_skips),
+                    [(s["path"], s["reason"]) for s in setup.input_skips[:3]])
+    stem = setup.stem
+    path = write(record, predictions, stem)
+    record["path"] = str(path)
+    record["predictions_path"] = str(path.with_name(stem.name + ".predictions.csv"))
+    return record
+
+
+def read_predictions(record: dict) -> pd.DataFrame:
+    """A record's predictions (utt_id, speaker, truth, prediction, p_<class>…), read from
+    its CSV once and kept in the record dict for every later table and test."""
+    if "_predictions" not in record:
+        record["_predictions"] = pd.read_csv(record["predictions_path"], dtype={"utt_id": str, "speaker": str})
+    return record["_predictions"]
