@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # metadata that running a notebook adds and git never needs (tests/test_notebooks.py reads this line)
 NBSTRIP_KEYS := metadata.language_info metadata.papermill cell.metadata.papermill
 
-.PHONY: demo test test-browser lint bench install clean
+.PHONY: demo test test-fast test-browser lint bench install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
@@ -41,6 +41,11 @@ test: $(STAMP) lint
 	rm -rf outputs/nbtest
 	$(PY) -m serlib.scraps notebooks outputs/nbtest tests/notebook_params.json >/dev/null
 	$(PY) -m pytest tests serlib --doctest-modules --nbval-lax --nbval-cell-timeout=900 outputs/nbtest
+
+# The fast loop (under 3 minutes on 2 cores): everything but the tests marked slow (subprocesses
+# of the CLI, Ray, papermill/nbval, the golden training run); `make test` runs them all.
+test-fast: $(STAMP) lint
+	$(PY) -m pytest -m "not slow" tests serlib --doctest-modules
 
 # Notebooks 02 and 00 in JupyterLab in the system's Chromium (not part of `make test`: it needs a browser).
 test-browser: $(STAMP)

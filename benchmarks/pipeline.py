@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from serlib.experiments import make_config
 from serlib.device import resolve_device
+from serlib.experiments import make_config
 from serlib.train import Trainer, make_loaders, resolve_values, setup_fold
 
 

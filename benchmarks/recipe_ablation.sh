@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The recipe ablation of the README ("A modern training recipe"): EMO-DB-2s, 7 classes,
+# The recipe ablation of docs/recipe.md: EMO-DB-2s, 7 classes,
 # LOSO, seed 1; the paper recipe, each switch added alone, and the presets.
 # Usage: SERLIB_OUTPUTS=/somewhere benchmarks/recipe_ablation.sh /path/to/emodb-2s [stage]
 #   stage: light_sernet | fcn1d | baseline | all (default)
-#   SWITCH_FOLDS=1,2,3,4,5 (the README's run) or all: the folds of the single-switch runs
+#   SWITCH_FOLDS=1,2,3,4,5 (the run docs/recipe.md reports) or all: the folds of the single-switch runs
 # Records land in $SERLIB_OUTPUTS/results; `python -m serlib collect` and notebook 10 read them.
 set -euo pipefail
 ROOT=${1:?path to emodb-2s}

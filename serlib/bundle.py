@@ -52,7 +52,7 @@ def result_set_records(source: str | Path) -> list[dict]:
     if not source.exists():
         raise DataError(source, "no such record or result-set folder")
     paths = [source] if source.is_file() else sorted(source.rglob("fold*-seed*.json"))
-    runs = [records.read(p) for p in paths]
+    runs = [records.read_record(p) for p in paths]
     if not runs:
         raise DataError(source, "holds no results records (fold*-seed*.json)")
     prints = sorted({r["fingerprint"] for r in runs})

@@ -1,6 +1,6 @@
 """Column names and canonical labels, defined once (no stray string literals elsewhere)."""
 
-# Manifest columns, always present (README "Using a real corpus").
+# Manifest columns, always present (docs/data.md).
 UTT_ID = "utt_id"
 PATH = "path"
 CORPUS = "corpus"

@@ -79,7 +79,7 @@ class RecipeConfig:
 # 20 epochs) beat the paper recipe's when added alone: the cosine schedule at 10x the rate
 # (73.6 vs 68.4) and label smoothing (68.9); not mixup (68.1), masks (67.6) or EMA (68.4,
 # never selected). Per-speaker normalisation (75.2) is left to the user: it uses the test
-# speakers' audio (README, "A modern training recipe").
+# speakers' audio (docs/recipe.md).
 PRESETS: dict[str, dict] = {
     "paper": {},
     "modern": {"schedule": "cosine", "warmup": 0.05, "label_smoothing": 0.1},

@@ -59,7 +59,7 @@ def run_stem(config, fingerprint: str) -> Path:
     name = (config.name + ("+test-selection" if config.selection == "test" else "")
             + ("+speaker-norm" if config.recipe.speaker_norm else ""))
     return record_stem(root / "results", config.experiment, name, corpus_label(config),
-                               config.protocol, fingerprint, config.fold, config.seed)
+                       config.protocol, fingerprint, config.fold, config.seed)
 
 
 def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict:

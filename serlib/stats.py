@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .records import FINGERPRINT_CHARS, load_records, read_predictions
 from .errors import SplitError
+from .records import FINGERPRINT_CHARS, load_records, read_predictions
 
 N_BOOT = 2000
 EXACT_MAX_FOLDS = 16

@@ -28,7 +28,7 @@ from .augment import VTLP, oversample_indices, vtlp_warp
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
 from .constants import AUDIO_HASH, LABEL, SPEAKER, UTT_ID
-from .corpora import prepare_manifest
+from .corpora import prepare_manifest, select_classes
 from .corpora.cross import check_corpora, cross_manifest, shared_classes
 from .data import Batch, BucketBatchSampler, DeviceBatches, FeatureDataset, collate, item_lengths
 from .device import resolve_device
@@ -412,17 +412,20 @@ def run_manifest(config: ExperimentConfig) -> pd.DataFrame:
 def resolve_values(experiment: str, values: dict | None) -> tuple[ExperimentConfig, pd.DataFrame]:
     """``(config of fold 1 seed 1, run manifest)`` for ``values``; ``classes="all"``
     becomes the corpus's sorted labels (after ``merge``; for ``cross:…``, the labels both
-    corpora have)."""
+    corpora have). The corpus is read once."""
     values = dict(values or {})
+    full = None
     if values.get("classes") == "all":
         probe = experiments.make_config(experiment, {**values, "classes": ("neutral", "happy")})
         check_corpora(probe)
         if is_cross(probe.protocol):
             values["classes"] = shared_classes(probe)
         else:
-            labels = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all")[LABEL].replace(probe.merge)
-            values["classes"] = tuple(sorted(labels.unique()))
+            full = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all")
+            values["classes"] = tuple(sorted(full[LABEL].replace(probe.merge).unique()))
     config = experiments.make_config(experiment, {**values, "fold": 1, "seed": 1})
+    if full is not None:  # the same rows run_manifest would read again
+        return config, with_audio_hashes(select_classes(full, config.classes, config.merge))
     return config, run_manifest(config)
 
 

@@ -10,7 +10,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
+
+from serlib.experiments import make_config
 
 
 def write_wav(path: Path, seconds: float = 0.25, sr: int = 16000, channels: int = 1,
@@ -105,3 +108,36 @@ def write_asvp(root: Path) -> Path:
     for folder, name in names:
         write_wav(base / folder / name)
     return base
+
+
+# -- a tiny CSV corpus and the smallest CNN+LSTM, shared by the tests that train --------------
+TINY = {"epochs": "1", "batch_size": "4", "model.n_conv": "1", "model.conv_channels": "(4,)",
+        "model.conv_strides": "((2,2),)", "model.lstm_hidden": "4", "freq_khz": "4", "progress": "false",
+        "feature_workers": "1"}
+SPEAKERS = ("s1", "s2", "s3", "s4")
+LABELS4 = ("neutral", "happy", "sad", "angry")
+
+
+def write_csv_corpus(root: Path, extra_rows: list[tuple[str, str, str]] = ()) -> Path:
+    """4 speakers × 4 labels × 2 files (0.5 s) as a CSV manifest, plus ``extra_rows``
+    (path relative to root, label, speaker) for files a test writes itself."""
+    rows = []
+    for s in SPEAKERS:
+        for i, label in enumerate(LABELS4):
+            for k in range(2):
+                rel = f"{s}/{s}_{label}{k}.wav"
+                write_wav(root / rel, seconds=0.5, freq=150 + 60 * i + 7 * k)
+                rows.append((rel, label, s))
+    rows += list(extra_rows)
+    csv = root / "corpus.csv"
+    pd.DataFrame(rows, columns=["path", "label", "speaker"]).to_csv(csv, index=False)
+    return csv
+
+
+def tiny_config(csv: Path, out: Path, **kw):
+    values = {**TINY, "corpus": "csv", "data_root": str(csv), "subset": None, "output_dir": str(out), **kw}
+    return make_config("cnn_lstm", values)
+
+
+def records_under(out: Path) -> list[Path]:
+    return sorted((out / "results").rglob("*.json")) if (out / "results").exists() else []

@@ -19,43 +19,11 @@ from serlib import results
 from serlib.__main__ import main
 from serlib.corpora import load_corpus
 from serlib.errors import AudioError, ConfigError, DataError, LabelError
-from serlib.experiments import make_config
 from serlib.train import Trainer, run_fold
 from tests import fixtures
+from tests.fixtures import TINY, records_under, tiny_config, write_csv_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"epochs": "1", "batch_size": "4", "model.n_conv": "1", "model.conv_channels": "(4,)",
-        "model.conv_strides": "((2,2),)", "model.lstm_hidden": "4", "freq_khz": "4", "progress": "false",
-        "feature_workers": "1"}
-SPEAKERS = ("s1", "s2", "s3", "s4")
-LABELS4 = ("neutral", "happy", "sad", "angry")
-
-
-def write_csv_corpus(root: Path, extra_rows: list[tuple[str, str, str]] = ()) -> Path:
-    """4 speakers × 4 labels × 2 files (0.5 s) as a CSV manifest, plus ``extra_rows``
-    (path relative to root, label, speaker) for files a test writes itself."""
-    rows = []
-    for s in SPEAKERS:
-        for i, label in enumerate(LABELS4):
-            for k in range(2):
-                rel = f"{s}/{s}_{label}{k}.wav"
-                fixtures.write_wav(root / rel, seconds=0.5, freq=150 + 60 * i + 7 * k)
-                rows.append((rel, label, s))
-    rows += list(extra_rows)
-    csv = root / "corpus.csv"
-    pd.DataFrame(rows, columns=["path", "label", "speaker"]).to_csv(csv, index=False)
-    return csv
-
-
-def tiny_config(csv: Path, out: Path, **kw):
-    values = {**TINY, "corpus": "csv", "data_root": str(csv), "subset": None, "output_dir": str(out), **kw}
-    return make_config("cnn_lstm", values)
-
-
-def records_under(out: Path) -> list[Path]:
-    return sorted((out / "results").rglob("*.json")) if (out / "results").exists() else []
-
-
 # --- configuration and command line (in-process: exit code 2, a message naming the field) ---
 
 CLI_CASES = [

@@ -19,7 +19,7 @@ from serlib.errors import ConfigError, DataError
 from serlib.experiments import make_config
 from serlib.train import run_fold
 from tests import fixtures
-from tests.test_bad_inputs import write_csv_corpus
+from tests.fixtures import write_csv_corpus
 
 LS = {"epochs": "2", "batch_size": "4", "input_seconds": "0.5", "progress": "false", "feature_workers": "1"}
 FCN1D = {"epochs": "2", "batch_size": "4", "input_seconds": "0.4", "offset_seconds": "0", "progress": "false",
@@ -175,3 +175,25 @@ def test_rebuilt_fold_gives_the_record_predictions_exactly(trained):
     # the record keeps 5 decimals; batches of another size may move the last float32 bit
     assert np.abs(probs - want[[f"p_{c}" for c in record["classes"]]].to_numpy()).max() <= 1e-5
     assert [record["classes"][i] for i in probs.argmax(1)] == want.prediction.tolist()
+
+
+@pytest.mark.slow
+def test_predicting_with_a_bundle_loads_no_trainer_corpora_sweep_or_sklearn(trained, tmp_path):
+    """``load_model`` + ``predict`` in a fresh process: the modules a prediction needs, and
+    not the trainer, the corpora, the sweep or scikit-learn (issue 19's layering)."""
+    out = tmp_path / "fcn-bundle"
+    bundle.export(Path(trained["fcn"]["path"]).parent, out)
+    wav = next(trained["csv"].parent.rglob("*.wav"))
+    code = ("import json, sys; from serlib.bundle import load_model; "
+            "p = load_model(sys.argv[1]).predict([sys.argv[2]], attention=True); "
+            "print(json.dumps([p.files.prediction.tolist(), "
+            "sorted(m for m in sys.modules if m.startswith(('serlib', 'sklearn')))]))")
+    done = subprocess.run([sys.executable, "-c", code, str(out), str(wav)], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    predictions, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(predictions) == 1 and predictions[0] in trained["fcn"]["classes"]
+    assert "serlib.bundle" in loaded and "serlib.features" in loaded  # the check sees modules
+    forbidden = [m for m in loaded if m.startswith(("serlib.train", "serlib.corpora", "serlib.sweep",
+                                                    "serlib.stats", "sklearn"))]
+    assert not forbidden, forbidden

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from serlib.fields import from_dict
 from serlib.errors import ConfigError
 from serlib.experiments import make_config
 from serlib.experiments.cnn_lstm import TABLE1
+from serlib.fields import from_dict
 from serlib.models.cnn_lstm import CNNLSTM, CNNLSTMConfig, RecurrentBNLSTM, SequenceBatchNorm
 from serlib.optim import LayerwiseMomentumSGD
 

@@ -6,12 +6,7 @@ too — so an import hidden in a function cannot dodge a cycle."""
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "serlib"
 
@@ -129,16 +124,3 @@ def test_no_private_name_is_imported_from_another_module():
                              if a.name.startswith("_") and a.name != "__version__"
                              and not (node.module or "").endswith("_common")]
     assert not crossing, crossing
-
-
-@pytest.mark.slow
-def test_loading_a_model_for_prediction_loads_no_trainer_corpora_sweep_or_sklearn():
-    code = ("import json, sys; import serlib.bundle; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('serlib', 'sklearn')))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=PACKAGE.parent)
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "serlib.bundle" in loaded and "serlib.experiments" in loaded  # the check sees what it should
-    forbidden = [m for m in loaded if m.startswith(("serlib.train", "serlib.corpora", "serlib.sweep", "sklearn",
-                                                    "serlib.stats", "serlib.transfer"))]
-    assert not forbidden, forbidden

@@ -24,11 +24,11 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     assert listed == wanted
 
 
-def test_readme_starts_with_the_two_commands():
-    readme = (ROOT / "README.md").read_text()
-    assert "make demo" in readme and "make test" in readme
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in ci
+def test_ci_runs_the_readme_test_command():
+    """CI runs exactly ``make test`` (the README's opening is checked in test_docs.py)."""
+    lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    assert lines[-1] == "exec make test"
 
 
 def test_every_imported_package_is_declared():

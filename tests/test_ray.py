@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from serlib import records
-from tests.test_bad_inputs import TINY, write_csv_corpus
+from serlib import results
+from serlib.records import read_record
+from tests.fixtures import TINY, write_csv_corpus
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def test_a_killed_worker_is_retried(corpus, tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     assert "3 done, 0 skipped, 0 failed" in stdout
     records = sorted((out / "results").rglob("*.json"))
-    assert len(records) == 3 and all(records.read_record(r) for r in records)  # none missing, none torn
+    assert len(records) == 3 and all(read_record(r) for r in records)  # none missing, none torn
     assert not list(out.rglob("*.tmp")) and not list(running.glob("*.pid"))
     assert sorted(results.collect(out / "results").fold) == [1, 2, 3]
 

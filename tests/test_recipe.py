@@ -19,7 +19,7 @@ from serlib.errors import ConfigError
 from serlib.experiments import make_config
 from serlib.recipe import RecipeConfig
 from serlib.train import run_fold
-from tests.test_bad_inputs import TINY, records_under, write_csv_corpus
+from tests.fixtures import TINY, records_under, write_csv_corpus
 
 
 def tiny(tmp_path, **kw):

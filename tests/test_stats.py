@@ -11,7 +11,7 @@ from scipy import stats as sps
 from serlib import metrics, records, results, stats
 from serlib.errors import SplitError
 from serlib.sweep import sweep
-from tests.test_bad_inputs import write_csv_corpus
+from tests.fixtures import write_csv_corpus
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 

@@ -84,8 +84,8 @@ def test_shared_classes_and_errors(corpora):
     config, _ = resolve_values("attention_fcn_1d", {"corpus": "csv", "data_root": str(a), "subset": None,
                                                     "protocol": "cross:csv", "test_data_root": str(b), "classes": "all"})
     assert config.classes == tuple(sorted(FOUR))  # fearful is only in the test corpus
-    with pytest.raises(ConfigError, match="unknown test corpus"):
-        make_config("attention_fcn_1d", {"protocol": "cross:nope"})
+    with pytest.raises(ConfigError, match="unknown test corpus"):  # before any corpus is read
+        resolve_values("attention_fcn_1d", {"protocol": "cross:nope"})
 
 
 def test_matrix_has_loso_on_the_diagonal(corpora, tmp_path):

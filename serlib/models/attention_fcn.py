@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..fields import validate_fields
 from ..errors import ConfigError
 from ..features import conv_lengths, lengths_to_mask
+from ..fields import validate_fields
 
 
 @dataclass

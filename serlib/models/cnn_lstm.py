@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..fields import validate_fields
 from ..errors import ConfigError
 from ..features import conv_lengths, lengths_to_mask
+from ..fields import validate_fields
 
 
 @dataclass

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..fields import validate_fields
 from ..errors import ConfigError
 from ..features import lengths_to_mask
+from ..fields import validate_fields
 from ..text import swem
 
 VARIANTS = ("audio", "text", "mscnn_spu", "mscnn_spu_att")
