@@ -85,6 +85,22 @@ def parsed_files(root: Path, parse, skips: Skips):
         yield wav, fields
 
 
+def load_named_files(root, corpus: str, title: str, parse, make_row, vocal_channel: str, channels: tuple[str, ...],
+                     on_error: str, hash_audio: bool) -> pd.DataFrame:
+    """The manifest of a corpus whose file names encode their fields (RAVDESS, ASVP-ESD):
+    ``make_row(wav, fields)`` for every file ``parse`` decodes whose vocal channel is
+    ``vocal_channel`` (one of ``channels``, or ``"all"``)."""
+    if vocal_channel not in (*channels, "all"):
+        raise ConfigError(f"vocal_channel must be one of {(*channels, 'all')}, got {vocal_channel!r}")
+    root = check_root(root, corpus)
+    skips = Skips(on_error)
+    rows = [make_row(wav, fields) for wav, fields in parsed_files(root, parse, skips)
+            if vocal_channel == "all" or fields["vocal_channel"] == vocal_channel]
+    if not rows:
+        raise DataError(root, f"no {title} files found")
+    return finish(rows, corpus, root, skips, hash_audio)
+
+
 def duration_of(path: Path) -> float:
     """Duration in seconds from the header alone (no decoding)."""
     header = audio.info(path)

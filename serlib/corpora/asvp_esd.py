@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..constants import GENDER, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
-from ..errors import DataError
-from ._common import Skips, check_root, finish, parsed_files
+from ._common import load_named_files
 
 # ASVP-ESD's emotion codes, mapped to the canonical labels (the corpus' own names kept).
 EMOTIONS = {
@@ -61,20 +60,10 @@ def load(
     hash_audio: bool = False,
 ):
     """Manifest of ASVP-ESD (root = ASVP-ESD-Update or any folder above its wavs)."""
-    if vocal_channel not in ("speech", "non-speech", "all"):
-        raise ValueError(f"vocal_channel must be 'speech', 'non-speech' or 'all', got {vocal_channel!r}")
-    root = check_root(root, "asvp_esd")
-    skips = Skips(on_error)
-    rows = []
-    for wav, fields in parsed_files(root, parse_name, skips):
-        if vocal_channel != "all" and fields["vocal_channel"] != vocal_channel:
-            continue
-        # File names repeat across sub-folders: the id keeps the relative folder.
-        utt_id = str(wav.relative_to(root).with_suffix("")).replace("/", "__")
-        rows.append({
-            UTT_ID: utt_id, PATH: str(wav), SPEAKER: f"actor_{fields['actor']:02d}",
-            SESSION: None, TEXT: None, **fields,
-        })
-    if not rows:
-        raise DataError(root, "no ASVP-ESD files (NN-NN-NN-NN-NN-NN[-...].wav) found")
-    return finish(rows, "asvp_esd", root, skips, hash_audio)
+    def row(wav, fields):  # file names repeat across sub-folders: the id keeps the relative folder
+        utt_id = str(wav.relative_to(Path(root).expanduser().resolve()).with_suffix("")).replace("/", "__")
+        return {UTT_ID: utt_id, PATH: str(wav), SPEAKER: f"actor_{fields['actor']:02d}", SESSION: None, TEXT: None,
+                **fields}
+
+    return load_named_files(root, "asvp_esd", "ASVP-ESD (NN-NN-NN-NN-NN-NN[-...].wav)", parse_name, row,
+                            vocal_channel, ("speech", "non-speech"), on_error, hash_audio)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..constants import GENDER, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
-from ..errors import ConfigError, DataError
-from ._common import Skips, check_root, finish, parsed_files
+from ._common import load_named_files
 
 EMOTIONS = {
     "01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -57,18 +56,9 @@ def load(
         root: the folder holding ``Actor_XX/`` folders (any depth).
         vocal_channel: ``"speech"`` (default, 1440 files), ``"song"`` or ``"all"``.
     """
-    if vocal_channel not in ("speech", "song", "all"):
-        raise ConfigError(f"vocal_channel must be 'speech', 'song' or 'all', got {vocal_channel!r}")
-    root = check_root(root, "ravdess")
-    skips = Skips(on_error)
-    rows = []
-    for wav, fields in parsed_files(root, parse_name, skips):
-        if vocal_channel != "all" and fields["vocal_channel"] != vocal_channel:
-            continue
-        rows.append({
-            UTT_ID: wav.stem, PATH: str(wav), SPEAKER: f"Actor_{fields['actor']:02d}",
-            SESSION: None, TEXT: None, **fields,  # two fixed statements, no transcript (see emodb)
-        })
-    if not rows:
-        raise DataError(root, "no RAVDESS files (MM-VV-EE-II-SS-RR-AA.wav) found")
-    return finish(rows, "ravdess", root, skips, hash_audio)
+    def row(wav, fields):  # two fixed statements, no transcript (see emodb)
+        return {UTT_ID: wav.stem, PATH: str(wav), SPEAKER: f"Actor_{fields['actor']:02d}", SESSION: None, TEXT: None,
+                **fields}
+
+    return load_named_files(root, "ravdess", "RAVDESS (MM-VV-EE-II-SS-RR-AA.wav)", parse_name, row, vocal_channel,
+                            ("speech", "song"), on_error, hash_audio)
