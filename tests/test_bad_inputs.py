@@ -93,6 +93,7 @@ def test_cuda_on_a_machine_without_it(tmp_path, capsys):
     assert records_under(tmp_path) == []
 
 
+@pytest.mark.slow  # a subprocess of the program
 def test_cli_errors_as_a_user_sees_them(tmp_path):
     """The real program in a subprocess: message on stderr, exit 2, no traceback."""
     cases = [

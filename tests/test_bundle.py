@@ -56,6 +56,7 @@ def test_selected_weights_stay_on_disk(trained):
     assert all(torch.equal(ckpt["best_state"][k], v) for k, v in model_state.items())
 
 
+@pytest.mark.slow  # a subprocess of the program
 def test_export_load_predict_round_trips_to_the_record(trained, tmp_path):
     """The program as a user runs it: export, then predict on the test files of each
     fold with that fold's model gives the record's probabilities."""
@@ -121,6 +122,7 @@ def test_predict_takes_stereo_other_rates_long_and_bad_files(trained, tmp_path):
     assert np.allclose(means[c].astype(float), long[c].mean().to_numpy(), atol=1e-6)
 
 
+@pytest.mark.slow  # a subprocess of the program
 def test_predict_through_the_program_lists_failures(trained, tmp_path):
     out = bundle.export(trained["fcn"]["path"], tmp_path / "fcn")
     folder = tmp_path / "some-bad"

@@ -17,6 +17,8 @@ from serlib.records import read_record
 from tests.fixtures import TINY, write_csv_corpus
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # Ray and subprocesses of the program
+
 ROOT = Path(__file__).resolve().parents[1]
 SETS = [f"{k}={v}" for k, v in TINY.items()]
 

@@ -37,6 +37,7 @@ def cli(*args: str, out: Path) -> subprocess.CompletedProcess:
                           env=env, stdin=subprocess.DEVNULL, timeout=600)
 
 
+@pytest.mark.slow  # a subprocess of the program
 def test_jobs_2_through_the_program_matches_a_serial_sweep(corpus, tmp_path):
     common = ["sweep", "--experiment", "cnn_lstm", "--corpus", "csv", "--root", str(corpus), "--folds", "1,2,3",
               "--threads", "1"]

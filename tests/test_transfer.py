@@ -56,6 +56,7 @@ def test_cross_fold_trains_on_one_corpus_and_tests_on_all_of_the_other(corpora):
     assert fold.test_speakers == ["test:b1", "test:b2", "test:b3"]
 
 
+@pytest.mark.slow  # a subprocess of the program
 def test_cross_corpus_through_the_program(corpora, tmp_path):
     _, a, b = corpora
     out = tmp_path / "out"
@@ -88,6 +89,7 @@ def test_shared_classes_and_errors(corpora):
         resolve_values("attention_fcn_1d", {"protocol": "cross:nope"})
 
 
+@pytest.mark.slow  # trains a 2×2 grid of sweeps
 def test_matrix_has_loso_on_the_diagonal(corpora, tmp_path):
     _, a, b = corpora
     corpora_ = {"A": {"corpus": "csv", "data_root": str(a)}, "B": {"corpus": "csv", "data_root": str(b)}}
