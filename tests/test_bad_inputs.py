@@ -197,6 +197,7 @@ def test_degenerate_audio_is_a_counted_skip(kind, reason, tmp_path):
     assert records_under(tmp_path / "out2") == []
 
 
+@pytest.mark.slow  # trains a fold
 def test_truncated_and_long_files_are_used_with_a_warning(tmp_path):
     root = tmp_path / "c"
     csv = write_csv_corpus(root, [_write_bad(root, "truncated"), _write_bad(root, "long")])

@@ -68,6 +68,7 @@ def test_mixup_input_and_loss_follow_the_formula():
     assert 0.5 <= lam <= 1 and sorted(p.tolist()) == list(range(8))
 
 
+@pytest.mark.slow  # trains twice
 def test_mixup_with_lambda_1_is_plain_training(tmp_path, monkeypatch):
     plain = run_fold(tiny(tmp_path))
     monkeypatch.setattr(recipe, "draw_mixup", lambda alpha, n, g: (1.0, torch.randperm(n, generator=g)))
@@ -107,6 +108,7 @@ def test_warmup_cosine_schedule_matches_its_formula():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0)
 
 
+@pytest.mark.slow  # trains a fold
 def test_engine_steps_the_schedule_every_batch(tmp_path):
     record = run_fold(tiny(tmp_path, **{"recipe.schedule": "cosine", "recipe.lr_scale": "2"}))
     lrs = [h["lr"] for h in record["history"]]  # lr_conv after each epoch
@@ -190,6 +192,7 @@ def test_paper_recipe_keeps_the_fingerprint_of_earlier_runs():
     assert make_config("cnn_lstm", {"recipe": "modern"}).recipe.lr_scale == 1.0
 
 
+@pytest.mark.slow  # a subprocess of the program
 def test_modern_recipe_and_speaker_norm_through_the_program(tmp_path):
     csv = write_csv_corpus(tmp_path / "corpus")
     out = tmp_path / "out"

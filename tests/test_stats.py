@@ -100,6 +100,7 @@ def test_holm_and_the_pairwise_matrix():
     assert (np.diag(matrix) == 1).all() and (matrix == matrix.T).all().all()
 
 
+@pytest.mark.slow  # three baseline sweeps
 def test_functionals_baseline_is_an_ordinary_record(tmp_path):
     corpus = write_csv_corpus(tmp_path / "c")
     values = {"corpus": "csv", "data_root": str(corpus), "subset": None, "output_dir": str(tmp_path / "out"),

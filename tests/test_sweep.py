@@ -56,6 +56,7 @@ def test_jobs_2_through_the_program_matches_a_serial_sweep(corpus, tmp_path):
     assert "0 runs to do, 3 already recorded" in again.stdout and again.returncode == 0
 
 
+@pytest.mark.slow  # trains four folds
 def test_changed_setting_runs_again_same_setting_is_skipped(corpus, tmp_path, capsys):
     table = sweep("cnn_lstm", values(corpus, tmp_path), folds="1,2", echo=None)
     assert table.status.tolist() == ["done", "done"]
@@ -85,6 +86,7 @@ def test_other_data_is_another_fingerprint(corpus, tmp_path):
     assert moved.status.tolist() == ["skipped"]  # the same data: the root is not part of the identity
 
 
+@pytest.mark.slow  # trains twice
 def test_force_retrains_from_scratch(corpus, tmp_path, monkeypatch):
     sweep("cnn_lstm", values(corpus, tmp_path), folds="1", echo=None)
     resumed = []
@@ -121,7 +123,7 @@ def test_sweep_loads_the_corpus_once(corpus, tmp_path, monkeypatch):
     calls = []
     real = corpora.load_corpus
     monkeypatch.setattr(corpora, "load_corpus", lambda *a, **k: calls.append(1) or real(*a, **k))
-    sweep("cnn_lstm", values(corpus, tmp_path, classes="all"), folds="1,2", seeds=2, echo=None)
+    sweep("cnn_lstm", values(corpus, tmp_path, classes="all"), folds="1,2", echo=None)
     assert len(calls) == 1  # for the label set of classes="all" and the runs alike
 
 

@@ -56,6 +56,7 @@ def _interrupt_after(monkeypatch, epoch: int):
     monkeypatch.setattr(Trainer, "save_checkpoint", save_then_stop)
 
 
+@pytest.mark.slow  # trains twice
 def test_resume_continues_an_interrupted_fold(tiny, monkeypatch):
     straight = run_fold(tiny(name="straight", epochs=3))
     with monkeypatch.context() as m:
@@ -137,6 +138,7 @@ def test_nan_loss_names_epoch_and_batch(tiny, monkeypatch):
         run_fold(tiny())
 
 
+@pytest.mark.slow  # trains twice
 def test_records_replace_not_duplicate_and_summarise(tiny, tmp_path):
     for fold in (1, 2):
         run_fold(tiny(fold=fold))
@@ -153,6 +155,7 @@ def test_records_replace_not_duplicate_and_summarise(tiny, tmp_path):
     assert {"measured", "paper"} == set(comparison.source)
 
 
+@pytest.mark.slow  # the program's sweep, run twice
 def test_cli_run_sweep_and_unknown_keys(iemocap_root, tmp_path, capsys):
     common = ["--experiment", "cnn_lstm", "--corpus", "iemocap", "--root", str(iemocap_root), "--subset", "all",
               "--set", "epochs=1", "batch_size=4", "model.n_conv=1", "model.conv_channels=(4,)", "model.lstm_hidden=4",
