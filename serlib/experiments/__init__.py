@@ -9,10 +9,11 @@ from .cnn_lstm import CNNLSTMExperiment
 from .functionals import FunctionalsExperiment
 from .light_sernet import LightSERNetExperiment
 from .mscnn_spu import MSCNNSPUExperiment
+from .pretrained import PretrainedExperiment
 
 EXPERIMENTS: dict[str, type[Experiment]] = {e.name: e for e in (
     CNNLSTMExperiment, AttentionFCNExperiment, AttentionFCN1DExperiment, LightSERNetExperiment,
-    MSCNNSPUExperiment, FunctionalsExperiment)}
+    MSCNNSPUExperiment, FunctionalsExperiment, PretrainedExperiment)}
 
 
 def get(name: str) -> type[Experiment]:
