@@ -48,6 +48,10 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     from .config import LATER_FIELDS, RUNTIME_FIELDS
 
     settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    for dotted in (f for f in RUNTIME_FIELDS if "." in f):
+        head, _, rest = dotted.partition(".")
+        if isinstance(settings.get(head), dict):
+            settings[head] = {k: v for k, v in settings[head].items() if k != rest}
     for name, default in LATER_FIELDS.items():
         if settings.get(name, default) == default:
             settings.pop(name, None)

@@ -443,5 +443,14 @@ def write_random_encoder(path: str | Path, kind: str = "wavlm", size: str = "tin
     return path
 
 
-__all__ = ["Checkpoint", "KINDS", "Upstream", "UpstreamError", "UpstreamFeatures", "checkpoint_files", "describe",
+def demo_checkpoint(kind: str = "wavlm") -> Path:
+    """A tiny random encoder in ``outputs/upstreams/`` (written once): what notebook 11
+    and the demo use on a machine without a real checkpoint."""
+    path = outputs_dir() / "upstreams" / f"{kind}-tiny-random"
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        write_random_encoder(path, kind, "tiny")
+    return path
+
+
+__all__ = ["Checkpoint", "KINDS", "Upstream", "UpstreamError", "UpstreamFeatures", "checkpoint_files", "demo_checkpoint", "describe",
            "disk_cost", "extract_states", "load", "pooled_statistics", "write_random_encoder"]

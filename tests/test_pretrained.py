@@ -169,6 +169,10 @@ def test_another_checkpoint_gets_another_cache_and_fingerprint(encoders, corpus,
     assert before.upstream.hash != after.upstream.hash and before.upstream.name == after.upstream.name
     assert paths_before["pooled"][2] != paths_after["pooled"][2] and paths_before["frames"][2] != paths_after["frames"][2]
     assert setup_fingerprint(before, manifest)[0] != setup_fingerprint(after, manifest)[0]
+    # the same checkpoint elsewhere (same folder name, same files) keeps the fingerprint
+    moved = shutil.copytree(folder, tmp_path / "elsewhere" / "ckpt")
+    assert setup_fingerprint(make_config("pretrained", {**values, "upstream.path": str(moved)}), manifest)[0] == \
+        setup_fingerprint(after, manifest)[0]
     # a config that names the old hash (a record's, a bundle's) refuses the new folder content
     with pytest.raises(ConfigError, match=r"has hash .* was made with"):
         make_config("pretrained", {**values, "upstream.hash": before.upstream.hash})

@@ -15,14 +15,16 @@ ComParE baseline with::
 and notebook 11 (or 08) for the fold-paired statistics.
 
 The checkpoint's name and hash are config fields (``upstream.name``, ``upstream.hash``),
-filled from the folder when the config is built, so they enter the run's fingerprint;
-a config that names a hash (a record's, a bundle's) refuses a folder whose files differ.
+filled from the folder when the config is built, so they enter the run's fingerprint
+(its location ``upstream.path`` does not: a moved checkpoint keeps its runs); a config
+that names a hash (a record's, a bundle's) refuses a folder whose files differ.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -133,7 +135,8 @@ def resolve_upstream(upstream: UpstreamConfig) -> UpstreamConfig:
     if max_layer >= found.n_states:
         raise ConfigError(f"upstream.layers: {max_layer} does not exist; {found.name} has hidden states "
                           f"0..{found.n_states - 1}")
-    return replace(upstream, kind=found.kind, name=upstream.name or found.name, hash=found.hash)
+    return replace(upstream, path=str(Path(upstream.path).resolve()), kind=found.kind,
+                   name=upstream.name or found.name, hash=found.hash)
 
 
 class UpstreamFrontEnd(torch.nn.Module):
