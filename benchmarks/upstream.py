@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from serlib.cache import InputChecks
 from serlib.corpora import prepare_manifest
+from serlib.experiments import make_config
 from serlib.paths import outputs_dir
-from serlib.upstream import describe, disk_cost, extract_states, write_random_encoder
+from serlib.upstream import describe, disk_cost, extract_states, store_paths, write_random_encoder
 
 
 def main() -> None:
@@ -35,6 +38,9 @@ def main() -> None:
     p.add_argument("--frames", action="store_true", help="also keep frame-level states (fp16)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--keep", action="store_true",
+                   help="extract into outputs/cache (what `sweep --experiment pretrained` then reads) instead of a "
+                        "temporary folder; an existing entry there is replaced")
     args = p.parse_args()
 
     folder = outputs_dir() / "upstreams" / f"{args.kind}-{args.size}-random"
@@ -48,13 +54,17 @@ def main() -> None:
     print(f"{args.kind} {args.size} (random init): {checkpoint.n_states} hidden states × {checkpoint.hidden_size}, "
           f"{params / 1e6:.2f} M parameters in the checkpoint; torch threads {torch.get_num_threads()}, "
           f"device {args.device}")
+    checks = InputChecks.from_config(make_config("pretrained"))  # the experiment's defaults: same cache key
     with tempfile.TemporaryDirectory() as tmp:
+        cache_dir = outputs_dir() / "cache" if args.keep else Path(tmp)
+        for entry in store_paths(manifest, checkpoint, 20.0, checks, cache_dir).values():
+            entry[2].unlink(missing_ok=True)  # time a fresh extraction
         start = time.perf_counter()
-        store = extract_states(manifest, checkpoint, frames=args.frames, device=args.device, batch_size=args.batch_size,
-                               cache_dir=tmp, progress=False)
+        store = extract_states(manifest, checkpoint, frames=args.frames, checks=checks, device=args.device,
+                               batch_size=args.batch_size, cache_dir=cache_dir, progress=False)
         fresh = time.perf_counter() - start
         start = time.perf_counter()
-        extract_states(manifest, checkpoint, frames=args.frames, cache_dir=tmp, progress=False)
+        extract_states(manifest, checkpoint, frames=args.frames, checks=checks, cache_dir=cache_dir, progress=False)
         cached = time.perf_counter() - start
     audio = float(manifest["duration"].sum())
     print(f"{len(store)} files, {audio:.0f} s of audio: extraction {fresh:.1f} s = {audio / fresh:.1f} s of audio per "

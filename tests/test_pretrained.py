@@ -18,6 +18,7 @@ import torch
 from serlib import bundle, upstream
 from serlib.errors import ConfigError
 from serlib.experiments import make_config
+from serlib.experiments.pretrained import UpstreamFrontEnd
 from serlib.models.upstream import UpstreamHead, UpstreamHeadConfig
 from serlib.train import run_fold, setup_fingerprint
 from serlib.upstream import UpstreamError, describe, extract_states, pooled_statistics
@@ -155,6 +156,26 @@ def test_cached_states_equal_fresh_ones(encoders, corpus, tmp_path):
         assert again[utt].dtype == torch.float16 and torch.equal(again[utt], first[utt])
         assert torch.allclose(again[utt].float(), fresh, atol=1e-2, rtol=1e-3)  # fp16 storage
         assert torch.allclose(pooled[utt], pooled_statistics(fresh), atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [False, True])
+def test_the_bundle_front_end_gives_what_the_cache_holds(encoders, corpus, tmp_path, frames):
+    """Prediction's path (waveforms → states, :class:`UpstreamFrontEnd`) equals training's
+    (the cache), layers selected, for items of different lengths in one padded batch."""
+    manifest = manifest_of(corpus).head(3)
+    found = describe(encoders["wav2vec2"])
+    store = extract_states(manifest, found, frames=frames, cache_dir=tmp_path, progress=False)
+    waves = [upstream.InputChecks().load(p, 16000)[0] for p in manifest.path]
+    waves[1] = waves[1][:6000]  # a shorter item: padded in the batch, encoded at its own length
+    front = UpstreamFrontEnd(upstream.Upstream(found), [0, 2], frames)
+    x, counts = front(torch.nn.utils.rnn.pad_sequence(waves, batch_first=True), torch.tensor([w.numel() for w in waves]))
+    for i in (0, 2):
+        cached = store[manifest.utt_id.iloc[i]]
+        expected = cached[[0, 2]] if frames else cached[:, [0, 2]]
+        assert x[i, ..., :int(counts[i])].shape == expected.shape
+        assert torch.allclose(x[i, ..., :int(counts[i])], expected.float(), atol=1e-5 if not frames else 1e-2)
+    short = front.upstream.states(waves[1], 16000)
+    assert int(counts[1]) == (short.shape[-1] if frames else 1)
 
 
 def test_another_checkpoint_gets_another_cache_and_fingerprint(encoders, corpus, tmp_path):
