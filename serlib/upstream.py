@@ -352,9 +352,10 @@ def extract_states(manifest: pd.DataFrame, checkpoint: Checkpoint, chunk_seconds
     seconds_audio = float(manifest["duration"].clip(upper=checks.max_seconds).sum()) if "duration" in manifest \
         else 0.0
     cost = disk_cost(seconds_audio, len(manifest), checkpoint, frames)
-    progress_line(f"upstream {checkpoint.name} ({checkpoint.kind}, {checkpoint.n_states} states × "
-                  f"{checkpoint.hidden_size}): {len(manifest)} files, {seconds_audio / 3600:.2f} h of audio; "
-                  f"cache {_size(cost)} ({level}) in {cache_dir}", progress)
+    plan = (f"upstream {checkpoint.name} ({checkpoint.kind}, {checkpoint.n_states} states × {checkpoint.hidden_size}): "
+            f"{len(manifest)} files, {seconds_audio / 3600:.2f} h of audio; cache {_size(cost)} ({level}) in {cache_dir}")
+    log.info(plan)
+    progress_line(plan, progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache_dir).free
     if frames and cost > free:
@@ -393,9 +394,11 @@ def extract_states(manifest: pd.DataFrame, checkpoint: Checkpoint, chunk_seconds
     bar.close()
     seconds = time.perf_counter() - start
     audio_seconds = sum(w.numel() for _, w in good) / sr
-    progress_line(f"upstream {checkpoint.kind}: {len(good)} files ({audio_seconds:.0f} s of audio) in {seconds:.1f} s, "
-                  f"{audio_seconds / max(seconds, 1e-9):.1f} s of audio per second"
-                  + (f", {len(skipped)} skipped" if skipped else ""), progress)
+    done = (f"upstream {checkpoint.kind}: {len(good)} files ({audio_seconds:.0f} s of audio) in {seconds:.1f} s, "
+            f"{audio_seconds / max(seconds, 1e-9):.1f} s of audio per second"
+            + (f", {len(skipped)} skipped" if skipped else ""))
+    log.info(done)
+    progress_line(done, progress)
     if skipped:
         log.warning("upstream extraction skipped %d files: %s", len(skipped), [s[1:] for s in skipped[:3]])
     for _, wav_path, note in warnings:
