@@ -11,7 +11,7 @@ NBSTRIP_KEYS := metadata.language_info metadata.papermill cell.metadata.papermil
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[dev,ray]"
+	$(PY) -m pip install --quiet -e ".[dev,ray,pretrained]"
 	@# notebooks: git commits them through nbstripout (.gitattributes), outputs never reach the repo
 	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install --python $(abspath $(PY)) \
 		&& git config filter.nbstripout.extrakeys "$(NBSTRIP_KEYS)"; fi

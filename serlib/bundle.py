@@ -152,7 +152,7 @@ class Bundle:
         self.feature_config: FeatureConfig
         self.feature_config, crop = self.experiment.features()
         self.crop = crop or WaveCrop()
-        self.frontend = FrontEnd(self.feature_config).to(device)
+        self.frontend = self.experiment.frontend(device)
         self.checks = InputChecks(config.min_seconds, None, SILENCE_PEAK)
 
     def __repr__(self) -> str:

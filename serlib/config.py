@@ -88,6 +88,9 @@ RUNTIME_FIELDS = frozenset({
     "name", "data_root", "fold", "seed", "device", "channels_last", "compile", "num_workers",
     "feature_workers", "grad_norm_every", "output_dir", "resume", "progress", "features_on_device",
     "device_feature_mb", "test_data_root",
+    # a nested field by its dotted name: where a checkpoint lies (its name and hash stay) and
+    # how many chunks go through the encoder at once
+    "upstream.path", "upstream.batch_size",
 })
 
 # Fields added after the first records: left out of a fingerprint while at these values,

@@ -68,6 +68,10 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     and the manifest's content (utterance ids, labels, speakers and each file's content
     hash, or size and modification time when no hash is there)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    for dotted in (f for f in RUNTIME_FIELDS if "." in f):  # run-time fields of a nested config
+        head, _, rest = dotted.partition(".")
+        if isinstance(settings.get(head), dict):
+            settings[head] = {k: v for k, v in settings[head].items() if k != rest}
     for name, default in LATER_FIELDS.items():
         if settings.get(name, default) == default:
             settings.pop(name, None)

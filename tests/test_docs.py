@@ -175,7 +175,11 @@ def _config_problem(args) -> str | None:
         values.update(parse_overrides(args.set))
         make_config(experiment, values)
     except SerlibError as e:
-        return f"its settings do not build a config: {e}"
+        # a config that reads a folder the command names (a pretrained checkpoint): the
+        # reader's own folder, not the document's fault; anything else is a problem
+        named = [v for k, v in values.items() if k == "upstream.path"]
+        if not (named and f"{named[0]}: no such checkpoint folder" in str(e)):
+            return f"its settings do not build a config: {e}"
     return None
 
 

@@ -14,11 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "serlib"
 LAYERS = [
     ["errors", "constants", "paths", "atomic", "progress", "fields", "device", "metrics", "scraps"],
     ["audio", "features", "augment", "text", "losses", "optim"],
-    ["corpora", "protocols", "recipe", "models", "cache", "functionals"],
+    ["corpora", "protocols", "recipe", "models", "cache", "functionals", "upstream"],
     ["config", "experiments", "weights"],
     ["data", "records", "train"],
     ["results", "bundle", "sweep", "transfer", "stats"],
-    ["viz", "analysis", "overview", "__main__"],
+    ["viz", "analysis", "upstream_analysis", "overview", "__main__"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -18,7 +18,7 @@ from ..audio import InputChecks, WaveCrop
 from ..cache import FeatureStore, extract
 from ..config import ExperimentConfig
 from ..errors import ConfigError
-from ..features import FeatureConfig
+from ..features import FeatureConfig, FrontEnd
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,12 @@ class Experiment:
 
     def features(self) -> tuple[FeatureConfig, WaveCrop | None]:
         raise NotImplementedError
+
+    def frontend(self, device) -> nn.Module:
+        """Waveforms to this experiment's features, for prediction on new recordings
+        (:class:`serlib.bundle.Bundle`): ``forward(wave (B, T), lengths)`` →
+        ``(features (B, ..., F, T'), frames (B,))``, the layout :meth:`extract` caches."""
+        return FrontEnd(self.features()[0]).to(device)
 
     def extract(self, manifest) -> FeatureStore:
         """The fold's features for every utterance of ``manifest`` (cached)."""
