@@ -37,3 +37,13 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return focal_loss(logits, target, self.gamma, self.weight)
+
+
+def classification_loss(kind: str, class_counts: torch.Tensor, class_weights: bool = False,
+                        gamma: float = 2.0) -> nn.Module:
+    """Cross-entropy (``kind="ce"``) or focal loss (``"focal"``), optionally with
+    inverse-frequency class weights ``N / (C · n_c)`` from the training split's counts."""
+    weight = class_counts.sum() / (len(class_counts) * class_counts.clamp_min(1)) if class_weights else None
+    if kind == "focal":
+        return FocalLoss(gamma, weight)
+    return nn.CrossEntropyLoss(weight=weight)

@@ -17,7 +17,7 @@ from ..audio import WaveCrop
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..features import FeatureConfig
-from ..losses import FocalLoss
+from ..losses import classification_loss
 from ..models.light_sernet import LightSERNet, LightSERNetConfig
 from .base import Experiment, Reference, register
 
@@ -105,9 +105,4 @@ class LightSERNetExperiment(Experiment):
         return optimizer, scheduler
 
     def loss(self, class_counts):
-        weight = None
-        if self.config.class_weights:
-            weight = class_counts.sum() / (len(class_counts) * class_counts.clamp_min(1))
-        if self.config.loss == "focal":
-            return FocalLoss(self.config.focal_gamma, weight)
-        return torch.nn.CrossEntropyLoss(weight=weight)
+        return classification_loss(self.config.loss, class_counts, self.config.class_weights, self.config.focal_gamma)

@@ -33,7 +33,7 @@ from ..config import ExperimentConfig
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..fields import validate_fields
-from ..losses import FocalLoss
+from ..losses import classification_loss
 from ..models.upstream import UpstreamHead, UpstreamHeadConfig
 from ..models.upstream import check as check_head
 from ..upstream import (
@@ -211,9 +211,4 @@ class PretrainedExperiment(Experiment):
         return torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay), None
 
     def loss(self, class_counts):
-        weight = None
-        if self.config.class_weights:
-            weight = class_counts.sum() / (len(class_counts) * class_counts.clamp_min(1))
-        if self.config.loss == "focal":
-            return FocalLoss(self.config.focal_gamma, weight)
-        return torch.nn.CrossEntropyLoss(weight=weight)
+        return classification_loss(self.config.loss, class_counts, self.config.class_weights, self.config.focal_gamma)
