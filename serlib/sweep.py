@@ -63,8 +63,9 @@ class Outcome:
         head = f"fold {self.fold} seed {self.seed}"
         if self.status == "failed":
             return f"{head} FAILED: {self.reason}"
-        scores = f"WA {self.wa:.3f} UA {self.ua:.3f}" if self.wa is not None else ""
-        return f"{head}: {self.status} {scores} -> {self.path}" + (f" ({self.reason})" if self.reason else "")
+        scores = f" WA {self.wa:.3f} UA {self.ua:.3f}" if self.wa is not None else ""
+        where = f" -> {self.path}" if self.path else ""
+        return f"{head}: {self.status}{scores}{where}" + (f" ({self.reason})" if self.reason else "")
 
 
 def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:
