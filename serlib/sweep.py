@@ -163,7 +163,8 @@ def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = 
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        rec = run_fold(config, manifest, planned, lock_owner)
+        owner = {"lock_owner": lock_owner} if lock_owner else {}  # a Ray sweep's token (see run_fold)
+        rec = run_fold(config, manifest, planned, **owner)
     except RunBusy as e:  # another sweep trains it now: its record will be there
         return Outcome(config.fold, config.seed, "skipped", reason=f"running elsewhere: {e}",
                        seconds=time.perf_counter() - start)

@@ -401,6 +401,12 @@ def _other_fingerprint(card):
     return card
 
 
+def _other_features(root: Path):
+    config = json.loads((root / "config.json").read_text())
+    config["freq_khz"] = 8  # the weights were trained on 4 kHz of spectrogram
+    (root / "config.json").write_text(json.dumps(config))
+
+
 def _member(key, value):
     def edit(card):
         card["members"][0][key] = value
@@ -419,6 +425,7 @@ BUNDLE_CASES = [
     ("weights-of-another-fold", _other_fold_file, "fold01-seed1.safetensors", "its fold is 2 but"),
     ("another-fingerprint", lambda r: _edit_card(r, _other_fingerprint), "fold01-seed1.safetensors",
      "its fingerprint is"),
+    ("config-other-features", _other_features, "fold01-seed1.safetensors", "config.json's features give"),
     ("card-a-list", lambda r: (r / "card.json").write_text("[]"), "card.json", "expected a JSON object, got list"),
     ("config-a-list", lambda r: (r / "config.json").write_text("[]"), "config.json", "expected a JSON object"),
     ("config-null", lambda r: (r / "config.json").write_text("null"), "config.json", "got NoneType"),
@@ -825,6 +832,7 @@ def test_killing_a_parallel_sweep_driver_stops_its_workers(tmp_path):
             *[f"{k}={v}" for k, v in {**TINY, "epochs": "400"}.items()], f"output_dir={tmp_path / 'out'}"]
     env = {**os.environ, "SERLIB_OUTPUTS": str(tmp_path / "outputs")}
     driver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
     try:
         deadline = time.monotonic() + 240
         checkpoints = []
@@ -841,6 +849,9 @@ def test_killing_a_parallel_sweep_driver_stops_its_workers(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
+        for worker in workers:  # never leave a worker behind, even when the test fails
+            if worker.is_running():
+                worker.kill()
     assert records_under(tmp_path / "out") == []
     for checkpoint in checkpoints:  # what the next sweep resumes from is whole
         assert torch.load(checkpoint, weights_only=True)["epoch"] >= 1
