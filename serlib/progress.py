@@ -53,13 +53,14 @@ class LineBar(tqdm):
         super().close()
 
 
-def bar(iterable=None, enabled: bool = True, **kwargs):
-    """A terminal tqdm bar; lines every 10 % off a terminal (:class:`LineBar`); no bar in
-    a notebook or when not ``enabled``."""
+def bar(iterable=None, enabled: bool = True, lines: bool = True, **kwargs):
+    """A terminal tqdm bar; lines every 10 % off a terminal (:class:`LineBar`; none when
+    not ``lines``, e.g. the batches of one epoch, which the epochs' bar reports); no bar
+    in a notebook or when not ``enabled``."""
     disable = not enabled or in_notebook()
     stream = kwargs.get("file") or sys.stderr
     if not disable and not (hasattr(stream, "isatty") and stream.isatty()):
-        return LineBar(iterable, **kwargs)
+        return LineBar(iterable, **kwargs) if lines else tqdm(iterable, disable=True, **kwargs)
     return tqdm(iterable, disable=disable, **kwargs)
 
 

@@ -200,7 +200,8 @@ class Trainer:
     def train_epoch(self, epoch: int, alpha: float | None) -> float:
         self.model.train()
         total, count = 0.0, 0
-        bar = progress.bar(self.loaders["train"], self.config.progress, desc=f"epoch {epoch}", leave=False)
+        bar = progress.bar(self.loaders["train"], self.config.progress, lines=False, desc=f"epoch {epoch}",
+                           leave=False)
         for i, batch in enumerate(bar, start=1):
             batch: Batch = batch.to(self.device)
             x = self.experiment.augment(batch.x, "train", alpha)

@@ -756,6 +756,10 @@ def test_progress_off_a_terminal_prints_lines():
         pass
     text = stream.getvalue()
     assert "\r" not in text and 10 <= len(text.splitlines()) <= 12 and text.splitlines()[-1].startswith("features: 100%")
+    quiet = io.StringIO()
+    for _ in bar(range(100), desc="epoch 1", lines=False, file=quiet):  # an epoch's batches: the epochs' bar reports
+        pass
+    assert quiet.getvalue() == ""
 
 
 def test_a_fold_locked_by_a_live_process_is_left_to_it(csv_corpus, tmp_path, capsys):
@@ -817,8 +821,28 @@ def test_issue22_cases_as_a_user_sees_them(tiny_runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_killing_a_parallel_sweep_driver_stops_its_workers(tmp_path):
-    """SIGKILL of a ``--jobs 2`` driver: its workers exit within seconds (they watch the
+def test_a_ray_request_no_node_can_meet_fails_at_once(tmp_path):
+    """``--gpus-per-run 1`` on a machine without a GPU: exit 2 naming both numbers, instead
+    of a task that waits for ever."""
+    pytest.importorskip("ray")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    csv = write_csv_corpus(tmp_path / "c")
+    done = subprocess.run([sys.executable, "-m", "serlib", "sweep", "--experiment", "cnn_lstm", "--corpus", "csv",
+                           "--root", str(csv), "--folds", "1", "--backend", "ray", "--gpus-per-run", "1", "--set",
+                           *[f"{k}={v}" for k, v in TINY.items()], f"output_dir={tmp_path / 'out'}"],
+                          capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL, timeout=300,
+                          env={**os.environ, "SERLIB_OUTPUTS": str(tmp_path / "outputs"),
+                               "RAY_USAGE_STATS_ENABLED": "0"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--gpus-per-run 1 asks for more than any node of the Ray cluster has (largest: 0 GPU)" in done.stderr
+    assert "Traceback" not in done.stderr and records_under(tmp_path / "out") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_killing_a_parallel_sweep_driver_stops_its_workers(signal_name, tmp_path):
+    """SIGKILL or SIGTERM of a ``--jobs 2`` driver: its workers exit within seconds (they watch the
     driver) and leave whole checkpoints, from which the next sweep resumes as after a
     serial sweep's interruption (that resume is tested in test_sweep)."""
     import signal
@@ -842,7 +866,7 @@ def test_killing_a_parallel_sweep_driver_stops_its_workers(tmp_path):
         assert len(checkpoints) == 2, "the workers never started training"
         workers = [p for p in psutil.Process(driver.pid).children(recursive=True) if "python" in p.name().lower()]
         assert workers
-        driver.send_signal(signal.SIGKILL)
+        driver.send_signal(getattr(signal, signal_name))
         driver.wait()
         gone, alive = psutil.wait_procs(workers, timeout=30)
         assert not alive, [p.pid for p in alive]
