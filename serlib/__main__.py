@@ -115,6 +115,11 @@ def _predict(args) -> int:
     from . import atomic, viz
     from .bundle import load_model
 
+    if args.out:  # before any scoring: a destination that cannot take the table fails now
+        _check_destination(Path(args.out), "--out")
+        _check_destination(Path(str(Path(args.out).with_suffix("")) + ".windows.csv"), "--out")
+    if args.attention:
+        _check_destination(Path(args.attention) / "x.attention.html", "--attention")
     bundle = load_model(args.bundle, fold=args.fold, device=args.device)
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
@@ -123,7 +128,7 @@ def _predict(args) -> int:
         atomic.write_text(str(Path(args.out).with_suffix("")) + ".windows.csv", out.windows.to_csv(index=False))
         print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
     else:
-        print(out.files.drop(columns=["error"]).dropna(subset=["prediction"]).to_string(
+        print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     if args.attention:
         if not bundle.has_attention:
@@ -133,9 +138,29 @@ def _predict(args) -> int:
             target = Path(args.attention) / (Path(name).stem + ".attention.html")
             atomic.atomic_write(target, lambda tmp, f=fig: f.write_html(tmp, include_plotlyjs=True))
             print(f"attention -> {target}")
+    for row in out.files.dropna(subset=["warning"]).itertuples():
+        print(f"warning {row.path}: {row.warning}", file=sys.stderr)
     for row in out.failures.itertuples():
         print(f"failed {row.path}: {row.error}", file=sys.stderr)
     return 1 if len(out.failures) else 0
+
+
+def _check_destination(target: Path, flag: str) -> None:
+    """A file that can be written: not a folder, and its folder (the first one that
+    exists, when the rest is made) writable."""
+    import os
+
+    from .errors import DataError
+
+    if target.is_dir():
+        raise DataError(target, f"{flag}: is a folder; give a file name such as {target / 'predictions.csv'}")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DataError(folder, f"{flag}: is not a folder, so {target} cannot be written")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(folder, f"{flag}: folder is not writable, so {target} cannot be written")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or a CSV with a 'path' column")
     p.add_argument("--out", default=None, help="per-file CSV (default: print it); the windows go to OUT.windows.csv")
     p.add_argument("--window", type=float, default=None, help="timeline window in s (default: the model's crop or 3)")
-    p.add_argument("--hop", type=float, default=1.0, help="timeline hop in s")
+    p.add_argument("--hop", type=float, default=None, help="timeline hop in s (default: 1, or the window when shorter)")
     p.add_argument("--per-file", default="model", choices=("model", "windows"),
                    help="a file's result: the model's own input rule on the whole file, or the windows' mean")
     p.add_argument("--fold", type=_positive_int, default=None, help="use one fold's model (default: all, averaged)")
@@ -230,6 +255,9 @@ def _dispatch(args) -> int:
         table = sweep("functionals", values, echo=None)
         print(table[["fold", "seed", "status", "wa", "ua", "reason"]].to_string(index=False))
         done = table[table.status != "failed"]
+        if done.empty:
+            print(f"no fold finished: all {len(table)} failed (reasons above)", file=sys.stderr)
+            return 1
         print(f"mean over folds: WA {done.wa.mean():.3f} ± {done.wa.std(ddof=0):.3f}, "
               f"UA {done.ua.mean():.3f} ± {done.ua.std(ddof=0):.3f}  (records: {table.path.dropna().iloc[0].rsplit('/', 1)[0]})")
         return 1 if table.attrs["failed"] else 0
@@ -262,6 +290,9 @@ def _dispatch(args) -> int:
         print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
         for path, reason in damaged:
             print(f"damaged record skipped: {path}: {reason}", file=sys.stderr)
+        if damaged:
+            print(f"{len(damaged)} record(s) skipped; a sweep with the same settings runs their folds again",
+                  file=sys.stderr)
         return 0
 
     from .overview import describe

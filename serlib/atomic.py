@@ -75,3 +75,72 @@ def strict_json(obj: Any, default: Callable | None = None) -> Any:
     if default is None:
         raise TypeError(f"not JSON serialisable: {type(obj)}")
     return strict_json(default(obj), default)
+
+
+class Locked(Exception):
+    """The lock is held by a live process (``holder``: its ``host:pid``)."""
+
+    def __init__(self, path: Path, holder: str):
+        self.path, self.holder = path, holder
+        super().__init__(f"{path}: held by {holder}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock file (``O_CREAT | O_EXCL``) holding ``host:pid``, so that two
+    sweeps on the same outputs never train the same fold twice at once. A lock left by a
+    process that no longer runs on this host (killed, machine restarted) is stale and
+    taken over; one of another host is respected (delete the file when that run is gone),
+    unless it names the same ``owner`` (a sweep's token: a retry of its own task that
+    runs on another node of a cluster).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.lock"
+    >>> with RunLock(p):
+    ...     p.is_file()
+    True
+    >>> p.exists()
+    False
+    """
+
+    def __init__(self, path: str | Path, owner: str | None = None):
+        self.path = Path(path)
+        self.me = f"{os.uname().nodename}:{os.getpid()}" + (f":{owner}" if owner else "")
+        self.owner = owner
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
+            except FileExistsError:
+                try:
+                    holder = self.path.read_text().strip()
+                except OSError:
+                    continue  # released meanwhile
+                host, pid, owner = (holder.split(":") + ["", ""])[:3]
+                mine = self.owner is not None and owner == self.owner
+                if mine or (host == os.uname().nodename and pid.isdigit() and not _alive(int(pid))):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone (or was ours)
+                    continue
+                raise Locked(self.path, holder or "an unknown process") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(self.me)
+            return self
+        raise Locked(self.path, "a process that keeps taking it")
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.path.read_text().strip() == self.me:
+                self.path.unlink()
+        except OSError:
+            pass

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ from .weights import checkpoint_weights, normalizer_from_state, read_weights, sa
 log = logging.getLogger(__name__)
 
 BUNDLE_VERSION = 1
+MAX_WINDOW_SECONDS = 600.0  # a longer --window / --hop is a typo (10 minutes in one model input)
+MAX_WINDOWS = 10_000        # per file: beyond this the --hop is far too small for the file's length
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 ENSEMBLE_NOTE = ("The ensemble averages the probabilities of the fold models. Each fold model has been tested "
                  "on speakers it never saw, but together the folds of a leave-one-speaker-out protocol have "
@@ -73,16 +77,28 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
     if not experiments.get(config.experiment).neural:
         raise DataError(first["path"], f"experiment {config.experiment!r} keeps no network weights to export")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; choose a new folder for the bundle")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(out, f"cannot create the bundle folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DataError(out, "the bundle folder is not writable")
     members = []
     for rec in sorted(runs, key=lambda r: (r["config"]["fold"], r["config"]["seed"])):
         fold, seed = rec["config"]["fold"], rec["config"]["seed"]
         name = f"fold{fold:02d}-seed{seed}.safetensors"
         found = checkpoint_weights(rec["path"])
         if isinstance(found, Path):
+            _, _, meta = read_weights(found)  # a truncated or foreign file fails here, not at predict
+            check_weights_meta(found, meta, {"classes": rec["classes"], "fingerprint": rec["fingerprint"],
+                                             "fold": fold, "seed": seed}, rec["path"])
             atomic.atomic_write(out / name, lambda tmp, src=found: shutil.copyfile(src, tmp))
         else:
-            save_weights(out / name, *found, {"classes": rec["classes"], "fold": fold, "seed": seed})
+            save_weights(out / name, *found, {"classes": rec["classes"], "fold": fold, "seed": seed,
+                                              "fingerprint": rec["fingerprint"], "n_features": rec.get("n_features")})
+        read_weights(out / name)  # the copy reads back whole
         members.append({"file": name, "fold": fold, "seed": seed, "test_speakers": rec["test_speakers"],
                         "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
                         "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
@@ -154,6 +170,7 @@ class Bundle:
         self.crop = crop or WaveCrop()
         self.frontend = self.experiment.frontend(device)
         self.checks = InputChecks(config.min_seconds, None, SILENCE_PEAK)
+        self.warnings: list[tuple[str, str]] = []  # (file, note) of the current predict call
 
     def __repr__(self) -> str:
         folds = [m.fold for m in self.members]
@@ -188,23 +205,47 @@ class Bundle:
         m = self.members[0]
         return self.experiment.attention(m.model, prepare_input(m.normalizer, x, lengths), lengths)
 
-    def windows(self, n_samples: int, window: float | None, hop: float) -> list[tuple[int, int]]:
+    def windows(self, n_samples: int, window: float | None, hop: float | None = None) -> list[tuple[int, int]]:
         """``(start, end)`` samples of the timeline's windows: the whole file when it fits
         one window; else windows of ``window`` s (default: the model's crop, or 3 s for
         models that take any length) every ``hop`` s, the last one ending at the end of
         the file (no padding, no audio left out)."""
         sr = self.sample_rate
-        window = window or self.crop.seconds or 3.0
+        window, hop = self.check_timeline(window, hop)
         if n_samples <= round(window * sr):
             return [(0, n_samples)]
         size, step = round(window * sr), max(1, round(hop * sr))
+        count = (n_samples - size) // step + 2
+        if count > MAX_WINDOWS:
+            raise AudioError(None, f"{n_samples / sr:.1f} s in windows of {window:g} s every {hop:g} s makes about "
+                                   f"{count} windows, more than {MAX_WINDOWS} per file; use a larger --hop")
         starts = list(range(0, n_samples - size + 1, step))
         if starts[-1] + size < n_samples:
             starts.append(n_samples - size)
         return [(s, s + size) for s in starts]
 
+    def check_timeline(self, window: float | None, hop: float | None) -> tuple[float, float]:
+        """``(window, hop)`` in seconds, checked: finite, positive, at most
+        :data:`MAX_WINDOW_SECONDS`, and the hop no longer than the window (no audio left
+        out between windows). ``window=None``: the model's crop, or 3 s; ``hop=None``:
+        1 s, or the window when it is shorter."""
+        if window is None:
+            window = self.crop.seconds or 3.0
+        if hop is None and isinstance(window, (int, float)):
+            hop = min(1.0, window)
+        for flag, value in (("--window", window), ("--hop", hop)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not 0 < value <= MAX_WINDOW_SECONDS:
+                raise ConfigError(f"{flag} must be a number of seconds in (0, {MAX_WINDOW_SECONDS}], got {value!r}")
+        if round(window * self.sample_rate) < 1 or round(hop * self.sample_rate) < 1:
+            raise ConfigError(f"--window {window:g} / --hop {hop:g} s is shorter than one sample at {self.sample_rate} Hz")
+        if hop > window:
+            raise ConfigError(f"--hop ({hop:g} s) must not exceed --window ({window:g} s): audio between windows "
+                              "would be left out")
+        return float(window), float(hop)
+
     # -- the whole job ---------------------------------------------------------------------
-    def predict(self, inputs, window: float | None = None, hop: float = 1.0, per_file: str = "model",
+    def predict(self, inputs, window: float | None = None, hop: float | None = None, per_file: str = "model",
                 attention: bool = False, speaker_norm: bool = False, batch_size: int = 32) -> Prediction:
         """Score files: paths, a folder, a CSV with a ``path`` column, or waveforms by name
         (``{"name": (wave, sample_rate)}``).
@@ -224,17 +265,27 @@ class Bundle:
         if self.config.recipe.speaker_norm and not speaker_norm:
             raise ConfigError("this model was trained with per-speaker normalisation: pass speaker_norm=True "
                               "(--speaker-norm) with recordings of one speaker, which are standardised together")
+        if speaker_norm and not self.config.recipe.speaker_norm:  # one rule: refuse, never change the inputs
+            raise ConfigError("--speaker-norm: this model was trained without per-speaker normalisation "
+                              "(recipe.speaker_norm is off in config.json); predict without it")
+        window, hop = self.check_timeline(window, hop)
         items = expand_inputs(inputs)
-        rows, window_rows, attn, loaded = [], [], {}, []
+        rows, window_rows, attn, loaded, spans_of = [], [], {}, [], {}
         for name, source in items:
             try:
-                loaded.append((name, self._load(source)))
+                wave, notes = self._load_noted(source)
+                spans_of[name] = self.windows(wave.numel(), window, hop)
             except AudioError as e:
                 rows.append({"path": name, "error": e.reason})
+                continue
+            loaded.append((name, wave))
+            for note in notes:  # e.g. a header that promises more audio than the file holds
+                log.warning("%s: %s", name, note)
+            self.warnings += [(name, note) for note in notes]
         sr, max_samples = self.sample_rate, (self.config.max_seconds or float("inf")) * self.sample_rate
         segments = []
         for name, wave in loaded:
-            spans = self.windows(wave.numel(), window, hop)
+            spans = spans_of[name]
             segments += [(name, "window", s, e, wave[s:e]) for s, e in spans]
             whole = per_file == "model" and (self.crop.seconds is not None or wave.numel() <= max_samples)
             if whole and len(spans) > 1:
@@ -262,6 +313,11 @@ class Bundle:
         order = {name: i for i, (name, _) in enumerate(items)}
         files = pd.DataFrame(rows).reindex(columns=columns)
         files = files.sort_values("path", key=lambda s: s.map(order)).reset_index(drop=True)
+        warned = {}
+        for name, note in self.warnings:
+            warned.setdefault(name, []).append(note)
+        files["warning"] = files["path"].map(lambda n: "; ".join(warned.get(n, [])) or None)
+        self.warnings = []
         return Prediction(files, pd.DataFrame(window_rows), attn)
 
     def input_span(self, start: int, end: int) -> tuple[float, float]:
@@ -278,15 +334,19 @@ class Bundle:
     def _load(self, source) -> torch.Tensor:
         """A mono waveform at the model's rate from a path (checked as the corpora are)
         or a ``(wave, sample_rate)`` pair."""
+        return self._load_noted(source)[0]
+
+    def _load_noted(self, source) -> tuple[torch.Tensor, list[str]]:
+        """:meth:`_load` and the loader's notes (e.g. a truncated file's warning)."""
         if not isinstance(source, tuple):
-            return self.checks.load(source, self.sample_rate)[0]
+            return self.checks.load(source, self.sample_rate)
         wave, rate = source
         wave = torch.as_tensor(wave, dtype=torch.float32)
         if wave.dim() == 2:  # (channels, time) or (time, channels)
             wave = wave.mean(0) if wave.shape[0] < wave.shape[1] else wave.mean(1)
         if rate != self.sample_rate:
             wave = resample(wave, rate, self.sample_rate)
-        return wave
+        return wave, []
 
     def _score(self, segments, batch_size, attention, speaker_norm) -> list[dict]:
         out = []
@@ -322,8 +382,9 @@ def expand_inputs(inputs) -> list[tuple[str, object]]:
         return list(inputs.items())
     if isinstance(inputs, (str, Path)):
         path = Path(inputs)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        if path.is_dir():  # macOS resource forks (._name.wav) are not audio: the corpora skip them too
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                           and not p.name.startswith("._") and p.is_file())
             if not files:
                 raise DataError(path, f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
             return [(str(p), p) for p in files]
@@ -334,7 +395,10 @@ def expand_inputs(inputs) -> list[tuple[str, object]]:
                 raise DataError(path, f"cannot read the list ({e})") from e
             if "path" not in table.columns:
                 raise DataError(path, f"a list of files needs a 'path' column (has {list(table.columns)})")
-            return [(str(p), p) for p in ((path.parent / str(v)) for v in table["path"])]
+            listed = [path.parent / str(v) for v in table["path"].dropna()]
+            if not listed:
+                raise DataError(path, "the list names no files (a 'path' column with no rows)")
+            return [pair for p in listed for pair in (expand_inputs(p) if p.is_dir() else [(str(p), p)])]
         return [(str(path), path)]
     return [pair for item in inputs for pair in expand_inputs(item)]
 
@@ -347,12 +411,10 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
     for p in (card_path, config_path):
         if not p.is_file():
             raise DataError(root, f"not a serlib bundle: {p.name} is missing")
-    try:
-        card, values = json.loads(card_path.read_text()), json.loads(config_path.read_text())
-    except ValueError as e:
-        raise DataError(root, f"damaged bundle files ({e})") from e
+    card, values = _read_json(card_path, dict), _read_json(config_path, dict)
     if card.get("serlib_bundle") != BUNDLE_VERSION:
         raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
+    _check_card(card_path, card)
     inference_values = experiments.get(card["experiment"]).inference_values
     config = experiments.make_config(card["experiment"], {**values, **inference_values, "device": "cpu",
                                                           "progress": False})
@@ -362,9 +424,17 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
         raise ConfigError(f"{root}: no fold {fold} in this bundle (folds {[m['fold'] for m in card['members']]})")
     exp = experiments.create(config)
     members = []
+    computed_features = None
     for m in chosen:
-        model_state, norm_state, meta = read_weights(root / m["file"])
-        n_features = meta.get("n_features") or _n_features(config)
+        weights_file = member_file(root, m)
+        model_state, norm_state, meta = read_weights(weights_file)
+        check_weights_meta(weights_file, meta, {"classes": card["classes"], "fingerprint": card.get("fingerprint"),
+                                                "fold": m["fold"], "seed": m.get("seed")}, card_path)
+        computed_features = computed_features or _n_features(config)
+        if meta.get("n_features") is not None and meta["n_features"] != computed_features:
+            raise DataError(weights_file, f"n_features {meta['n_features']} in the weights, but config.json's "
+                                          f"features give {computed_features} ({config_path})")
+        n_features = meta.get("n_features") or computed_features
         model = exp.model(n_features, len(card["classes"]), meta.get("context") or {})
         try:
             model.load_state_dict(model_state)
@@ -373,6 +443,53 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
         normalizer = normalizer_from_state(config.normalization, norm_state)
         members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev)))
     return Bundle(root, config, card, members, dev)
+
+
+def _read_json(path: Path, kind: type):
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(path, f"damaged bundle file ({e})") from e
+    if not isinstance(value, kind):
+        raise DataError(path, f"damaged bundle file: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_card(path: Path, card: dict) -> None:
+    """The card's fields that loading reads, with their types (a hand-edited card fails
+    here, naming the field)."""
+    for key, kind in (("experiment", str), ("name", str), ("corpus", str), ("classes", list), ("members", list)):
+        if not isinstance(card.get(key), kind):
+            raise DataError(path, f"card field {key!r} is missing or not a {kind.__name__}")
+    if len(card["classes"]) < 2 or not all(isinstance(c, str) for c in card["classes"]):
+        raise DataError(path, f"card field 'classes' must list at least 2 class names, got {card['classes']!r}")
+    for i, m in enumerate(card["members"]):
+        if not isinstance(m, dict) or not isinstance(m.get("file"), str) or not isinstance(m.get("fold"), int):
+            raise DataError(path, f"members[{i}] needs 'file' (a name) and 'fold' (a number), got {m!r}")
+
+
+def member_file(root: Path, member: dict) -> Path:
+    """A member's weights file, which must lie in the bundle folder itself (a card may be
+    edited by hand: no absolute paths, no ``..``)."""
+    name = member["file"]
+    target = (root / name).resolve()
+    if Path(name).is_absolute() or Path(name).name != name or target.parent != root.resolve():
+        raise DataError(root / "card.json", f"member file {name!r} is not a file of the bundle folder")
+    return target
+
+
+def check_weights_meta(path: Path, meta: dict, expected: dict, source: Path | str) -> None:
+    """The weights file's own metadata is the truth: each of ``expected`` (classes,
+    fingerprint, fold, seed) that both sides state must agree, else a :class:`DataError`
+    naming both files and values (a reordered ``classes`` would permute every label)."""
+    for key, want in expected.items():
+        have = meta.get(key)
+        if have is None or want is None:
+            continue
+        same = str(have)[:10] == str(want)[:10] if key == "fingerprint" else have == want
+        if not same:
+            raise DataError(path, f"its {key} is {have!r} but {source} says {want!r}: the weights belong to "
+                                  "another run, or the card was edited")
 
 
 def _n_features(config) -> int:

@@ -207,10 +207,14 @@ def audio_hashes(manifest: pd.DataFrame, cache_dir: str | Path | None = None) ->
     cache_path = (Path(cache_dir) if cache_dir is not None else outputs_dir() / "cache") / "audio-hashes.json"
     try:
         known = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    except (OSError, ValueError) as e:
+        if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
+            raise ValueError(f"expected an object of path entries to hashes, got a {type(known).__name__}")
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # damaged: rebuilt (and rewritten) below
         log.warning("%s: unreadable hash cache (%s); hashing again", cache_path, e)
-        known = {}
-    out, changed = [], False
+        known, damaged = {}, True
+    else:
+        damaged = False
+    out, changed = [], damaged
     for wav in manifest[PATH]:
         st = os.stat(wav)
         entry = f"{wav}\0{st.st_size}\0{st.st_mtime_ns}"

@@ -9,6 +9,7 @@ every experiment has; each experiment file subclasses it with its paper's values
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,11 @@ RUNTIME_FIELDS = frozenset({
 # so that runs made before them keep their fingerprints (see serlib.results.run_identity).
 LATER_FIELDS = {"test_subset": None}
 
+NAME_MAX = 80
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]{0,%d}" % (NAME_MAX - 1))  # noqa: UP031
+MAX_INPUT_SECONDS = 3600.0  # an hour in one input: beyond it, a typo that would allocate without end
+
+
 def validate(config) -> None:
     """Type, range and choice checks of every field; raises :class:`ConfigError` naming
     the field, the value and what it should be.
@@ -108,6 +114,13 @@ def validate(config) -> None:
     serlib.errors.ConfigError: batch_size must be >= 1, got 0
     """
     validate_fields(config)
+    if not NAME_PATTERN.fullmatch(config.name):
+        raise ConfigError(f"name must be 1-{NAME_MAX} characters of letters, digits and . _ + - = , @, starting "
+                          f"with a letter, digit or _ (it names a folder of the results), got {config.name!r}")
+    for field_name in ("input_seconds", "segment_seconds", "max_seconds"):
+        value = getattr(config, field_name, None)
+        if isinstance(value, (int, float)) and value > MAX_INPUT_SECONDS:
+            raise ConfigError(f"{field_name} must be <= {MAX_INPUT_SECONDS:g} s (one model input), got {value:g}")
     if getattr(config, "max_seconds", None) is not None and config.max_seconds < config.min_seconds:
         raise ConfigError(f"max_seconds ({config.max_seconds}) is below min_seconds ({config.min_seconds})")
     bad = [c for c in (*config.classes, *config.merge, *config.merge.values()) if c not in LABELS]

@@ -159,21 +159,67 @@ def provenance() -> dict:
 
 
 RECORD_KEYS = ("config", "metrics", "fingerprint", "corpus_label", "test_speakers", "history", "timing")
+_NUMBER, _INT = (int, float), int
+# What the tables, statistics and sweeps read from a record: (dotted field, type). A record
+# lacking one (an older layout, a hand edit) is refused when read, naming the field.
+RECORD_SCHEMA = (
+    ("config", dict), ("config.experiment", str), ("config.name", str), ("config.protocol", str),
+    ("config.fold", _INT), ("config.seed", _INT),
+    ("metrics", dict), ("metrics.wa", _NUMBER), ("metrics.ua", _NUMBER), ("metrics.macro_f1", _NUMBER),
+    ("metrics.n", _INT), ("metrics.labels", list), ("metrics.recall", dict), ("metrics.confusion", list),
+    ("fingerprint", str), ("corpus_label", str), ("test_speakers", list), ("history", list),
+    ("timing", dict), ("timing.seconds_per_epoch", _NUMBER), ("timing.total_seconds", _NUMBER),
+    ("leaky", bool), ("best_epoch", _INT), ("device", str), ("predictions", str),
+)
+PREDICTION_COLUMNS = ("utt_id", "speaker", "truth", "prediction")
+
+
+def schema_problem(rec) -> str | None:
+    """What makes ``rec`` unreadable as a record of this version (the first problem), or None."""
+    if not isinstance(rec, dict):
+        return f"not a serlib record (a JSON {type(rec).__name__}, not an object)"
+    missing = [k for k in RECORD_KEYS if k not in rec]
+    if missing:
+        return f"not a serlib record of this version (missing {missing})"
+    for dotted, kind in RECORD_SCHEMA:
+        value, parts = rec, dotted.split(".")
+        for part in parts:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            shown = "missing" if value is None else f"a {type(value).__name__}"
+            return f"field {dotted!r} is {shown}, expected {getattr(kind, '__name__', 'a number')} " \
+                   "(a record of an older layout, or edited): run the sweep again to replace it"
+    return None
 
 
 def read_record(path: str | Path) -> dict:
-    """One record; raises :class:`~serlib.errors.DataError` naming the file when it is
-    not valid JSON or lacks a record's fields (a truncated or foreign file)."""
+    """One record, checked against :data:`RECORD_SCHEMA` and with its predictions CSV
+    beside it; raises :class:`~serlib.errors.DataError` naming the file and the field when
+    it is not valid JSON, lacks a field of the schema (a truncated, foreign or older
+    record), or its predictions file is missing, outside its folder or lacks columns.
+    Sweeps run such a record's fold again; ``collect`` skips and counts it."""
     path = Path(path)
     try:
         rec = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(path, f"damaged results record ({e})") from e
-    missing = [k for k in RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
-    if missing:
-        raise DataError(path, f"not a serlib record of this version (missing {missing})")
+    problem = schema_problem(rec)
+    if problem:
+        raise DataError(path, problem)
+    name = rec["predictions"]
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise DataError(path, f"field 'predictions' must name a file beside the record, got {name!r}")
+    predictions = path.with_name(name)
+    try:
+        with open(predictions, encoding="utf-8") as f:
+            header = f.readline().strip().split(",")
+    except OSError as e:
+        raise DataError(path, f"its predictions file {predictions.name} cannot be read ({e.strerror or e})") from None
+    lacking = [c for c in PREDICTION_COLUMNS if c not in header]
+    if lacking:
+        raise DataError(path, f"its predictions file {predictions.name} lacks the column(s) {lacking}")
     rec["_path"] = rec["path"] = str(path)
-    rec["predictions_path"] = str(path.with_name(rec.get("predictions", path.stem + ".predictions.csv")))
+    rec["predictions_path"] = str(predictions)
     return rec
 
 
@@ -181,6 +227,8 @@ def load_records(path: str | Path | None = None, damaged: list | None = None) ->
     """Every record under ``path`` (default ``outputs/results``). A damaged record is
     skipped with a warning naming it, and appended to ``damaged`` as ``(path, reason)``."""
     root = Path(path) if path is not None else outputs_dir() / "results"
+    if path is not None and not root.is_dir():
+        raise DataError(root, "no such folder of results records" if not root.exists() else "not a folder")
     records = []
     for f in sorted(root.rglob("*.json")):
         try:

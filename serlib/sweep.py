@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import multiprocessing as mp
 import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -37,7 +41,7 @@ from .errors import ConfigError, DataError, SerlibError
 from .paths import outputs_dir
 from .progress import bar as progress_bar
 from .records import identity_diff, read_record, run_fingerprint, run_stem
-from .train import Planned, plan_run, resolve_values, run_fold
+from .train import Planned, RunBusy, plan_run, resolve_values, run_fold
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,9 @@ class Outcome:
         head = f"fold {self.fold} seed {self.seed}"
         if self.status == "failed":
             return f"{head} FAILED: {self.reason}"
-        scores = f"WA {self.wa:.3f} UA {self.ua:.3f}" if self.wa is not None else ""
-        return f"{head}: {self.status} {scores} -> {self.path}" + (f" ({self.reason})" if self.reason else "")
+        scores = f" WA {self.wa:.3f} UA {self.ua:.3f}" if self.wa is not None else ""
+        where = f" -> {self.path}" if self.path else ""
+        return f"{head}: {self.status}{scores}{where}" + (f" ({self.reason})" if self.reason else "")
 
 
 def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:
@@ -150,7 +155,7 @@ def _other_settings(stem: Path, identity: dict) -> str:
 
 
 def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = None, note: str = "",
-            planned: Planned | None = None) -> Outcome:
+            planned: Planned | None = None, lock_owner: str | None = None) -> Outcome:
     """Run one fold and report it; a :class:`SerlibError` or any other exception becomes a
     failed outcome (with the reason) instead of stopping the sweep. Module-level, so that
     spawned worker processes can import it."""
@@ -158,7 +163,11 @@ def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = 
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        rec = run_fold(config, manifest, planned)
+        owner = {"lock_owner": lock_owner} if lock_owner else {}  # a Ray sweep's token (see run_fold)
+        rec = run_fold(config, manifest, planned, **owner)
+    except RunBusy as e:  # another sweep trains it now: its record will be there
+        return Outcome(config.fold, config.seed, "skipped", reason=f"running elsewhere: {e}",
+                       seconds=time.perf_counter() - start)
     except Exception as e:  # report and go on: the other folds still run
         reason = str(e) if isinstance(e, SerlibError) else f"{type(e).__name__}: {e}"
         log.debug("fold %d seed %d failed", config.fold, config.seed, exc_info=True)
@@ -177,8 +186,38 @@ class RayOptions:
     max_retries: int = 2          # a task whose worker dies (killed, node lost) runs again this often
 
     def __post_init__(self):
-        if self.cpus_per_run <= 0 or self.gpus_per_run < 0 or self.max_retries < 0:
-            raise ConfigError(f"Ray options must be positive: {self}")
+        for name, value, low in (("cpus_per_run", self.cpus_per_run, 0), ("gpus_per_run", self.gpus_per_run, 0),
+                                 ("max_retries", self.max_retries, 0)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value)) or value < low \
+                    or (name == "cpus_per_run" and value <= 0):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} must be a finite number {'> 0' if name == 'cpus_per_run' else '>= 0'}, "
+                                  f"got {value!r}")
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """A clear error, at once, for a Ray ``--address`` that cannot be reached (Ray itself
+    retries for about 30 s and then raises from deep inside)."""
+    if address in (None, "auto") or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address must be 'auto' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: no Ray cluster reachable there ({e})") from None
+
+
+def check_request(options: RayOptions, nodes: list[dict]) -> None:
+    """Fail at once when no node of the cluster can ever meet one run's request (Ray would
+    wait for it forever). ``nodes``: each live node's resources (``ray.nodes()``)."""
+    for key, flag, wanted in (("CPU", "--cpus-per-run", options.cpus_per_run),
+                              ("GPU", "--gpus-per-run", options.gpus_per_run)):
+        largest = max((float(n.get(key, 0)) for n in nodes), default=0.0)
+        if wanted > largest:
+            raise ConfigError(f"{flag} {wanted:g} asks for more than any node of the Ray cluster has "
+                              f"(largest: {largest:g} {key}); no run could ever start")
 
 
 def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int] = "all",
@@ -210,6 +249,7 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     if backend == "ray":
         _import_ray(local=(ray_options or RayOptions()).address is None)  # a clear error before any work
+        check_address((ray_options or RayOptions()).address)
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     say = echo or (lambda _: None)
@@ -229,7 +269,8 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
             outcomes.append(outcome)
             say(outcome.line())
     else:
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
+                                 initializer=_die_with, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(execute, replace(c, progress=False), manifest, threads, note, planned): c
                        for c, planned, note in todo}
             for future in as_completed(futures):
@@ -252,6 +293,19 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
     return table
 
 
+def _die_with(parent: int, every: float = 0.5) -> None:
+    """In a worker process: exit as soon as the sweep's driver ``parent`` is gone (killed
+    by SIGKILL or SIGTERM, which no pool shutdown sees), instead of training on and idling.
+    Records and checkpoints are written atomically, so the next sweep resumes the fold
+    from its last checkpoint, as after a serial sweep's interruption."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="serlib-parent-watch", daemon=True).start()
+
+
 def _import_ray(local: bool = False):
     """Ray, or a clear error saying how to install it. ``local``: a Ray instance started
     here binds to the loopback interface only (Ray's own switch, read when Ray is
@@ -265,7 +319,8 @@ def _import_ray(local: bool = False):
     return ray
 
 
-def _ray_task(config, manifest, threads: int, note: str, pid_dir: str, planned: Planned | None = None) -> Outcome:
+def _ray_task(config, manifest, threads: int, note: str, pid_dir: str, planned: Planned | None = None,
+              lock_owner: str | None = None) -> Outcome:
     """One run inside a Ray worker. Its pid is written to ``pid_dir`` while it runs (to
     see, or stop, which process trains which fold); the record is written by the worker,
     atomically, into the shared outputs folder."""
@@ -273,7 +328,7 @@ def _ray_task(config, manifest, threads: int, note: str, pid_dir: str, planned: 
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))
     try:
-        return execute(config, manifest, threads, note, planned)
+        return execute(config, manifest, threads, note, planned, lock_owner)
     finally:
         pid_file.unlink(missing_ok=True)
 
@@ -293,15 +348,25 @@ def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads:
     ray = _import_ray(local=options.address is None)
     if not todo:
         return []
-    ray.init(address=options.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    try:
+        ray.init(address=options.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"cannot start or reach Ray at {options.address or 'a local instance'}: {e}") from None
+    try:
+        check_request(options, [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)])
+    except ConfigError:
+        if options.address is None:
+            ray.shutdown()
+        raise
     threads = threads or max(1, round(options.cpus_per_run))
     task = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
                       max_retries=options.max_retries, retry_exceptions=False)(_ray_task)
     manifest_ref = ray.put(manifest)
     out_root = Path(todo[0][0].output_dir) if todo[0][0].output_dir else outputs_dir()
     pid_dir = str(out_root / "sweeps" / "running")
-    refs = {task.remote(replace(c, progress=False), manifest_ref, threads, note, pid_dir, planned): c
+    token = uuid.uuid4().hex[:12]  # a retried task takes over its own earlier attempt's run lock
+    refs = {task.remote(replace(c, progress=False), manifest_ref, threads, note, pid_dir, planned, token): c
             for c, planned, note in todo}
     say(f"ray: {len(refs)} tasks, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU each, "
         f"cluster resources {ray.cluster_resources()}")

@@ -28,7 +28,7 @@ from .augment import VTLP, oversample_indices, vtlp_warp
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
 from .constants import AUDIO_HASH, LABEL, SPEAKER, UTT_ID
-from .corpora import prepare_manifest, select_classes
+from .corpora import corpus_errors, prepare_manifest, select_classes
 from .corpora.cross import check_corpora, cross_manifest, shared_classes
 from .data import Batch, BucketBatchSampler, DeviceBatches, FeatureDataset, collate, item_lengths
 from .device import resolve_device
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 class TrainingError(SerlibError):
     """Training cannot go on (e.g. a NaN loss); names the epoch and batch."""
+
+
+class RunBusy(SerlibError):
+    """Another process holds the run's lock file (it is training this fold and seed now)."""
 
 
 # Compiling Light-SERNet took 44 s and saved 0.15 s per step of 32 2-s utterances on this
@@ -196,7 +200,8 @@ class Trainer:
     def train_epoch(self, epoch: int, alpha: float | None) -> float:
         self.model.train()
         total, count = 0.0, 0
-        bar = progress.bar(self.loaders["train"], self.config.progress, desc=f"epoch {epoch}", leave=False)
+        bar = progress.bar(self.loaders["train"], self.config.progress, lines=False, desc=f"epoch {epoch}",
+                           leave=False)
         for i, batch in enumerate(bar, start=1):
             batch: Batch = batch.to(self.device)
             x = self.experiment.augment(batch.x, "train", alpha)
@@ -404,9 +409,21 @@ def run_manifest(config: ExperimentConfig) -> pd.DataFrame:
     every file's content hash (cached), which the fingerprint and ``dedup`` use."""
     check_corpora(config)
     if is_cross(config.protocol):
-        return with_audio_hashes(cross_manifest(config))
-    manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge)
-    return with_audio_hashes(manifest)
+        return with_audio_hashes(check_labels(cross_manifest(config), config))
+    manifest = prepare_manifest(config.corpus, config.data_root, config.subset, config.classes, config.merge,
+                                on_error=corpus_errors(config.bad_audio))
+    return with_audio_hashes(check_labels(manifest, config))
+
+
+def check_labels(manifest: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
+    """A run needs utterances of at least two of its classes after ``merge`` and the label
+    map: one label left is an error, not a run whose scores mean nothing."""
+    present = sorted(set(manifest[LABEL]))
+    if len(present) < 2:
+        merge = f" after merging {dict(config.merge)}" if config.merge else ""
+        raise DataError(config.data_root, f"the data hold {len(present)} of the classes {list(config.classes)}"
+                                          f"{merge} ({present or 'none'}); a run needs at least 2")
+    return manifest
 
 
 def resolve_values(experiment: str, values: dict | None) -> tuple[ExperimentConfig, pd.DataFrame]:
@@ -421,11 +438,12 @@ def resolve_values(experiment: str, values: dict | None) -> tuple[ExperimentConf
         if is_cross(probe.protocol):
             values["classes"] = shared_classes(probe)
         else:
-            full = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all")
+            full = prepare_manifest(probe.corpus, probe.data_root, probe.subset, "all",
+                                    on_error=corpus_errors(probe.bad_audio))
             values["classes"] = tuple(sorted(full[LABEL].replace(probe.merge).unique()))
     config = experiments.make_config(experiment, {**values, "fold": 1, "seed": 1})
     if full is not None:  # the same rows run_manifest would read again
-        return config, with_audio_hashes(select_classes(full, config.classes, config.merge))
+        return config, with_audio_hashes(check_labels(select_classes(full, config.classes, config.merge), config))
     return config, run_manifest(config)
 
 
@@ -524,6 +542,12 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
             raise DataError(None, f"fold {config.fold}: the {name} split has no usable utterances "
                                   f"({len(ids)} listed, all skipped)")
     label_of = dict(zip(manifest[UTT_ID], manifest[LABEL]))
+    for name, ids in split_ids.items():  # scores of a one-class split mean nothing (UA 1.0 or 0.0)
+        present = sorted({label_of[u] for u in ids})
+        if len(present) < 2:
+            raise DataError(None, f"fold {config.fold}: the {name} split holds only {present} of the classes "
+                                  f"{classes} ({len(ids)} utterances); every split needs at least 2 classes "
+                                  "(check merge / the label map, or the protocol)")
     train_labels = [label_of[u] for u in split_ids["train"]]
     factors = exp.train_oversampling()
     index = oversample_indices(train_labels, factors) if factors else None
@@ -540,13 +564,15 @@ def setup_fold(config: ExperimentConfig, manifest: pd.DataFrame | None = None,
 
 
 def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = None,
-             planned: Planned | None = None) -> dict:
+             planned: Planned | None = None, lock_owner: str | None = None) -> dict:
     """Train and evaluate one fold; write and return its results record.
 
     Args:
         config: an experiment config (or a dict with ``experiment`` and its fields).
         manifest: an already prepared manifest (else built from the config).
         planned: the fingerprint and folds a sweep's plan computed (else computed here).
+        lock_owner: a sweep's token: the run's lock file (:class:`serlib.atomic.RunLock`)
+            left by an earlier attempt of the same sweep (a retried Ray task) is taken over.
 
     Returns:
         The record: resolved config, fingerprint, test metrics, history, gradient norms,
@@ -557,6 +583,19 @@ def run_fold(config: ExperimentConfig | dict, manifest: pd.DataFrame | None = No
         config = experiments.make_config(config["experiment"], config)
     t0 = time.perf_counter()
     device = resolve_device(config.device)  # before any work: a missing device is a config error
+    if manifest is None:
+        manifest = run_manifest(config)
+    planned = planned or plan_run(config, manifest)
+    lock = run_stem(config, planned.fingerprint).with_suffix(".lock")
+    try:
+        with atomic.RunLock(lock, lock_owner):
+            return _train_and_record(config, manifest, planned, device, t0)
+    except atomic.Locked as e:
+        raise RunBusy(f"{e.path}: fold {config.fold} seed {config.seed} is being trained by another process "
+                      f"({e.holder}); delete the lock file if that process is gone") from None
+
+
+def _train_and_record(config: ExperimentConfig, manifest: pd.DataFrame, planned: Planned, device, t0: float) -> dict:
     seed_everything(config.seed)
     setup = setup_fold(config, manifest, planned=planned)
     generator = torch.Generator().manual_seed(config.seed)

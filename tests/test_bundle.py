@@ -140,7 +140,7 @@ def test_predict_through_the_program_lists_failures(trained, tmp_path):
 def test_attention_covers_the_model_input(trained, tmp_path):
     model = bundle.load_model(bundle.export(trained["fcn"]["path"], tmp_path / "fcn"))
     wav = fixtures.write_wav(tmp_path / "x.wav", seconds=2.0, sr=22050)
-    pred = model.predict([wav], attention=True, hop=0.5)
+    pred = model.predict([wav], attention=True, hop=0.4)  # the hop may not exceed the 0.4-s window
     entry = pred.attention[str(wav)]
     assert len(entry["windows"]) == len(pred.windows)
     start, end, alpha = entry["windows"][0]

@@ -123,8 +123,15 @@ def prepare_manifest(
     return select_classes(df, classes, merge)
 
 
+def corpus_errors(bad_audio: str) -> str:
+    """The adapters' ``on_error`` for a run's ``bad_audio``: with ``"skip"``, a file whose
+    audio cannot be used (an undecodable header, a missing file) is a counted skip while
+    the corpus is read, as it is during feature extraction; other problems still raise."""
+    return "skip_audio" if bad_audio == "skip" else "raise"
+
+
 def name_has_subsets(corpus: str) -> bool:
     return corpus in ("iemocap", "synthetic")
 
 
-__all__ = ["ADAPTERS", "load_corpus", "prepare_manifest", "select_classes"]
+__all__ = ["ADAPTERS", "corpus_errors", "load_corpus", "prepare_manifest", "select_classes"]

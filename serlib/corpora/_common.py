@@ -19,17 +19,19 @@ log = logging.getLogger("serlib.corpora")
 class Skips:
     """Counts the files an adapter skipped, by reason, under ``on_error="skip"``.
 
-    With ``on_error="raise"`` (the default) the first problem is raised instead.
+    With ``on_error="raise"`` (the default) the first problem is raised instead;
+    ``"skip_audio"`` (what a run with ``bad_audio="skip"`` uses) counts files whose audio
+    cannot be used and still raises on everything else (an unknown label code).
     """
 
     def __init__(self, on_error: str):
-        if on_error not in ("raise", "skip"):
-            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if on_error not in ("raise", "skip", "skip_audio"):
+            raise ConfigError(f"on_error must be 'raise', 'skip' or 'skip_audio', got {on_error!r}")
         self.on_error = on_error
         self.items: list[tuple[str, str]] = []
 
     def handle(self, error: DataError) -> None:
-        if self.on_error == "raise":
+        if self.on_error == "raise" or (self.on_error == "skip_audio" and not isinstance(error, AudioError)):
             raise error
         self.items.append((error.path or "", error.reason))
 

@@ -17,7 +17,7 @@ import pandas as pd
 from ..constants import LABEL, PATH, ROLE, SESSION, SPEAKER, UTT_ID
 from ..errors import ConfigError, DataError
 from ..protocols import is_cross, test_corpus
-from . import ADAPTERS, prepare_manifest
+from . import ADAPTERS, corpus_errors, prepare_manifest
 
 
 def check_corpora(config) -> None:
@@ -40,14 +40,16 @@ def read_label_map(path: str | Path) -> dict[str, str]:
     return table
 
 
-def corpus_labels(corpus: str, root, subset, merge: Mapping[str, str]) -> set[str]:
-    return set(prepare_manifest(corpus, root, subset, "all")[LABEL].replace(dict(merge)))
+def corpus_labels(corpus: str, root, subset, merge: Mapping[str, str], on_error: str = "raise") -> set[str]:
+    return set(prepare_manifest(corpus, root, subset, "all", on_error=on_error)[LABEL].replace(dict(merge)))
 
 
 def shared_classes(config) -> tuple[str, ...]:
     """The labels both corpora of a cross-corpus config have (after ``merge``), sorted."""
-    train = corpus_labels(config.corpus, config.data_root, config.subset, config.merge)
-    test = corpus_labels(test_corpus(config.protocol), config.test_data_root, config.test_subset, config.merge)
+    on_error = corpus_errors(config.bad_audio)
+    train = corpus_labels(config.corpus, config.data_root, config.subset, config.merge, on_error)
+    test = corpus_labels(test_corpus(config.protocol), config.test_data_root, config.test_subset, config.merge,
+                         on_error)
     shared = tuple(sorted(train & test))
     if len(shared) < 2:
         raise ConfigError(f"{config.corpus} and {test_corpus(config.protocol)} share fewer than 2 labels "
@@ -65,7 +67,7 @@ def cross_manifest(config) -> pd.DataFrame:
     sources = {"train": (config.corpus, config.data_root, config.subset),
                "test": (test_corpus(config.protocol), config.test_data_root, config.test_subset)}
     for role, (corpus, root, subset) in sources.items():
-        full = prepare_manifest(corpus, root, subset, "all")
+        full = prepare_manifest(corpus, root, subset, "all", on_error=corpus_errors(config.bad_audio))
         labels = full[LABEL].replace(dict(config.merge))
         keep = labels.isin(config.classes)
         dropped[role] = {str(k): int(v) for k, v in labels[~keep].value_counts().items()}

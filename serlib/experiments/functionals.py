@@ -23,7 +23,7 @@ from .. import metrics
 from ..audio import InputChecks
 from ..config import ExperimentConfig
 from ..constants import LABEL, UTT_ID
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..functionals import FEATURE_SETS, FunctionalsConfig, extract_functionals
 from .base import Experiment, register
 
@@ -125,7 +125,13 @@ class FunctionalsExperiment(Experiment):
         if self.config.classifier != "logreg":  # SVM scores -> probabilities: sigmoid calibration (Platt)
             from sklearn.calibration import CalibratedClassifierCV
 
-            folds = min(3, min(np.unique(y_train, return_counts=True)[1]))
+            names, counts = np.unique(y_train, return_counts=True)
+            if counts.min() < 2:  # sklearn would raise a bare ValueError from inside the calibration
+                lonely = [str(n) for n, k in zip(names, counts) if k < 2]
+                raise DataError(None, f"fold {setup.config.fold}: class(es) {lonely} have 1 training utterance; "
+                                      f"{self.config.classifier}'s probability calibration needs at least 2 per class "
+                                      "(use classifier=logreg, or more data)")
+            folds = min(3, counts.min())
             final = CalibratedClassifierCV(pipeline(self.config, best["c"]), ensemble=False, cv=max(2, folds)).fit(
                 x_train, y_train)
         known = list(final.classes_)
