@@ -31,7 +31,7 @@ from .audio import SILENCE_PEAK, InputChecks, WaveCrop, resample
 from .data import collate
 from .device import resolve_device
 from .errors import AudioError, ConfigError, DataError
-from .features import FeatureConfig, FrontEnd, Normalizer, prepare_input
+from .features import FeatureConfig, Normalizer, prepare_input
 from .recipe import speaker_normalize
 from .weights import checkpoint_weights, normalizer_from_state, read_weights, save_weights
 
@@ -430,7 +430,7 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
         model_state, norm_state, meta = read_weights(weights_file)
         check_weights_meta(weights_file, meta, {"classes": card["classes"], "fingerprint": card.get("fingerprint"),
                                                 "fold": m["fold"], "seed": m.get("seed")}, card_path)
-        computed_features = computed_features or _n_features(config)
+        computed_features = computed_features or _n_features(exp)
         if meta.get("n_features") is not None and meta["n_features"] != computed_features:
             raise DataError(weights_file, f"n_features {meta['n_features']} in the weights, but config.json's "
                                           f"features give {computed_features} ({config_path})")
@@ -492,9 +492,11 @@ def check_weights_meta(path: Path, meta: dict, expected: dict, source: Path | st
                                   "another run, or the card was edited")
 
 
-def _n_features(config) -> int:
-    feature_config, _ = experiments.create(config).features()
-    x, _ = FrontEnd(feature_config)(torch.zeros(1, feature_config.sample_rate), torch.tensor([feature_config.sample_rate]))
+def _n_features(experiment) -> int:
+    """The feature count the experiment's front end gives (one second of silence through it)."""
+    rate = experiment.features()[0].sample_rate
+    with torch.no_grad():
+        x, _ = experiment.frontend(torch.device("cpu"))(torch.zeros(1, rate), torch.tensor([rate]))
     return x.shape[-2] if x.dim() > 2 else x.shape[-1]
 
 
