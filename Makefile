@@ -3,18 +3,21 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# metadata that running a notebook adds and git never needs (tests/test_notebooks.py reads this line)
+# metadata that running a notebook adds and git never needs (tests/test_notebooks.py reads this line);
+# serlib.nbclean also fixes the kernelspec's display name and drops empty "tags": [] lists
 NBSTRIP_KEYS := metadata.language_info metadata.papermill cell.metadata.papermill
 
-.PHONY: demo test test-browser lint bench install clean
+.PHONY: demo lab test test-browser lint bench install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[dev,ray]"
-	@# notebooks: git commits them through nbstripout (.gitattributes), outputs never reach the repo
+	@# notebooks: git commits them through the filter .gitattributes names (nbstripout + serlib.nbclean),
+	@# so outputs, kernel display names and empty tag lists never reach the repo
 	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install --python $(abspath $(PY)) \
-		&& git config filter.nbstripout.extrakeys "$(NBSTRIP_KEYS)"; fi
+		&& git config filter.nbstripout.extrakeys "$(NBSTRIP_KEYS)" \
+		&& git config filter.nbstripout.clean "'$(abspath $(PY))' -m serlib.nbclean $(NBSTRIP_KEYS)"; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +34,11 @@ demo: $(STAMP)
 	@echo "shareable HTML:     outputs/notebooks/03_train_cnn_lstm.html, outputs/notebooks/07_collect_results.html (figures work offline)"
 	@echo "results table:      outputs/tables/mean.md (and per_fold, vs_papers; .csv beside each)"
 	@echo "records:            outputs/results/"
+
+# JupyterLab on the notebooks, with the venv's kernel (root needs --allow-root, e.g. in a container).
+# Threads: the notebooks use the free cores (serlib.threads); SERLIB_THREADS=N fixes the number.
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check serlib tests benchmarks
