@@ -13,17 +13,21 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[dev,ray]"
-	@# notebooks: git commits them through the filter .gitattributes names (nbstripout + serlib.nbclean),
-	@# so outputs, kernel display names and empty tag lists never reach the repo
+	touch $(STAMP)
+
+# notebooks: git commits them through the filter .gitattributes names (nbstripout + serlib.nbclean), so
+# outputs, kernel display names and empty tag lists never reach the repo; redone when this file changes
+NBFILTER := $(VENV)/.nbfilter
+$(NBFILTER): $(STAMP) Makefile
 	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install --python $(abspath $(PY)) \
 		&& git config filter.nbstripout.extrakeys "$(NBSTRIP_KEYS)" \
 		&& git config filter.nbstripout.clean "'$(abspath $(PY))' -m serlib.nbclean $(NBSTRIP_KEYS)"; fi
-	touch $(STAMP)
+	touch $(NBFILTER)
 
-install: $(STAMP)
+install: $(STAMP) $(NBFILTER)
 
 # The main job: corpus summary, one CNN+LSTM fold (notebook 03, fold 5), the results table (07).
-demo: $(STAMP)
+demo: $(STAMP) $(NBFILTER)
 	$(PY) -m serlib demo
 	mkdir -p outputs/notebooks
 	$(VENV)/bin/papermill --no-progress-bar notebooks/03_train_cnn_lstm.ipynb outputs/notebooks/03_train_cnn_lstm.ipynb -p fold 5
@@ -37,7 +41,7 @@ demo: $(STAMP)
 
 # JupyterLab on the notebooks, with the venv's kernel (root needs --allow-root, e.g. in a container).
 # Threads: the notebooks use the free cores (serlib.threads); SERLIB_THREADS=N fixes the number.
-lab: $(STAMP)
+lab: $(STAMP) $(NBFILTER)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 lint: $(STAMP)
@@ -45,7 +49,7 @@ lint: $(STAMP)
 
 # nbval runs every notebook with the small parameters of tests/notebook_params.json (injected
 # by papermill into copies under outputs/nbtest/); the notebooks' own defaults are for people.
-test: $(STAMP) lint
+test: $(STAMP) $(NBFILTER) lint
 	rm -rf outputs/nbtest
 	$(PY) -m serlib.scraps notebooks outputs/nbtest tests/notebook_params.json >/dev/null
 	$(PY) -m pytest tests serlib --doctest-modules --nbval-lax --nbval-cell-timeout=900 outputs/nbtest
