@@ -48,7 +48,7 @@ def use_free_cores(threads: int | None = None, echo: bool = True) -> int:
     chosen = threads or os.environ.get("SERLIB_THREADS")
     why = "asked for" if threads else "from $SERLIB_THREADS" if chosen else None
     if chosen is None:
-        chosen, why = free_cores(), f"free cores of {os.cpu_count()} (1-min load {os.getloadavg()[0]:.1f})"
+        chosen, why = free_cores(), f"the free cores: {os.cpu_count()} cores, 1-min load {os.getloadavg()[0]:.1f}"
     try:
         chosen = int(chosen)
     except ValueError:
@@ -57,5 +57,5 @@ def use_free_cores(threads: int | None = None, echo: bool = True) -> int:
         raise ConfigError(f"torch threads must be >= 1, got {chosen}")
     torch.set_num_threads(chosen)
     if echo:
-        print(f"torch threads: {chosen} ({why}; serlib.threads says why)")
+        print(f"torch threads: {chosen} ({why}; serlib.threads says why it matters)")
     return chosen

@@ -248,3 +248,34 @@ def test_saved_notebooks_stay_small_and_draw_offline(tmp_path):
 
     html, _ = HTMLExporter().from_filename(str(path))
     assert html.count("Plotly.newPlot") >= 4 and 'src="https://cdn.plot.ly' not in html
+
+
+def test_notebook_thread_choice(monkeypatch):
+    """serlib.threads: an explicit count wins, then $SERLIB_THREADS, then the free cores
+    (cores minus the 1-minute load, at least 1); a bad value is a clear error."""
+    import os
+
+    import torch
+
+    from serlib import threads
+    from serlib.errors import ConfigError
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        assert threads.free_cores() == 1                     # another process holds one of 2 cores
+        monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 0.0, 0.0))
+        assert threads.free_cores() == 1                     # never fewer than one
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+        assert threads.free_cores() == 2
+        monkeypatch.delenv("SERLIB_THREADS", raising=False)
+        assert threads.use_free_cores(echo=False) == 2 == torch.get_num_threads()
+        monkeypatch.setenv("SERLIB_THREADS", "1")
+        assert threads.use_free_cores(echo=False) == 1 == torch.get_num_threads()
+        assert threads.use_free_cores(2, echo=False) == 2
+        monkeypatch.setenv("SERLIB_THREADS", "two")
+        with pytest.raises(ConfigError, match="SERLIB_THREADS"):
+            threads.use_free_cores(echo=False)
+    finally:
+        torch.set_num_threads(before)
