@@ -94,7 +94,7 @@ def _values(args) -> dict:
         values["test_data_root"] = args.test_root
     if args.test_subset is not None:
         values["test_subset"] = args.test_subset
-    values.update(parse_overrides(args.set))
+    values.update(parse_overrides(getattr(args, "set", [])))
     return values
 
 
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("demo", "corpus overview and folds on the synthetic corpus"),
+    for name, help_text in (("demo", "the data and folds notebook 03 trains on (CNN+LSTM settings)"),
                             ("describe", "a corpus's manifest and folds")):
         _add_corpus_args(sub.add_parser(name, help=help_text))
     p = sub.add_parser("baseline", help="the functionals baseline on every fold (records like any sweep)")
@@ -298,9 +298,15 @@ def _dispatch(args) -> int:
     from .overview import describe
     from .protocols import make_folds
 
+    if args.command == "demo":  # the data and folds notebook 03 (`make demo`) trains on: the CNN+LSTM's settings
+        from .train import resolve_values
+
+        config, df = resolve_values("cnn_lstm", _values(args))
+        print(f"notebook 03's data (experiment cnn_lstm): subset {config.subset}, classes {', '.join(config.classes)}")
+        print(describe(df, make_folds(df, config.protocol, seed=config.seed)))
+        return 0
     df = _manifest(args)
-    if args.command in ("demo", "describe"):
-        print(describe(df, make_folds(df, args.protocol)))
+    print(describe(df, make_folds(df, args.protocol)))
     return 0
 
 

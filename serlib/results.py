@@ -165,7 +165,8 @@ def compare_with_papers(mean: pd.DataFrame) -> pd.DataFrame:
     ours = mean.assign(
         paper="serlib (this workbench)", variant=mean["name"] + " [" + mean["fingerprint"] + "]", wa=(100 * mean.wa_mean).round(1),
         ua=(100 * mean.ua_mean).round(1), speaker_independent=~mean["leaky"].astype(bool),
-        note=[f"± {100 * w:.1f} / ± {100 * u:.1f} over {n} folds; pooled {100 * pw:.1f} / {100 * pu:.1f}"
+        note=[(f"± {100 * w:.1f} / ± {100 * u:.1f} over {n} folds" if n > 1 else "1 fold: no spread")
+              + f"; pooled {100 * pw:.1f} / {100 * pu:.1f}"
               for w, u, n, pw, pu in zip(mean.wa_std, mean.ua_std, mean.n_folds, mean.wa_pooled, mean.ua_pooled)],
     )[list(reference.columns)]
     papers = reference[reference.experiment.isin(set(ours.experiment))]

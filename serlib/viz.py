@@ -15,16 +15,80 @@ from .augment import warp_frequencies
 from .constants import DURATION, LABEL, SPEAKER
 from .progress import in_notebook
 
+#: Largest heatmap a figure carries (rows, columns): bigger maps are averaged down to it,
+#: so that a notebook with a dozen spectrograms stays a few MB when saved.
+MAX_MAP = (160, 400)
+
+
+def setup_notebook() -> None:
+    """Embed plotly.js (about 4.7 MB) once, in the output of the cell that calls this.
+
+    JupyterLab draws the plotly mimetype; the "notebook" renderer adds an HTML copy of
+    each figure *without* the library (``include_plotlyjs=False``), which nbconvert's HTML
+    and other viewers draw offline with the copy embedded here. Call it in a notebook's
+    first code cell: re-running that cell embeds it again, so a saved notebook always
+    holds exactly one copy (plotly itself would embed it only at the first figure of the
+    kernel's life, which a re-run figure cell then loses)."""
+    import plotly.io as pio
+
+    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.renderers._activate_pending_renderers()  # displays plotly.js now, not at the first figure
+
+
 if in_notebook():
     import plotly.io as pio
 
-    # JupyterLab draws the plotly mimetype; the "notebook" renderer adds an HTML copy with
-    # plotly.js embedded (no CDN), which nbconvert's HTML and other viewers show offline.
     pio.renderers.default = "plotly_mimetype+notebook"
 
 
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _shrink(z: np.ndarray, max_shape: tuple[int, int] = MAX_MAP) -> tuple[np.ndarray, int, int]:
+    """``z`` (F, T) averaged over blocks of rows/columns down to at most ``max_shape``, as
+    float32 (a figure stores every value twice: plotly JSON and HTML); returns the map and
+    the row and column steps."""
+    z = np.asarray(z, dtype=np.float32)
+    fs, ts = max(1, -(-z.shape[0] // max_shape[0])), max(1, -(-z.shape[1] // max_shape[1]))
+    if fs > 1 or ts > 1:
+        f, t = z.shape[0] // fs * fs, z.shape[1] // ts * ts
+        z = z[:f, :t].reshape(f // fs, fs, t // ts, ts).mean(axis=(1, 3))
+    return np.round(z, 2), fs, ts
+
+
+#: The columns a reader needs first, in this order (those a table has): what was run, WA,
+#: UA, pooled UA with its interval, the difference from the baseline and its p-value.
+HEADLINE = ["model", "variant", "experiment", "name", "set", "corpus", "protocol", "fold", "leaky", "n_folds",
+            "wa", "ua", "wa_mean", "ua_mean", "ua_std", "ua_pooled", "ua_pooled_low", "ua_pooled_high", "ua_low",
+            "ua_high", "ua_vs_baseline", "p_vs_baseline", "a", "b", "ua_diff_mean", "p_perm_ua", "ua_diff_pooled",
+            "ua_diff_low", "ua_diff_high", "mcnemar_p"]
+
+
+def headline(table: pd.DataFrame, columns: Sequence[str] = HEADLINE, digits: int = 3) -> pd.DataFrame:
+    """``table`` with the columns of ``columns`` it has, in that order, rounded; the others
+    are left out (``table`` keeps them). A handful of columns, so pandas never hides one
+    behind "…" however wide the table is."""
+    keep = [c for c in columns if c in table.columns]
+    out = table[keep].round(digits)
+    if "n_folds" in out:  # a spread or a speaker-bootstrap interval over one fold says nothing: blank
+        one = out["n_folds"] == 1
+        out.loc[one, [c for c in ("ua_std", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high") if c in out]] = np.nan
+    return out
+
+
+def feature_unit(config) -> str:
+    """What a front end's values are (a colour bar's title), from its ``log`` and ``power``."""
+    what = "power" if getattr(config, "power", 2.0) == 2.0 else "magnitude"
+    return {"db": f"{what} (dB)", "log": f"ln({what} + {config.eps:g})"}.get(config.log, what)
+
+
+def show_all(table: pd.DataFrame, digits: int = 3) -> None:
+    """Display every row and column of ``table`` (pandas elides both by default)."""
+    from IPython.display import display
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", None):
+        display(table.round(digits))
 
 
 def class_balance(manifest: pd.DataFrame, by: str | None = None, title: str = "Class balance") -> go.Figure:
@@ -38,7 +102,7 @@ def class_balance(manifest: pd.DataFrame, by: str | None = None, title: str = "C
         frame = manifest.assign(dialog=manifest[by].map({True: "improvised", False: "scripted"}))
         by = "dialog"
     counts = frame.groupby([LABEL] + ([by] if by else [])).size().rename("utterances").reset_index()
-    order = frame[LABEL].value_counts().index.tolist()
+    order = label_order(manifest)
     many = by is not None and counts[by].nunique() > 6
     fig = px.bar(counts, x=LABEL, y="utterances", color=by, barmode="stack" if many else "group", title=title,
                  category_orders={LABEL: order})
@@ -48,10 +112,17 @@ def class_balance(manifest: pd.DataFrame, by: str | None = None, title: str = "C
     return fig
 
 
+def label_order(manifest: pd.DataFrame) -> list[str]:
+    """Labels from the most to the least frequent: the order of every per-label figure."""
+    return manifest[LABEL].value_counts().index.tolist()
+
+
 def duration_histogram(manifest: pd.DataFrame, color: str | None = LABEL) -> go.Figure:
-    """Utterance durations per label as box plots (overlaid histograms of many labels do not read)."""
+    """Utterance durations per label as box plots (overlaid histograms of many labels do not
+    read), labels in :func:`label_order` like the class-balance bars."""
     fig = px.box(manifest, x=color or LABEL, y=DURATION, points="outliers",
-                 title="Utterance durations by label")
+                 title="Utterance durations by label (box: quartiles, whiskers: 1.5 IQR, dots: outliers)",
+                 category_orders={color or LABEL: label_order(manifest)})
     return fig.update_layout(xaxis_title="label", yaxis_title="duration (s)", height=380)
 
 
@@ -70,9 +141,10 @@ def waveform(wave, sample_rate: int, title: str = "Waveform") -> go.Figure:
 def feature_map(feat, hop_s: float | None = None, freqs: Sequence[float] | None = None,
                 title: str = "", colorscale: str = "Viridis") -> go.Figure:
     """Heatmap of a ``(F, T)`` feature map (frequency or coefficient upwards)."""
-    z = _np(feat)
-    x = np.arange(z.shape[-1]) * hop_s if hop_s else None
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=freqs, colorscale=colorscale))
+    z, fs, ts = _shrink(_np(feat))
+    x = np.arange(z.shape[-1]) * ts * hop_s if hop_s else np.arange(z.shape[-1]) * ts
+    y = np.asarray(freqs)[::fs][:z.shape[0]] if freqs is not None else np.arange(z.shape[0]) * fs
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale))
     return fig.update_layout(title=title, xaxis_title="time (s)" if hop_s else "frame",
                              yaxis_title="frequency (Hz)" if freqs is not None else "bin", height=320)
 
@@ -90,26 +162,31 @@ def warp_function(alphas: Sequence[float] = (0.9, 0.95, 1.0, 1.05, 1.1), fmax: f
                              yaxis_title="G(f) (Hz)", height=400)
 
 
-def spectrogram_grid(specs: Mapping[str, object], cols: int = 4, title: str = "", fmax: float | None = None,
-                     hop_s: float | None = None) -> go.Figure:
-    """Several ``(F, T)`` maps side by side with a shared colour scale.
+def spectrogram_grid(specs: Mapping[str, object], cols: int = 3, title: str = "", fmax: float | None = None,
+                     hop_s: float | None = None, unit: str = "log power (dB)") -> go.Figure:
+    """Several ``(F, T)`` maps with a shared colour scale, at most ``cols`` (3) per row so
+    that each panel is wide enough to see a warp (11 maps: 4 rows).
 
     ``fmax`` (Hz): the top of a linear frequency axis, shown in kHz; ``hop_s``: the frame
-    hop, for a time axis in seconds. Without them the axes count bins and frames."""
+    hop, for a time axis in seconds. Without them the axes count bins and frames.
+    ``unit``: what the colours are (the front end's log power in dB by default)."""
     names = list(specs)
+    cols = max(1, min(cols, len(names)))
     rows = int(np.ceil(len(names) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.05,
-                        vertical_spacing=0.3 / rows if rows > 1 else 0.1)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.06,
+                        vertical_spacing=min(0.12, 0.3 / rows))
     zs = [_np(specs[n]) for n in names]
-    lo, hi = min(z.min() for z in zs), max(z.max() for z in zs)
-    for i, z in enumerate(zs):
-        y = np.linspace(0, fmax / 1000, z.shape[0]) if fmax else None
-        x = np.arange(z.shape[-1]) * hop_s if hop_s else None
+    lo, hi = float(min(z.min() for z in zs)), float(max(z.max() for z in zs))
+    for i, full in enumerate(zs):
+        z, fs, ts = _shrink(full)
+        y = np.linspace(0, fmax / 1000, full.shape[0])[::fs][:z.shape[0]] if fmax else np.arange(z.shape[0]) * fs
+        x = (np.arange(z.shape[-1]) * ts * hop_s) if hop_s else np.arange(z.shape[-1]) * ts
         fig.add_trace(go.Heatmap(z=z, x=x, y=y, zmin=lo, zmax=hi, colorscale="Viridis", showscale=i == 0,
-                                 colorbar={"title": "level"}), row=i // cols + 1, col=i % cols + 1)
+                                 colorbar={"title": unit, "len": min(1.0, 0.5 + 0.5 / rows)}),
+                      row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(title_text="time (s)" if hop_s else "frame", row=rows)
     fig.update_yaxes(title_text="frequency (kHz)" if fmax else "bin", col=1)
-    return fig.update_layout(title=title, height=140 + 280 * rows, margin={"t": 90})
+    return fig.update_layout(title=title, height=160 + 300 * rows, margin={"t": 100})
 
 
 def confusion_matrix(matrix, labels: Sequence[str], normalize: bool = True, title: str = "Confusion") -> go.Figure:
@@ -147,8 +224,41 @@ def gradient_norms(records: Sequence[Mapping]) -> go.Figure:
     df = pd.DataFrame(records)
     long = df.melt(id_vars=["step"], var_name="layer", value_name="grad_norm")
     fig = px.line(long, x="step", y="grad_norm", color="layer", log_y=True,
-                  title="Per-layer gradient norms")
-    return fig.update_layout(height=400)
+                  title="Per-layer gradient L2 norm per training step (log scale)")
+    fig.update_yaxes(title_text="gradient L2 norm", dtick=1, exponentformat="power", showexponent="all")
+    return fig.update_layout(xaxis_title="training step", height=400)
+
+
+def gradient_notes(records: Sequence[Mapping]) -> str:
+    """Which layer had the largest median gradient norm, conv layers against the LSTM (the
+    comparison of Fig. 3 of Etienne et al. 2018, where the conv layers' were larger)."""
+    df = pd.DataFrame(records).drop(columns="step")
+    median = df.median().sort_values(ascending=False)
+    conv = median[[c for c in median.index if c.startswith("conv")]]
+    lstm = median[[c for c in median.index if "lstm" in c]]
+    text = f"largest median gradient norm: {median.index[0]} ({median.iloc[0]:.3g})"
+    if len(conv) and len(lstm):
+        bigger = "conv layers" if conv.max() > lstm.max() else "LSTM"
+        text += (f"; conv layers' largest median {conv.max():.3g}, LSTM's {lstm.max():.3g}: here the {bigger} "
+                 + ("had larger gradients, as in the paper's Fig. 3" if bigger == "conv layers"
+                    else "had larger gradients, the opposite of the paper's Fig. 3"))
+    return text
+
+
+def curve_notes(history: Sequence[Mapping], best_epoch: int) -> str:
+    """What the learning curves show: where validation loss was lowest, whether it rose
+    after that, and whether the selected (best validation UA) epoch is the last one."""
+    h = pd.DataFrame(history)
+    notes = []
+    if "val_loss" in h and len(h) > 1:
+        low = int(h.epoch[h.val_loss.idxmin()])
+        notes.append(f"validation loss is lowest at epoch {low}" +
+                     (f" and rises after it (to {h.val_loss.iloc[-1]:.3f} at epoch {int(h.epoch.iloc[-1])})"
+                      if low < int(h.epoch.iloc[-1]) else ", the last epoch"))
+    last = int(h.epoch.iloc[-1])
+    notes.append(f"the selected epoch ({best_epoch}, best validation UA) is "
+                 + ("the last one: more epochs may still help" if best_epoch == last else f"{last - best_epoch} before the last"))
+    return "; ".join(notes)
 
 
 def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1.2, fmax: float | None = None,
@@ -182,26 +292,58 @@ def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1
     return widgets.VBox([slider, out])
 
 
-def attention_grid(examples, title: str = "Attention over the input") -> go.Figure:
-    """One panel per example: the (static) input map in grey with the attention weights
-    overlaid in red, upsampled (nearest) from the encoder's grid to the input's."""
+def attention_grid(examples, hop_s: float, title: str = "Attention over the input") -> go.Figure:
+    """One panel per example (title: truth → prediction), time in seconds (``hop_s``: the
+    input's frame hop).
+
+    A 1-D input (one value per frame, e.g. the frequency-averaged log-mel series of
+    "Emotion in Motion") is drawn as a grey line (left axis, dB) with the attention weight
+    of each encoder position as a red step line (right axis, the weights sum to 1 over the
+    utterance). A 2-D input is a grey map (frequency bins upwards) with the attention in
+    red on top, each panel's attention divided by its own maximum (the colour bar says so)."""
     cols = 2
     rows = int(np.ceil(len(examples) / cols))
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.04, vertical_spacing=0.1,
-                        subplot_titles=[f"{e['truth']} → {e['prediction']} ({e['utt_id']})" for e in examples])
+    one_d = all(_np(e["features"]).squeeze().ndim == 1 for e in examples)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.12 if one_d else 0.05, vertical_spacing=0.12,
+                        subplot_titles=[f"{e['truth']} → {e['prediction']} ({'right' if e['correct'] else 'wrong'})"
+                                        for e in examples],
+                        specs=[[{"secondary_y": one_d}] * cols for _ in range(rows)])
     for i, e in enumerate(examples):
         feat = _np(e["features"])
-        feat = feat[0] if feat.ndim == 3 else feat  # static channel of (3, F, T)
-        alpha = torch.as_tensor(e["attention"]).float()
-        alpha = alpha.reshape(-1, alpha.shape[-1])[None, None]  # (1, 1, F' or 1, T')
-        up = torch.nn.functional.interpolate(alpha, size=feat.shape, mode="nearest")[0, 0].numpy()
         r, c = i // cols + 1, i % cols + 1
-        fig.add_trace(go.Heatmap(z=feat, colorscale="Greys", showscale=False), row=r, col=c)
-        fig.add_trace(go.Heatmap(z=up, colorscale="Reds", opacity=0.55, showscale=i == 0, zmin=0,
-                                 colorbar={"title": "attention"}), row=r, col=c)
-    fig.update_xaxes(title_text="frame", row=rows)
-    fig.update_yaxes(title_text="feature bin", col=1)
-    return fig.update_layout(title=title, height=140 + 280 * rows)
+        alpha = _np(e["attention"]).astype(float)
+        if one_d:
+            series = feat.reshape(-1)
+            t = np.arange(len(series)) * hop_s
+            a = alpha.reshape(-1)
+            edges = np.linspace(0, t[-1] + hop_s, len(a) + 1)  # encoder positions spread over the input
+            fig.add_trace(go.Scatter(x=t, y=series, mode="lines", line={"color": "grey", "width": 1},
+                                     name="input (mean log-mel, dB)", showlegend=i == 0, legendgroup="input"),
+                          row=r, col=c, secondary_y=False)
+            fig.add_trace(go.Scatter(x=np.repeat(edges, 2)[1:-1], y=np.repeat(a, 2), mode="lines",
+                                     line={"color": "crimson", "width": 2}, name="attention weight",
+                                     showlegend=i == 0, legendgroup="attention"), row=r, col=c, secondary_y=True)
+        else:
+            feat = feat[0] if feat.ndim == 3 else feat  # static channel of (3, F, T)
+            grid = torch.as_tensor(alpha).float()
+            grid = grid.reshape(-1, grid.shape[-1])[None, None]  # (1, 1, F' or 1, T')
+            up = torch.nn.functional.interpolate(grid, size=feat.shape, mode="nearest")[0, 0].numpy()
+            up = up / max(float(up.max()), 1e-12)
+            z, fs, ts = _shrink(feat)
+            upz, _, _ = _shrink(up)
+            x = np.arange(z.shape[1]) * ts * hop_s
+            y = np.arange(z.shape[0]) * fs
+            fig.add_trace(go.Heatmap(z=z, x=x, y=y, colorscale="Greys", showscale=False), row=r, col=c)
+            fig.add_trace(go.Heatmap(z=upz, x=x, y=y, colorscale="Reds", opacity=0.55, showscale=i == 0, zmin=0,
+                                     zmax=1, colorbar={"title": "attention /<br>its maximum"}), row=r, col=c)
+    fig.update_xaxes(title_text="time (s)", row=rows)
+    if one_d:
+        fig.update_yaxes(title_text="input (dB)", secondary_y=False, col=1)
+        fig.update_yaxes(title_text="attention", secondary_y=True, col=cols, rangemode="tozero")
+        fig.update_layout(legend={"orientation": "h", "y": -0.12})
+    else:
+        fig.update_yaxes(title_text="frequency bin", col=1)
+    return fig.update_layout(title=title, height=160 + 280 * rows)
 
 
 def text_attention(example: Mapping) -> go.Figure:
@@ -233,20 +375,28 @@ def forest(intervals: Sequence[Mapping], metric: str = "ua") -> go.Figure:
     (:func:`serlib.stats.ci` rows)."""
     df = pd.DataFrame(intervals)
     fig = go.Figure(go.Scatter(
-        x=df[f"{metric}_pooled"], y=df["set"], mode="markers",
+        x=df[f"{metric}_pooled"], y=df["model" if "model" in df else "set"], mode="markers",
         error_x={"type": "data", "symmetric": False, "array": df[f"{metric}_high"] - df[f"{metric}_pooled"],
                  "arrayminus": df[f"{metric}_pooled"] - df[f"{metric}_low"]}))
-    return fig.update_layout(title=f"Pooled {metric.upper()} with 95 % speaker-bootstrap intervals",
+    return fig.update_layout(title=f"Pooled {metric.upper()} with 95 % speaker-bootstrap intervals (chance: 1 / classes)",
                              xaxis_title=f"pooled test {metric.upper()}", xaxis_range=[0, 1],
                              height=140 + 40 * len(df), yaxis={"automargin": True})
 
 
-def p_value_matrix(matrix: pd.DataFrame, title: str = "Holm-corrected p-values (fold-paired sign-flip test)") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=matrix.to_numpy(), x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
-                               colorscale="RdBu", text=matrix.round(3).to_numpy(), texttemplate="%{text}",
-                               colorbar={"title": "p"}))
-    return fig.update_layout(title=title, height=200 + 50 * len(matrix), xaxis={"automargin": True},
-                             yaxis={"automargin": True})
+def p_value_matrix(matrix: pd.DataFrame, smallest_p: float | None = None,
+                   title: str = "Holm-corrected p-values, fold-paired sign-flip test on UA") -> go.Figure:
+    """Pairwise p-values (:func:`serlib.stats.pairwise`); the diagonal (a model against
+    itself) is left blank. ``smallest_p``: the smallest p the test can give with this many
+    folds, shown in the title (below it no difference can be significant)."""
+    z = matrix.to_numpy(dtype=float).copy()
+    np.fill_diagonal(z, np.nan)
+    text = [["" if i == j else f"{z[i, j]:.3f}" for j in range(z.shape[1])] for i in range(z.shape[0])]
+    if smallest_p is not None:
+        title += f"<br><sup>smallest attainable p with these folds: {smallest_p:.4g} (before Holm's correction)</sup>"
+    fig = go.Figure(go.Heatmap(z=z, x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
+                               colorscale="RdBu", text=text, texttemplate="%{text}", colorbar={"title": "p"}))
+    return fig.update_layout(title=title, height=260 + 60 * len(matrix), xaxis={"automargin": True, "title": "model"},
+                             yaxis={"automargin": True, "title": "model", "autorange": "reversed"})
 
 
 def class_probabilities(row: Mapping, classes: Sequence[str], title: str = "") -> go.Figure:
@@ -276,19 +426,32 @@ def attention_over_audio(entry: Mapping, title: str = "", n_fft: int = 512) -> g
     hop = n_fft // 4
     spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=hop)(wave)
     db = 10 * torch.log10(spec.clamp_min(1e-10))
-    times = np.arange(db.shape[-1]) * hop / sr
-    freqs = np.linspace(0, sr / 2000, db.shape[0])
+    z, fs, ts = _shrink(db.numpy())
+    times = np.arange(z.shape[-1]) * ts * hop / sr
+    freqs = np.linspace(0, sr / 2000, db.shape[0])[::fs][:z.shape[0]]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Heatmap(z=db.numpy(), x=times, y=freqs, colorscale="Greys", showscale=False,
+    fig.add_trace(go.Heatmap(z=z, x=times, y=freqs, colorscale="Greys", showscale=False,
                              zmin=float(db.max()) - 80), secondary_y=False)
-    for i, (start, end, alpha) in enumerate(entry["windows"]):
+    # windows overlap: each instant gets the mean of the (per-window maximum-scaled) weights
+    # of the windows that cover it, one line instead of one per window
+    grid = np.linspace(0, len(wave) / sr, 400)
+    total, count = np.zeros_like(grid), np.zeros_like(grid)
+    for start, end, alpha in entry["windows"]:
         a = np.asarray(alpha, dtype=float)
-        t = start + (np.arange(len(a)) + 0.5) * (end - start) / max(len(a), 1)
-        fig.add_trace(go.Scatter(x=t, y=a / max(a.max(), 1e-12), mode="lines", line={"color": "crimson", "width": 2},
-                                 name="attention", showlegend=i == 0, opacity=0.8), secondary_y=True)
+        a = a / max(a.max(), 1e-12)
+        inside = (grid >= start) & (grid < end)
+        pos = np.minimum(((grid[inside] - start) / max(end - start, 1e-9) * len(a)).astype(int), len(a) - 1)
+        total[inside] += a[pos]
+        count[inside] += 1
+    covered = count > 0
+    fig.add_trace(go.Scatter(x=grid[covered], y=total[covered] / count[covered], mode="lines",
+                             line={"color": "crimson", "width": 2}, name=f"attention ({len(entry['windows'])} windows)"),
+                  secondary_y=True)
     fig.update_yaxes(title_text="frequency (kHz)", secondary_y=False)
-    fig.update_yaxes(title_text="attention (scaled)", range=[0, 1.05], secondary_y=True)
-    return fig.update_layout(title=title or "Attention over the recording", xaxis_title="time (s)", height=380)
+    fig.update_yaxes(title_text="attention / window maximum", range=[0, 1.05], tickvals=[0, 0.25, 0.5, 0.75, 1],
+                     secondary_y=True)
+    return fig.update_layout(title=title or "Attention over the recording (grey: spectrogram, dB)",
+                             xaxis_title="time (s)", height=380, legend={"orientation": "h", "y": -0.2})
 
 
 def transfer_matrix(matrix: pd.DataFrame, metric: str = "UA") -> go.Figure:

@@ -147,7 +147,8 @@ def test_attention_covers_the_model_input(trained, tmp_path):
     assert (start, end) == pytest.approx((0.0, 0.4)) and alpha.sum() == pytest.approx(1.0, abs=1e-4)
     from serlib import viz
 
-    assert len(viz.attention_over_audio(entry).data) == 1 + len(entry["windows"])
+    figure = viz.attention_over_audio(entry)  # the spectrogram and one line: the windows' mean attention
+    assert len(figure.data) == 2 and max(figure.data[1].x) > entry["windows"][-1][0]
 
 
 def test_export_refuses_mixed_settings_and_missing_weights(trained, tmp_path):
