@@ -810,6 +810,10 @@ def test_issue22_cases_as_a_user_sees_them(tiny_runs, tmp_path):
         (["sweep", "--experiment", "cnn_lstm", "--set", "name=" + "x" * 300], 2, "name must be 1-80 characters"),
         (["sweep", "--experiment", "cnn_lstm", "--backend", "ray", "--cpus-per-run", "nan"], 2,
          "--cpus-per-run must be a finite number"),
+        (["sweep", "--experiment", "cnn_lstm", "--backend", "ray", "--address", "notahost"], 2,
+         "--address must be 'auto' or HOST:PORT, got 'notahost'"),
+        (["sweep", "--experiment", "cnn_lstm", "--backend", "ray", "--address", "127.0.0.1:9"], 2,
+         "--address 127.0.0.1:9: no Ray cluster reachable there"),
         (["run", "--experiment", "cnn_lstm", "--corpus", "csv", "--root", tiny_runs["csv"], "--classes",
           "neutral,happy", "--merge", "neutral=happy"], 2, "hold 1 of the classes"),
     ]
