@@ -55,7 +55,7 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help="comma-separated classes to keep ('all' keeps every label)")
     p.add_argument("--merge", default={}, type=_merge, help="label merges, e.g. excited=happy")
     p.add_argument("--protocol", default="loso",
-                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS")
+                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH")
     p.add_argument("--test-root", default=None, help="cross:TEST_CORPUS: the test corpus's folder (csv: its file)")
     p.add_argument("--test-subset", default=None, choices=("improvised", "scripted", "all"),
                    help="cross:TEST_CORPUS: the test corpus's IEMOCAP/synthetic subset")
