@@ -340,9 +340,14 @@ def holm(p_values: list[float]) -> list[float]:
     return [round(float(x), 12) for x in adjusted]
 
 
-def pairwise(sets: list[ResultSet], metric: str = "ua") -> pd.DataFrame:
+def pairwise(sets: list[ResultSet], metric: str = "ua", mixed_test_audio: bool = False) -> pd.DataFrame:
     """Holm-corrected sign-flip p-values of every pair of sets (a symmetric matrix with
-    ones on the diagonal); the sets must share their splits."""
+    ones on the diagonal); the sets must share their splits, and be of one kind (all or none
+    using the test speakers' audio) unless ``mixed_test_audio=True``."""
+    kinds = {s.uses_test_speaker_audio for s in sets}
+    if len(kinds) > 1 and not mixed_test_audio:
+        raise SplitError("some sets use the test speakers' audio (+speaker-norm) and some do not: compare like "
+                         "with like, or pass mixed_test_audio=True and say so")
     labels = [s.label for s in sets]
     pairs = list(itertools.combinations(range(len(sets)), 2))
     raw = []

@@ -91,6 +91,9 @@ def test_speaker_norm_is_in_the_name_a_column_and_a_key_of_the_baseline(tmp_path
     with pytest.raises(SplitError, match="uses the test speakers' audio"):
         stats.compare(normed, plain)
     assert not stats.compare(normed, plain, n_boot=20, mixed_test_audio=True)["like_with_like"]
+    with pytest.raises(SplitError, match="like with like"):
+        stats.pairwise([normed, plain])
+    assert stats.pairwise([normed, plain], mixed_test_audio=True).shape == (2, 2)
     # beside the papers, the label says it
     beside = results.compare_with_papers(mean)
     row = beside[(beside.source == "measured") & beside.variant.str.startswith("modern+speaker-norm")].iloc[0]
