@@ -35,6 +35,7 @@ from .weights import weights_path
 
 log = logging.getLogger(__name__)
 FINGERPRINT_CHARS = 10  # of the hex digest, in paths and tables
+COMMIT_CHARS = 10  # of a git commit, in code versions
 
 
 def _safe(part: str) -> str:
@@ -89,7 +90,7 @@ def code_version(provenance: dict | None) -> str:
     if not p.get("git_commit"):
         return "unknown"
     dirty = f"+{(p.get('git_diff_sha256') or 'dirty')[:8]}" if p.get("git_dirty") else ""
-    return p["git_commit"][:FINGERPRINT_CHARS] + dirty
+    return p["git_commit"][:COMMIT_CHARS] + dirty
 
 
 def record_code_version(record: dict) -> str:
