@@ -55,7 +55,7 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help="comma-separated classes to keep ('all' keeps every label)")
     p.add_argument("--merge", default={}, type=_merge, help="label merges, e.g. excited=happy")
     p.add_argument("--protocol", default="loso",
-                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS")
+                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH")
     p.add_argument("--test-root", default=None, help="cross:TEST_CORPUS: the test corpus's folder (csv: its file)")
     p.add_argument("--test-subset", default=None, choices=("improvised", "scripted", "all"),
                    help="cross:TEST_CORPUS: the test corpus's IEMOCAP/synthetic subset")
@@ -284,10 +284,14 @@ def _dispatch(args) -> int:
         runs = load_records(args.path, damaged)
         table = summarise(collect(runs), runs)["mean"]
         table = baseline_columns(table, runs) if len(table) else table
-        columns = ["experiment", "name", "corpus", "protocol", "fingerprint", "leaky", "n_folds", "n_seeds",
-                   "wa_mean", "wa_std", "ua_mean", "ua_std", "ua_pooled", "ua_pooled_low", "ua_pooled_high",
-                   "ua_vs_baseline", "p_vs_baseline"]
+        columns = ["experiment", "name", "corpus", "protocol", "uses_test_speaker_audio", "fingerprint", "code_version",
+                   "leaky", "n_folds", "n_seeds", "wa_mean", "wa_std", "ua_mean", "ua_std", "ua_seed_std", "val_ua_mean",
+                   "ua_pooled", "ua_pooled_low", "ua_pooled_high", "baseline_chosen_on", "ua_vs_baseline",
+                   "p_raw_vs_baseline", "p_holm_vs_baseline"]
         print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
+        for note in (table["versions_note"] if "versions_note" in table else []):
+            if note:
+                print(f"code versions: {note}", file=sys.stderr)
         for path, reason in damaged:
             print(f"damaged record skipped: {path}: {reason}", file=sys.stderr)
         if damaged:

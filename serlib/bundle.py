@@ -105,7 +105,7 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
                         "selected_weights": rec.get("best_weights", "raw")})
     wa, ua = np.array([m["wa"] for m in members]), np.array([m["ua"] for m in members])
     card = {
-        "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": config.name,
+        "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": records.record_name(first),
         "corpus": first["corpus_label"], "protocol": config.protocol, "classes": first["classes"],
         "fingerprint": first["fingerprint"], "features": first["features"], "normalization": config.normalization,
         "input": _input_rule(config), "n_parameters": first.get("n_parameters"),

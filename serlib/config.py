@@ -66,6 +66,7 @@ class ExperimentConfig:
     grad_norm_every: int = 10          # record per-layer gradient norms every N steps (0: never)
     output_dir: str | None = None      # default: outputs/
     resume: bool = False
+    resume_other_code: bool = False    # resume a checkpoint written by another code version (refused by default)
     progress: bool = True
 
     def __post_init__(self):
@@ -88,7 +89,7 @@ class ExperimentConfig:
 RUNTIME_FIELDS = frozenset({
     "name", "data_root", "fold", "seed", "device", "channels_last", "compile", "num_workers",
     "feature_workers", "grad_norm_every", "output_dir", "resume", "progress", "features_on_device",
-    "device_feature_mb", "test_data_root",
+    "device_feature_mb", "test_data_root", "resume_other_code",
     # a nested field by its dotted name: where a checkpoint lies (its name and hash stay) and
     # how many chunks go through the encoder at once
     "upstream.path", "upstream.batch_size",

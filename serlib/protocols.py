@@ -18,12 +18,20 @@ Protocols (``make_folds(manifest, protocol)``):
 * ``cross:TEST_CORPUS`` — one fold: train on one corpus, test on every utterance of
   another (:func:`cross_fold`; the two-corpus manifest is
   :func:`serlib.corpora.cross.cross_manifest`).
+* ``folds_file:PATH`` — a benchmark's published folds (EmoBox's fold lists, MSP-Podcast's
+  partitions), read from a CSV or JSONL file (:func:`read_folds_file`). The fold check
+  runs and reports but does not refuse a split that is speaker-dependent by design: such
+  a fold is flagged ``speaker_independent=False`` and ``leaky``, with the overlap in its
+  notes; byte-identical audio on two sides is reported (and flagged), not removed, so the
+  published split is scored exactly.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +41,8 @@ from .errors import ConfigError, DataError, SplitError
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K", "cross:TEST_CORPUS")
+PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K", "cross:TEST_CORPUS", "folds_file:PATH")
+FOLD_ROLES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 CROSS_VAL_FRACTION = 0.1  # cross:…: the training corpus's speakers held out for validation (at least 1)
 
 
@@ -50,13 +59,14 @@ class Fold:
     speaker_independent: bool
     protocol: str = ""
     notes: list[str] = field(default_factory=list)
+    leaky: bool = False  # the split shares speakers or identical audio across its sides (a record's ``leaky``)
 
     def row(self) -> dict:
         return {
             "fold": self.number, "test_speakers": ",".join(self.test_speakers),
             "val_speakers": ",".join(self.val_speakers), "n_train": len(self.train),
             "n_val": len(self.val), "n_test": len(self.test),
-            "speaker_independent": self.speaker_independent,
+            "speaker_independent": self.speaker_independent, "leaky": self.leaky,
         }
 
 
@@ -145,7 +155,7 @@ def cross_fold(manifest: pd.DataFrame, protocol: str) -> Fold:
 
 def parse_protocol(protocol: str) -> tuple[str, int | None]:
     name, _, k = protocol.partition(":")
-    if name == "cross" and k:
+    if name in ("cross", "folds_file") and k:
         return name, None
     if name in ("loso", "session") and not k:
         return name, None
@@ -163,6 +173,8 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     from the other splits, and the fold's ``notes`` say how many.
     """
     name, k = parse_protocol(protocol)
+    if name == "folds_file":
+        return folds_from_file(manifest, protocol)
     if name != "stratified_kfold" and manifest[SPEAKER].isna().any():
         raise SplitError(f"protocol {protocol!r} groups by speaker but the manifest has rows "
                          "without a speaker (folder corpus: pass speaker_regex=...)")
@@ -212,12 +224,127 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
             gone = set(test) | set(val)
             train = [u for u in manifest[UTT_ID] if u not in gone]
             folds.append(Fold(i + 1, train, val, test, [], [], False, protocol,
-                              ["speaker-dependent: speakers appear in train and test"]))
+                              ["speaker-dependent: speakers appear in train and test"], leaky=True))
     for fold in folds:
         if AUDIO_HASH in manifest.columns:
             _drop_duplicate_audio(fold, manifest)
         check_disjoint(fold, manifest)
     return folds
+
+
+def folds_file_path(protocol: str) -> Path:
+    """The file of ``folds_file:PATH``."""
+    return Path(protocol.partition(":")[2]).expanduser()
+
+
+def read_folds_file(path: str | Path) -> pd.DataFrame:
+    """A fold file as a table with columns ``key`` (an utterance id or a speaker), ``by``
+    (``"utt_id"`` or ``"speaker"``), ``fold`` (int) and ``role`` (train/val/test).
+
+    The file is a CSV (``.csv``) or JSON lines (``.jsonl``) with one row per (key, fold):
+    a column ``utt_id`` or ``speaker``, a column ``fold`` and a column ``role`` (``train``,
+    ``val`` — also ``valid``, ``validation``, ``dev`` — or ``test``)::
+
+        utt_id,fold,role
+        03a01Fa,1,test
+        03a01Wa,1,train
+
+    Raises :class:`~serlib.errors.DataError` naming the file and the row when it cannot be
+    read or a row lacks one of these.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such folds file (protocol folds_file:PATH)")
+    try:
+        if path.suffix.lower() == ".jsonl":
+            lines = [line for line in path.read_text().splitlines() if line.strip()]
+            table = pd.DataFrame([json.loads(line) for line in lines])
+        elif path.suffix.lower() == ".csv":
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            raise DataError(path, f"folds file must be .csv or .jsonl, got {path.suffix!r}")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(path, f"unreadable folds file ({e})") from e
+    by = UTT_ID if UTT_ID in table.columns else SPEAKER if SPEAKER in table.columns else None
+    missing = [c for c in ("fold", "role") if c not in table.columns] + ([] if by else [f"{UTT_ID} or {SPEAKER}"])
+    if table.empty or missing:
+        raise DataError(path, f"folds file needs columns {UTT_ID} (or {SPEAKER}), fold, role; missing {missing or 'rows'}")
+    roles = table["role"].astype(str).str.strip().str.lower()
+    bad_role = roles[~roles.isin(FOLD_ROLES)]
+    if len(bad_role):
+        i = bad_role.index[0]
+        raise DataError(path, f"row {i + 1}: role {table['role'][i]!r} is not one of {sorted(FOLD_ROLES)}")
+    folds = pd.to_numeric(table["fold"], errors="coerce")
+    if folds.isna().any() or (folds < 1).any() or (folds % 1 != 0).any():
+        i = folds.index[folds.isna() | (folds < 1) | (folds % 1 != 0)][0]
+        raise DataError(path, f"row {i + 1}: fold {table['fold'][i]!r} is not a whole number >= 1")
+    out = pd.DataFrame({"key": table[by].astype(str), "by": by, "fold": folds.astype(int), "role": roles.map(FOLD_ROLES)})
+    twice = out[out.duplicated(["key", "fold"], keep=False)]
+    if len(twice):
+        key, fold = twice.iloc[0][["key", "fold"]]
+        raise DataError(path, f"{by} {key!r} has {len(twice[(twice.key == key) & (twice.fold == fold)])} roles in fold {fold}")
+    return out
+
+
+def folds_from_file(manifest: pd.DataFrame, protocol: str) -> list[Fold]:
+    """The folds of ``folds_file:PATH`` on ``manifest`` (:func:`read_folds_file`).
+
+    Keys of the file that the manifest lacks (other classes, skipped files) are counted in
+    each fold's notes; utterances of the manifest that a fold does not list take no part in
+    it. Each fold is then checked: an utterance on two sides is an error; shared speakers
+    or byte-identical audio on two sides are reported in the notes and flag the fold
+    ``speaker_independent=False`` / ``leaky=True`` — a published split is scored as
+    published, and said to be what it is.
+    """
+    path = folds_file_path(protocol)
+    table = read_folds_file(path)
+    by = table["by"].iloc[0]
+    known = set(manifest[by].astype(str))
+    ids_of = manifest.groupby(manifest[by].astype(str))[UTT_ID].apply(list) if by == SPEAKER else None
+    speaker_of = manifest.set_index(UTT_ID)[SPEAKER]
+    folds = []
+    for number, rows in table.groupby("fold", sort=True):
+        absent = sorted(set(rows.key) - known)
+        rows = rows[rows.key.isin(known)]
+        split = {}
+        for role in ("train", "val", "test"):
+            keys = rows.key[rows.role == role].tolist()
+            split[role] = [u for k in keys for u in ids_of[k]] if by == SPEAKER else keys
+            if not split[role]:
+                raise DataError(path, f"fold {number}: no {role} utterances of this manifest "
+                                      f"({len(absent)} keys of the file are not in it)")
+        spk = {role: sorted(set(speaker_of[ids].dropna().astype(str))) for role, ids in split.items()}
+        notes = [f"folds file {path.name}: {len(absent)} of its keys are not in the manifest, e.g. {absent[:3]}"] if absent else []
+        fold = Fold(int(number), split["train"], split["val"], split["test"], spk["test"], spk["val"], True, protocol, notes)
+        _report_overlap(fold, manifest)
+        check_disjoint(fold, manifest)
+        folds.append(fold)
+    numbers = [f.number for f in folds]
+    if numbers != list(range(1, len(folds) + 1)):
+        raise DataError(path, f"folds must be numbered 1..K without gaps, got {numbers}")
+    return folds
+
+
+def _report_overlap(fold: Fold, manifest: pd.DataFrame) -> None:
+    """Flag (not fix) shared speakers and identical audio across the sides of a fold."""
+    frame = manifest.set_index(UTT_ID)
+    sides = {role: getattr(fold, role) for role in ("train", "val", "test")}
+    unknown_speaker = frame.loc[[u for ids in sides.values() for u in ids], SPEAKER].isna().any()
+    for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+        shared = set(frame.loc[sides[a], SPEAKER].dropna()) & set(frame.loc[sides[b], SPEAKER].dropna())
+        if shared:
+            fold.speaker_independent, fold.leaky = False, True
+            fold.notes.append(f"speaker-dependent: {len(shared)} speaker(s) in both {a} and {b}, e.g. {sorted(map(str, shared))[:3]}")
+        if AUDIO_HASH in frame.columns:
+            copies = set(frame.loc[sides[a], AUDIO_HASH]) & set(frame.loc[sides[b], AUDIO_HASH])
+            if copies:
+                fold.leaky = True
+                fold.notes.append(f"{len(copies)} byte-identical file(s) in both {a} and {b} (kept: the split is scored as published)")
+    if unknown_speaker:
+        fold.speaker_independent = False
+        fold.notes.append("speaker-dependent: some utterances have no speaker, so speaker independence cannot be checked")
+    for note in fold.notes:
+        log.warning("fold %d: %s", fold.number, note)
 
 
 def _drop_duplicate_audio(fold: Fold, manifest: pd.DataFrame) -> None:

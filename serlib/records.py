@@ -30,11 +30,12 @@ from .config import LATER_FIELDS, RUNTIME_FIELDS
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .errors import DataError
 from .paths import outputs_dir
-from .protocols import is_cross, test_corpus
+from .protocols import folds_file_path, is_cross, test_corpus
 from .weights import weights_path
 
 log = logging.getLogger(__name__)
 FINGERPRINT_CHARS = 10  # of the hex digest, in paths and tables
+COMMIT_CHARS = 10  # of a git commit, in code versions
 
 
 def _safe(part: str) -> str:
@@ -52,12 +53,58 @@ def corpus_label(config) -> str:
     return config.corpus if config.subset in (None, "all") else f"{config.corpus}-{config.subset}"
 
 
+def result_name(name: str, selection: str = "val", speaker_norm: bool = False) -> str:
+    """The name a result set is shown under: what a table must never hide is in it —
+    test-split selection (``+test-selection``) and test-speaker statistics (``+speaker-norm``).
+
+    >>> result_name("modern", speaker_norm=True)
+    'modern+speaker-norm'
+    """
+    return name + ("+test-selection" if selection == "test" else "") + ("+speaker-norm" if speaker_norm else "")
+
+
+def uses_test_speaker_audio(record: dict) -> bool:
+    """Whether a run standardised with statistics of its test speakers' (unlabelled) audio."""
+    recipe = record.get("config", {}).get("recipe") or {}
+    return bool(record.get("uses_test_speaker_audio", recipe.get("speaker_norm", False)))
+
+
+def record_name(record: dict) -> str:
+    """:func:`result_name` of a record (the name of its folder)."""
+    c = record["config"]
+    return result_name(c["name"], c.get("selection", "val"), uses_test_speaker_audio(record))
+
+
+def code_version(provenance: dict | None) -> str:
+    """The code a record (or checkpoint) was made with: the git commit (10 hex digits),
+    ``+`` the first 8 hex digits of the uncommitted diff's hash when the tree was dirty,
+    or ``"unknown"`` (no git). Tables never average records of different versions by
+    default (:func:`serlib.results.summarise`).
+
+    >>> code_version({"git_commit": "0123456789abcdef", "git_dirty": False})
+    '0123456789'
+    >>> code_version({"git_commit": "0123456789abcdef", "git_dirty": True, "git_diff_sha256": "feedbeef00"})
+    '0123456789+feedbeef'
+    """
+    p = provenance or {}
+    if not p.get("git_commit"):
+        return "unknown"
+    dirty = f"+{(p.get('git_diff_sha256') or 'dirty')[:8]}" if p.get("git_dirty") else ""
+    return p["git_commit"][:COMMIT_CHARS] + dirty
+
+
+def record_code_version(record: dict) -> str:
+    """:func:`code_version` of a record; a fold resumed from another version's checkpoint
+    (``resume_other_code=true``) names both."""
+    version = code_version(record.get("provenance"))
+    resumed = record.get("resumed_from_code")
+    return f"{version} (resumed from {resumed})" if resumed and resumed != version else version
+
+
 def run_stem(config, fingerprint: str) -> Path:
     """The record's path without suffix, for a run of ``config`` with ``fingerprint``."""
     root = Path(config.output_dir) if config.output_dir else outputs_dir()
-    # what a table must never hide is in the name: test-split selection, test-speaker statistics
-    name = (config.name + ("+test-selection" if config.selection == "test" else "")
-            + ("+speaker-norm" if config.recipe.speaker_norm else ""))
+    name = result_name(config.name, config.selection, config.recipe.speaker_norm)
     return record_stem(root / "results", config.experiment, name, corpus_label(config),
                        config.protocol, fingerprint, config.fold, config.seed)
 
@@ -77,6 +124,11 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
             settings.pop(name, None)
     if getattr(config, "recipe", None) is not None and config.recipe.is_paper:
         del settings["recipe"]  # runs from before the recipe switches keep their fingerprints
+    if config.protocol.startswith("folds_file:"):  # the folds are the file's content, not its name
+        path = folds_file_path(config.protocol)
+        if not path.is_file():
+            raise DataError(path, "no such folds file (protocol folds_file:PATH)")
+        settings["folds_file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     h = hashlib.sha256()
     columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
     for row in manifest.sort_values(UTT_ID)[columns].itertuples(index=False):
@@ -148,13 +200,16 @@ def provenance() -> dict:
                                 timeout=5).stdout.strip() or None
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                     capture_output=True, text=True, timeout=5).stdout.strip())
+        # two dirty trees at one commit are different code: the diff's hash tells them apart
+        diff = hashlib.sha256(subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True,
+                                             timeout=5).stdout).hexdigest() if dirty and commit else None
     except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
+        commit, dirty, diff = None, None, None
     return {
         "serlib": __version__, "torch": torch.__version__, "torchaudio": torchaudio.__version__,
         "numpy": np.__version__, "pandas": pd.__version__, "sklearn": sklearn.__version__,
         "python": platform.python_version(), "platform": platform.platform(),
-        "git_commit": commit, "git_dirty": dirty,
+        "git_commit": commit, "git_dirty": dirty, "git_diff_sha256": diff,
     }
 
 
@@ -263,7 +318,7 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
     record = {
         "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
         "corpus_label": corpus_label(config), "classes": setup.classes,
-        "leaky": config.leaky, "speaker_independent": fold.speaker_independent,
+        "leaky": config.leaky or fold.leaky, "speaker_independent": fold.speaker_independent,
         "metrics": {k: test[k] for k in ("wa", "ua", "macro_f1", "recall", "confusion", "labels", "n")},
         "best_epoch": best_epoch, "selected_on": "test" if config.selection == "test" else "val",
         "best_selection_ua": best_metric, "history": history,

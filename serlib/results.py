@@ -9,7 +9,9 @@ takes a folder or the records themselves, and ``summarise`` and
     tables = summarise(collect(runs), runs)
     mean = stats.baseline_columns(tables["mean"], runs)
 
-``summarise`` never averages records with different fingerprints (:mod:`serlib.records`).
+``summarise`` never averages records with different fingerprints (:mod:`serlib.records`),
+nor, unless asked, records of different code versions; every table shows whether a row
+uses the test speakers' audio (``uses_test_speaker_audio``, ``+speaker-norm`` in its name).
 """
 
 from __future__ import annotations
@@ -21,36 +23,50 @@ import numpy as np
 import pandas as pd
 
 from . import atomic, experiments, metrics
+from .errors import ConfigError
 from .paths import outputs_dir
-from .records import FINGERPRINT_CHARS, load_records, read_predictions, read_record
+from .records import (
+    FINGERPRINT_CHARS,
+    load_records,
+    read_predictions,
+    read_record,
+    record_code_version,
+    record_name,
+    uses_test_speaker_audio,
+)
 
 log = logging.getLogger(__name__)
 
 
 def collect(source: str | Path | list[dict] | None = None) -> pd.DataFrame:
-    """One row per record: key, fingerprint, WA/UA/macro-F1, epochs, timing, leaky flag,
-    path. ``source``: a results folder (default ``outputs/results``) or records already
-    read. Damaged records are skipped with a warning and listed in ``df.attrs["damaged"]``."""
+    """One row per record: key, fingerprint, code version, WA/UA/macro-F1, validation UA,
+    epochs, timing, flags, path. ``name`` is the name the result set is shown under, with
+    ``+speaker-norm`` / ``+test-selection`` when they apply (:func:`serlib.records.record_name`),
+    and ``uses_test_speaker_audio`` is a column of its own. ``source``: a results folder
+    (default ``outputs/results``) or records already read. Damaged records are skipped
+    with a warning and listed in ``df.attrs["damaged"]``."""
     damaged = []
     runs = source if isinstance(source, list) else load_records(source, damaged)
     rows = []
     for r in runs:
         c = r["config"]
         rows.append({
-            "experiment": c["experiment"], "name": c["name"], "corpus": r["corpus_label"],
-            "protocol": c["protocol"], "fingerprint": r["fingerprint"][:FINGERPRINT_CHARS],
-            "fold": c["fold"], "seed": c["seed"],
-            "test_speakers": ",".join(r["test_speakers"]), "leaky": r["leaky"],
+            "experiment": c["experiment"], "name": record_name(r), "corpus": r["corpus_label"],
+            "protocol": c["protocol"], "uses_test_speaker_audio": uses_test_speaker_audio(r),
+            "fingerprint": r["fingerprint"][:FINGERPRINT_CHARS], "code_version": record_code_version(r),
+            "fold": c["fold"], "seed": c["seed"], "test_speakers": ",".join(r["test_speakers"]),
+            "leaky": r["leaky"], "n_classes": len(r.get("classes") or r["metrics"].get("labels") or []),
             "wa": r["metrics"]["wa"], "ua": r["metrics"]["ua"], "macro_f1": r["metrics"]["macro_f1"],
+            "val_ua": r.get("best_selection_ua"),
             "n_test": r["metrics"]["n"], "best_epoch": r["best_epoch"], "epochs_run": len(r["history"]),
             "seconds_per_epoch": r["timing"]["seconds_per_epoch"], "total_seconds": r["timing"]["total_seconds"],
             "device": r["device"], "path": r["_path"],
         })
-    cols = ["experiment", "name", "corpus", "protocol", "fingerprint", "fold", "seed", "test_speakers", "leaky",
-            "wa", "ua", "macro_f1", "n_test", "best_epoch", "epochs_run", "seconds_per_epoch", "total_seconds",
-            "device", "path"]
+    cols = ["experiment", "name", "corpus", "protocol", "uses_test_speaker_audio", "fingerprint", "code_version",
+            "fold", "seed", "test_speakers", "leaky", "n_classes", "wa", "ua", "macro_f1", "val_ua", "n_test",
+            "best_epoch", "epochs_run", "seconds_per_epoch", "total_seconds", "device", "path"]
     df = pd.DataFrame(rows, columns=cols)
-    for column in ("wa", "ua", "macro_f1"):  # null in strict JSON
+    for column in ("wa", "ua", "macro_f1", "val_ua"):  # null in strict JSON
         df[column] = df[column].astype(float)
     df.attrs["damaged"] = damaged
     if damaged:
@@ -58,33 +74,83 @@ def collect(source: str | Path | list[dict] | None = None) -> pd.DataFrame:
     return df
 
 
-GROUP = ["experiment", "name", "corpus", "protocol", "fingerprint", "leaky"]
+# a result set: records of one setting (never averaged with another); the code version is
+# a key too unless summarise(..., versions="merge") is asked for
+GROUP = ["experiment", "name", "corpus", "protocol", "uses_test_speaker_audio", "fingerprint", "leaky"]
+VERSIONS = ("split", "merge")
 
 
-def summarise(df: pd.DataFrame, records: list[dict] | None = None) -> dict[str, pd.DataFrame]:
-    """Per-fold table, mean ± std over folds (× seeds), and pooled scores.
+def fold_stats(g: pd.DataFrame, metric: str) -> tuple[float, float, float]:
+    """``(mean, fold std, seed std)`` of ``metric`` over the records ``g`` of one result set:
+    per fold the mean over seeds first; the mean and the (population, ddof=0) std of those
+    fold means; and, when some fold has several seeds, the mean over folds of the std over
+    seeds within a fold (else NaN). The fold std is the spread :func:`serlib.stats.ci` and the
+    paired tests use; the seed std is training noise alone.
+
+    >>> g = pd.DataFrame({"fold": [1, 1, 2, 2], "seed": [1, 2, 1, 2], "ua": [0.5, 0.7, 0.8, 0.8]})
+    >>> [round(x, 3) for x in fold_stats(g, "ua")]
+    [0.7, 0.1, 0.05]
+    """
+    by_fold = g.groupby("fold")[metric]
+    means = by_fold.mean()
+    seed_std = by_fold.std(ddof=0)[by_fold.size() > 1]
+    return float(means.mean()), float(means.std(ddof=0)), float(seed_std.mean()) if len(seed_std) else float("nan")
+
+
+def summarise(df: pd.DataFrame, records: list[dict] | None = None, versions: str = "split") -> dict[str, pd.DataFrame]:
+    """Per-fold table, mean ± std over folds, and pooled scores, one row per result set.
 
     Returns ``{"per_fold": …, "mean": …}``; "mean" has one row per result set
-    (experiment, name, corpus, protocol, fingerprint: records of different settings are
-    never averaged) with ``wa_mean, wa_std, ua_mean, ua_std, n_folds, n_seeds`` and the
-    pooled ``wa_pooled, ua_pooled`` (all folds' predictions scored together — labelled as
-    pooled, never mixed with the means). ``records``: the records of ``df`` already read
-    (else each is read once, by its path). The speaker-bootstrap interval of the pooled UA
-    and the comparison with a baseline are :func:`serlib.stats.baseline_columns`.
+    (experiment, name — with its ``+speaker-norm`` suffix —, corpus, protocol,
+    ``uses_test_speaker_audio``, fingerprint: records of different settings are never
+    averaged) and code version, with ``n_folds, n_seeds``, ``wa_mean, wa_std, ua_mean,
+    ua_std`` (the mean and std over folds of the per-fold means over seeds), ``wa_seed_std,
+    ua_seed_std`` (the std over seeds within a fold, averaged over folds; NaN with one
+    seed), ``val_ua_mean`` (the selection score: mean validation UA of the selected
+    epochs) and the pooled ``wa_pooled, ua_pooled`` (all folds' predictions scored together
+    — labelled as pooled, never mixed with the means).
+
+    Code versions (:func:`serlib.records.code_version`: the records' git commit, and a hash
+    of the uncommitted diff): a result set whose records come from more than one version is
+    split into one row per version by default (``versions="split"``), each saying in
+    ``versions_note`` that the set spans versions and which folds this row holds;
+    ``versions="merge"`` averages them and says so in the row. ``records``: the records of
+    ``df`` already read (else each is read once, by its path). The speaker-bootstrap interval
+    of the pooled UA and the comparison with a baseline are
+    :func:`serlib.stats.baseline_columns`.
     """
+    if versions not in VERSIONS:
+        raise ConfigError(f"versions must be one of {VERSIONS}, got {versions!r}")
     if df.empty:
         return {"per_fold": df, "mean": pd.DataFrame()}
     by_path = {r["path"]: r for r in records or []}
     by_path.update({p: read_record(p) for p in df["path"] if p not in by_path})
-    per_fold = df.sort_values(GROUP + ["fold", "seed"])[GROUP + ["fold", "seed", "test_speakers", "wa", "ua", "macro_f1"]]
+    per_fold = df.sort_values(GROUP + ["code_version", "fold", "seed"])[
+        GROUP + ["code_version", "n_classes", "fold", "seed", "test_speakers", "wa", "ua", "macro_f1", "val_ua"]]
     rows = []
-    for key, g in df.groupby(GROUP, sort=True):
-        pooled = pooled_scores([by_path[p] for p in g["path"]])
-        rows.append({**dict(zip(GROUP, key)), "n_folds": g.fold.nunique(), "n_seeds": g.seed.nunique(),
-                     "wa_mean": g.wa.mean(), "wa_std": g.wa.std(ddof=0), "ua_mean": g.ua.mean(),
-                     "ua_std": g.ua.std(ddof=0), "macro_f1_mean": g.macro_f1.mean(),
-                     "wa_pooled": pooled["wa"], "ua_pooled": pooled["ua"],
-                     "seconds_per_fold": g.total_seconds.mean() if "total_seconds" in g else np.nan})
+    for key, whole in df.groupby(GROUP, sort=True):
+        all_versions = sorted(whole.code_version.unique())
+        parts = ([(v, whole[whole.code_version == v]) for v in all_versions] if versions == "split"
+                 else [(" + ".join(all_versions), whole)])
+        for version, g in parts:
+            note = ""
+            if len(all_versions) > 1 and versions == "split":
+                note = (f"the result set spans {len(all_versions)} code versions ({', '.join(all_versions)}); this row is "
+                        f"{version} only: folds {sorted(g.fold.unique())} of {sorted(whole.fold.unique())}")
+            elif len(all_versions) > 1:
+                note = f"MIXES {len(all_versions)} code versions ({', '.join(all_versions)}), averaged on request"
+            pooled = pooled_scores([by_path[p] for p in g["path"]])
+            wa, ua, f1 = fold_stats(g, "wa"), fold_stats(g, "ua"), fold_stats(g, "macro_f1")
+            rows.append({**dict(zip(GROUP, key)), "code_version": version, "n_classes": int(g.n_classes.max()),
+                         "n_folds": g.fold.nunique(), "n_seeds": g.seed.nunique(),
+                         "wa_mean": wa[0], "wa_std": wa[1], "wa_seed_std": wa[2],
+                         "ua_mean": ua[0], "ua_std": ua[1], "ua_seed_std": ua[2], "macro_f1_mean": f1[0],
+                         "val_ua_mean": fold_stats(g, "val_ua")[0],
+                         "wa_pooled": pooled["wa"], "ua_pooled": pooled["ua"],
+                         "seconds_per_fold": g.total_seconds.mean() if "total_seconds" in g else np.nan,
+                         "versions_note": note})
+            if note:
+                log.warning("%s/%s on %s: %s", key[0], key[1], key[2], note)
     mean = pd.DataFrame(rows)
     return {"per_fold": per_fold.reset_index(drop=True), "mean": mean}
 
@@ -157,17 +223,47 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path | None = No
     return written
 
 
-def compare_with_papers(mean: pd.DataFrame) -> pd.DataFrame:
-    """Our mean table (in percent) beside the papers' numbers for the same experiments."""
+def protocol_label(protocol: str, speaker_independent: bool, n_classes, metric: str,
+                   uses_test_audio: bool = False) -> str:
+    """One string that travels with a number in every table: how it was measured.
+
+    >>> protocol_label("loso", True, 7, "WA and UA (mean over folds)")
+    'speaker-independent · loso · 7 classes · WA and UA (mean over folds)'
+    """
+    parts = ["speaker-independent" if speaker_independent else "SPEAKER-DEPENDENT", protocol,
+             f"{n_classes} classes" if n_classes else "classes not stated", metric]
+    return " · ".join(parts) + (" · uses the test speakers' audio" if uses_test_audio else "")
+
+
+def compare_with_papers(mean: pd.DataFrame, peers: bool = True) -> pd.DataFrame:
+    """Our mean table (in percent) beside the papers' numbers for the same experiments and,
+    with ``peers``, the peer systems' numbers on the same corpus — every row labelled with
+    its protocol, class count, metric, speaker independence and use of test-speaker audio
+    (``label``), so that no reference number sits in a column beside a speaker-independent
+    serlib number without saying how it was measured."""
     reference = experiments.reference_table()
+    reference = reference.assign(uses_test_speaker_audio=False, label=[
+        protocol_label(r.protocol, r.speaker_independent, r.n_classes, r.metric) for r in reference.itertuples()])
+    columns = ["experiment", "paper", "variant", "corpus", "protocol", "n_classes", "metric", "speaker_independent",
+               "uses_test_speaker_audio", "wa", "ua", "label", "note"]
     if mean.empty:
-        return reference.assign(source="paper")
+        return reference[columns].assign(source="paper")
+    speaker_independent = ~mean["leaky"].astype(bool)
+    metric = "WA and UA (mean over folds)"
     ours = mean.assign(
-        paper="serlib (this workbench)", variant=mean["name"] + " [" + mean["fingerprint"] + "]", wa=(100 * mean.wa_mean).round(1),
-        ua=(100 * mean.ua_mean).round(1), speaker_independent=~mean["leaky"].astype(bool),
+        paper="serlib (this workbench)", variant=mean["name"] + " [" + mean["fingerprint"] + "]",
+        wa=(100 * mean.wa_mean).round(1), ua=(100 * mean.ua_mean).round(1), speaker_independent=speaker_independent,
+        metric=metric,
+        label=[protocol_label(p, si, n, metric, bool(t)) for p, si, n, t in
+               zip(mean.protocol, speaker_independent, mean.n_classes, mean.uses_test_speaker_audio)],
         note=[(f"± {100 * w:.1f} / ± {100 * u:.1f} over {n} folds" if n > 1 else "1 fold: no spread")
-              + f"; pooled {100 * pw:.1f} / {100 * pu:.1f}"
-              for w, u, n, pw, pu in zip(mean.wa_std, mean.ua_std, mean.n_folds, mean.wa_pooled, mean.ua_pooled)],
-    )[list(reference.columns)]
-    papers = reference[reference.experiment.isin(set(ours.experiment))]
-    return pd.concat([ours.assign(source="measured"), papers.assign(source="paper")], ignore_index=True)
+              + f"; pooled {100 * pw:.1f} / {100 * pu:.1f}" + (f"; code {v}" if v else "") + (f"; {vn}" if vn else "")
+              for w, u, n, pw, pu, v, vn in zip(mean.wa_std, mean.ua_std, mean.n_folds, mean.wa_pooled, mean.ua_pooled,
+                                               mean.get("code_version", [""] * len(mean)),
+                                               mean.get("versions_note", [""] * len(mean)))],
+    )[columns]
+    base = {c.split("-")[0] for c in ours.corpus}
+    wanted = reference.experiment.isin(set(ours.experiment))
+    if peers:
+        wanted |= (reference.experiment == "peers") & reference.corpus.str.split("-").str[0].isin(base)
+    return pd.concat([ours.assign(source="measured"), reference[wanted].assign(source="paper")], ignore_index=True)

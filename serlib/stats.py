@@ -14,7 +14,14 @@ exactly the same utterances (:func:`compare` refuses otherwise).
   paired difference; McNemar's exact test on the per-utterance correctness as a second
   opinion.
 * Many sets: :func:`pairwise` gives the matrix of permutation p-values with Holm's
-  correction.
+  correction; :func:`versus`, :func:`baseline_columns` and :func:`ablation_table` Holm-correct
+  the p-values of the rows of one table (columns named ``…holm…``).
+* Like with like: a set that uses the test speakers' audio (``+speaker-norm``) is compared
+  with one that does not only on request; a comparator is chosen on validation UA
+  (:func:`choose_baseline`), never on test; records of two code versions are not pooled
+  unless asked (:func:`load_set`). :func:`unseen_folds` / :func:`gain_on_unseen` report a
+  chosen setting's gain on the folds whose test speakers took no part in the choice, and
+  :func:`nested_choice` chooses inside each outer fold on its own validation speaker.
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ import pandas as pd
 
 from . import metrics
 from .errors import SplitError
-from .records import FINGERPRINT_CHARS, load_records, read_predictions
+from .records import (
+    FINGERPRINT_CHARS,
+    load_records,
+    read_predictions,
+    record_code_version,
+    record_name,
+    uses_test_speaker_audio,
+)
 
 N_BOOT = 2000
 EXACT_MAX_FOLDS = 16
@@ -40,21 +54,45 @@ class ResultSet:
 
     label: str
     records: list[dict]
-    predictions: pd.DataFrame  # fold, seed, utt_id, speaker, truth, prediction
+    predictions: pd.DataFrame  # fold, seed, utt_id, speaker, truth, prediction (, p_<class>…)
     classes: list[str]
 
     @property
     def folds(self) -> list[int]:
         return sorted({r["config"]["fold"] for r in self.records})
 
+    @property
+    def uses_test_speaker_audio(self) -> bool:
+        """Whether any run standardised with its test speakers' audio (``+speaker-norm``)."""
+        return any(uses_test_speaker_audio(r) for r in self.records)
+
+    @property
+    def code_versions(self) -> list[str]:
+        return sorted({record_code_version(r) for r in self.records})
+
     def per_fold(self) -> pd.DataFrame:
-        """UA and WA per fold, averaged over seeds first."""
+        """UA, WA and validation UA per fold, averaged over seeds first."""
         rows = [{"fold": r["config"]["fold"], "seed": r["config"]["seed"], "ua": r["metrics"]["ua"],
-                 "wa": r["metrics"]["wa"]} for r in self.records]
-        return pd.DataFrame(rows).groupby("fold")[["ua", "wa"]].mean()
+                 "wa": r["metrics"]["wa"], "val_ua": r.get("best_selection_ua", np.nan)} for r in self.records]
+        return pd.DataFrame(rows).astype({"val_ua": float}).groupby("fold")[["ua", "wa", "val_ua"]].mean()
+
+    def seed_std(self) -> dict[str, float]:
+        """The std over seeds within a fold, averaged over the folds that have several
+        seeds (NaN with one seed): training noise, apart from the spread over folds."""
+        rows = pd.DataFrame([{"fold": r["config"]["fold"], "ua": r["metrics"]["ua"], "wa": r["metrics"]["wa"]}
+                             for r in self.records])
+        sizes = rows.groupby("fold").size()
+        several = rows[rows.fold.isin(sizes.index[sizes > 1])]
+        if several.empty:
+            return {"ua": float("nan"), "wa": float("nan")}
+        spread = several.groupby("fold")[["ua", "wa"]].std(ddof=0).mean()
+        return {"ua": float(spread.ua), "wa": float(spread.wa)}
 
     def test_ids(self) -> dict[int, frozenset]:
         return {f: frozenset(g.utt_id) for f, g in self.predictions.groupby("fold")}
+
+    def test_speakers(self) -> dict[int, set[str]]:
+        return {f: set(g.speaker.astype(str)) for f, g in self.predictions.groupby("fold")}
 
     def restrict(self, folds) -> ResultSet:
         """The same set on ``folds`` only."""
@@ -65,29 +103,42 @@ class ResultSet:
 
 def load_set(path: str | Path | None = None, experiment: str | None = None, name: str | None = None,
              corpus: str | None = None, protocol: str | None = None, fingerprint: str | None = None,
-             records: list[dict] | None = None) -> ResultSet:
-    """The records matching the filters (exactly one fingerprint must remain)."""
+             records: list[dict] | None = None, code_version: str | None = None,
+             mixed_versions: bool = False) -> ResultSet:
+    """The records matching the filters (exactly one fingerprint must remain).
+
+    ``name`` matches the config's name or the name the set is shown under (with
+    ``+speaker-norm``). Records of different code versions
+    (:func:`serlib.records.code_version`) are refused unless ``code_version`` picks one or
+    ``mixed_versions=True`` (then the label says so)."""
     records = records if records is not None else load_records(path)
     chosen = [r for r in records
               if (experiment is None or r["config"]["experiment"] == experiment)
-              and (name is None or r["config"]["name"] == name)
+              and (name is None or name in (r["config"]["name"], record_name(r)))
               and (corpus is None or r["corpus_label"] == corpus)
               and (protocol is None or r["config"]["protocol"] == protocol)
-              and (fingerprint is None or r["fingerprint"].startswith(fingerprint))]
+              and (fingerprint is None or r["fingerprint"].startswith(fingerprint))
+              and (code_version is None or record_code_version(r) == code_version)]
     fps = sorted({r["fingerprint"][:FINGERPRINT_CHARS] for r in chosen})
-    wanted = f"experiment={experiment} name={name} corpus={corpus} protocol={protocol} fingerprint={fingerprint}"
+    wanted = (f"experiment={experiment} name={name} corpus={corpus} protocol={protocol} fingerprint={fingerprint}"
+              + (f" code_version={code_version}" if code_version else ""))
     if not chosen:
         raise SplitError(f"no records match {wanted}")
     if len(fps) > 1:
         raise SplitError(f"{wanted} matches {len(fps)} result sets with different settings ({fps}); "
                          "give fingerprint=… to pick one")
+    versions = sorted({record_code_version(r) for r in chosen})
+    if len(versions) > 1 and not mixed_versions:
+        raise SplitError(f"{wanted} holds records of {len(versions)} code versions ({versions}): give code_version=… "
+                         "to pick one, re-run the others, or pass mixed_versions=True to pool them (and say so)")
     frames = []
     for r in chosen:
         p = read_predictions(r)
-        frames.append(p[["utt_id", "speaker", "truth", "prediction"]].assign(fold=r["config"]["fold"],
-                                                                             seed=r["config"]["seed"]))
-    c = chosen[0]["config"]
-    label = f"{c['experiment']}/{c['name']} [{fps[0]}]"
+        keep = ["utt_id", "speaker", "truth", "prediction"] + [c for c in p.columns if c.startswith("p_")]
+        frames.append(p[keep].assign(fold=r["config"]["fold"], seed=r["config"]["seed"]))
+    label = f"{chosen[0]['config']['experiment']}/{record_name(chosen[0])} [{fps[0]}]"
+    if len(versions) > 1:
+        label += f" (MIXES code {' + '.join(versions)})"
     return ResultSet(label, chosen, pd.concat(frames, ignore_index=True), list(chosen[0]["classes"]))
 
 
@@ -112,15 +163,19 @@ def sign_flip_test(d: np.ndarray, n_random: int = 20000, seed: int = 0) -> float
     0.00195
     >>> sign_flip_test(np.zeros(5))
     1.0
+    >>> sign_flip_test(np.ones(24), n_random=999)  # beyond 16 folds: (count + 1) / (B + 1), never 0
+    0.001
     """
     d = np.asarray(d, dtype=float)
     observed = abs(d.sum())
-    if len(d) <= EXACT_MAX_FOLDS:
+    if len(d) <= EXACT_MAX_FOLDS:  # every sign pattern, the observed one among them
         signs = np.array(list(itertools.product((1, -1), repeat=len(d))))
-    else:
-        signs = np.random.default_rng(seed).choice((1, -1), size=(n_random, len(d)))
-    stats = np.abs(signs @ d)
-    return float(np.mean(stats >= observed - 1e-12))
+        return float(np.mean(np.abs(signs @ d) >= observed - 1e-12))
+    # Monte Carlo: the observed pattern counts as one of the draws, so p is never 0
+    # (Phipson & Smyth 2010, "Permutation p-values should never be zero")
+    signs = np.random.default_rng(seed).choice((1, -1), size=(n_random, len(d)))
+    count = int(np.sum(np.abs(signs @ d) >= observed - 1e-12))
+    return (count + 1) / (n_random + 1)
 
 
 def _speaker_counts(p: pd.DataFrame, classes: list[str], speakers: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -153,8 +208,9 @@ def _bootstrap_weights(n_speakers: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def ci(result_set: ResultSet, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> dict:
-    """Pooled UA/WA of a result set with speaker-cluster bootstrap intervals, and the
-    mean ± std over folds (seeds averaged first)."""
+    """Pooled UA/WA of a result set with speaker-cluster bootstrap intervals, the mean ±
+    std over folds (seeds averaged first: the spread :func:`compare` tests), and the std
+    over seeds within a fold when there are several (``ua_seed_std``, else NaN)."""
     p = result_set.predictions
     speakers = sorted(p.speaker.astype(str).unique())
     correct, total = _speaker_counts(p.assign(speaker=p.speaker.astype(str)), result_set.classes, speakers)
@@ -163,27 +219,65 @@ def ci(result_set: ResultSet, n_boot: int = N_BOOT, seed: int = 0, level: float 
     ua_b, wa_b = _pooled(w @ correct, w @ total)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     folds = result_set.per_fold()
-    return {"set": result_set.label, "ua_pooled": float(ua), "ua_low": float(np.nanpercentile(ua_b, q[0])),
+    seeds = result_set.seed_std()
+    return {"set": result_set.label, "uses_test_speaker_audio": result_set.uses_test_speaker_audio,
+            "ua_pooled": float(ua), "ua_low": float(np.nanpercentile(ua_b, q[0])),
             "ua_high": float(np.nanpercentile(ua_b, q[1])), "wa_pooled": float(wa),
             "wa_low": float(np.nanpercentile(wa_b, q[0])), "wa_high": float(np.nanpercentile(wa_b, q[1])),
-            "ua_mean": float(folds.ua.mean()), "ua_std": float(folds.ua.std(ddof=0)),
-            "wa_mean": float(folds.wa.mean()), "wa_std": float(folds.wa.std(ddof=0)), "n_folds": len(folds),
-            "n_speakers": len(speakers)}
+            "ua_mean": float(folds.ua.mean()), "ua_std": float(folds.ua.std(ddof=0)), "ua_seed_std": seeds["ua"],
+            "wa_mean": float(folds.wa.mean()), "wa_std": float(folds.wa.std(ddof=0)), "wa_seed_std": seeds["wa"],
+            "val_ua_mean": float(folds.val_ua.mean()), "n_folds": len(folds),
+            "n_seeds": len({r["config"]["seed"] for r in result_set.records}), "n_speakers": len(speakers),
+            "code_versions": ", ".join(result_set.code_versions)}
+
+
+def one_prediction_per_utterance(result_set: ResultSet) -> tuple[pd.DataFrame, str]:
+    """``(fold, utt_id, speaker, truth, prediction)`` with one row per test utterance of a
+    fold, and how it was made: the run's own prediction with one seed, else the seed
+    ensemble (the argmax of the seeds' mean class probabilities, :func:`seed_ensemble`), or
+    a majority vote over seeds (ties: the lowest seed's) when the probabilities are missing.
+    McNemar's test counts each utterance once: 3 seeds are not 3 independent utterances."""
+    p = result_set.predictions
+    n_seeds = p.groupby(["fold", "utt_id"]).size().max()
+    columns = [f"p_{c}" for c in result_set.classes]
+    if n_seeds == 1:
+        return p[["fold", "utt_id", "speaker", "truth", "prediction"]], "one prediction per utterance (one seed)"
+    if all(c in p.columns for c in columns):
+        table = p.groupby(["fold", "utt_id"], sort=True).agg(
+            {"speaker": "first", "truth": "first", **{c: "mean" for c in columns}}).reset_index()
+        table["prediction"] = [result_set.classes[i] for i in table[columns].to_numpy().argmax(1)]
+        how = f"seed ensemble: argmax of the mean class probabilities of {n_seeds} seeds, one prediction per utterance"
+    else:
+        ordered = p.sort_values(["fold", "utt_id", "seed"])
+        table = ordered.groupby(["fold", "utt_id"], sort=True).agg(
+            speaker=("speaker", "first"), truth=("truth", "first"),
+            prediction=("prediction", lambda x: x.value_counts(sort=False).idxmax())).reset_index()
+        how = f"majority vote of {n_seeds} seeds (no probabilities), one prediction per utterance"
+    return table[["fold", "utt_id", "speaker", "truth", "prediction"]], how
 
 
 def compare(a: ResultSet, b: ResultSet, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
-            folds: list[int] | None = None) -> dict:
+            folds: list[int] | None = None, mixed_test_audio: bool = False) -> dict:
     """Paired comparison of ``a`` against ``b`` on identical folds (differences are a − b).
 
     Returns fold-level results (``ua_diff_mean``, ``wa_diff_mean``, ``p_perm_ua``,
     ``p_perm_wa``, ``p_wilcoxon_ua``, ``folds_won``/``folds_lost``/``folds_tied``), pooled
     ones (``ua_diff_pooled`` with its speaker-bootstrap interval ``ua_diff_low/high``, the
-    same for WA), McNemar's exact p-value and the discordant counts, and each set's
-    :func:`ci`. ``folds`` restricts both sets to those folds first. Raises
-    :class:`SplitError` when the splits differ.
+    same for WA), McNemar's exact p-value on one prediction per utterance (the seed
+    ensemble when there are seeds; ``mcnemar_on`` says which, ``mcnemar_n`` how many
+    utterances) and the discordant counts, and each set's :func:`ci`. ``folds`` restricts
+    both sets to those folds first. Raises :class:`SplitError` when the splits differ, and
+    when one set uses the test speakers' audio (per-speaker normalisation) and the other
+    does not, unless ``mixed_test_audio=True`` (the result then says so in
+    ``like_with_like``). The p-values are per comparison, uncorrected: a table of several
+    comparisons corrects them (:func:`holm`, :func:`versus`, :func:`baseline_columns`).
     """
     from scipy.stats import binomtest, wilcoxon
 
+    if a.uses_test_speaker_audio != b.uses_test_speaker_audio and not mixed_test_audio:
+        uses, other = (a, b) if a.uses_test_speaker_audio else (b, a)
+        raise SplitError(f"{uses.label} uses the test speakers' audio (per-speaker normalisation) and {other.label} "
+                         "does not: compare like with like, or pass mixed_test_audio=True and say so")
     if folds is not None:
         a, b = a.restrict(folds), b.restrict(folds)
     check_same_splits(a, b)
@@ -210,12 +304,17 @@ def compare(a: ResultSet, b: ResultSet, n_boot: int = N_BOOT, seed: int = 0, lev
     ua_pa, wa_pa = _pooled(counts["a"][0].sum(0), counts["a"][1].sum(0))
     ua_pb, wa_pb = _pooled(counts["b"][0].sum(0), counts["b"][1].sum(0))
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    right_a = both.prediction_a == both.truth_a
-    right_b = both.prediction_b == both.truth_b
+    # McNemar: each test utterance once (the seed ensemble of each set), never once per seed
+    (one_a, how_a), (one_b, how_b) = one_prediction_per_utterance(a), one_prediction_per_utterance(b)
+    paired = one_a.merge(one_b, on=["fold", "utt_id"], suffixes=("_a", "_b"))
+    right_a = paired.prediction_a == paired.truth_a
+    right_b = paired.prediction_b == paired.truth_b
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
     p_mcnemar = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
     return {
         "a": a.label, "b": b.label, "n_folds": len(d_ua),
+        "uses_test_speaker_audio_a": a.uses_test_speaker_audio, "uses_test_speaker_audio_b": b.uses_test_speaker_audio,
+        "like_with_like": a.uses_test_speaker_audio == b.uses_test_speaker_audio,
         "ua_diff_mean": float(d_ua.mean()), "wa_diff_mean": float(d_wa.mean()),
         "p_perm_ua": sign_flip_test(d_ua, seed=seed), "p_perm_wa": sign_flip_test(d_wa, seed=seed),
         "p_wilcoxon_ua": p_wilcoxon,
@@ -225,7 +324,8 @@ def compare(a: ResultSet, b: ResultSet, n_boot: int = N_BOOT, seed: int = 0, lev
         "ua_diff_high": float(np.nanpercentile(ua_a - ua_b, q[1])),
         "wa_diff_pooled": float(wa_pa - wa_pb), "wa_diff_low": float(np.nanpercentile(wa_a - wa_b, q[0])),
         "wa_diff_high": float(np.nanpercentile(wa_a - wa_b, q[1])),
-        "mcnemar_p": p_mcnemar, "only_a_right": only_a, "only_b_right": only_b,
+        "mcnemar_p": p_mcnemar, "only_a_right": only_a, "only_b_right": only_b, "mcnemar_n": len(paired),
+        "mcnemar_on": how_a if how_a == how_b else f"a: {how_a}; b: {how_b}",
         "ci_a": ci(a, n_boot, seed, level), "ci_b": ci(b, n_boot, seed, level),
     }
 
@@ -246,9 +346,14 @@ def holm(p_values: list[float]) -> list[float]:
     return [round(float(x), 12) for x in adjusted]
 
 
-def pairwise(sets: list[ResultSet], metric: str = "ua") -> pd.DataFrame:
+def pairwise(sets: list[ResultSet], metric: str = "ua", mixed_test_audio: bool = False) -> pd.DataFrame:
     """Holm-corrected sign-flip p-values of every pair of sets (a symmetric matrix with
-    ones on the diagonal); the sets must share their splits."""
+    ones on the diagonal); the sets must share their splits, and be of one kind (all or none
+    using the test speakers' audio) unless ``mixed_test_audio=True``."""
+    kinds = {s.uses_test_speaker_audio for s in sets}
+    if len(kinds) > 1 and not mixed_test_audio:
+        raise SplitError("some sets use the test speakers' audio (+speaker-norm) and some do not: compare like "
+                         "with like, or pass mixed_test_audio=True and say so")
     labels = [s.label for s in sets]
     pairs = list(itertools.combinations(range(len(sets)), 2))
     raw = []
@@ -262,63 +367,193 @@ def pairwise(sets: list[ResultSet], metric: str = "ua") -> pd.DataFrame:
     return matrix
 
 
-def baseline_columns(mean: pd.DataFrame, records: list[dict], n_boot: int = N_BOOT) -> pd.DataFrame:
-    """``mean`` (the "mean" table of :func:`serlib.results.summarise`) with the 95 % interval of the
-    pooled UA (``ua_pooled_low/high``) and, for every row that has a ``functionals``
-    result set on the same folds and corpus (a deep set run on some folds only is compared
-    on those), the best such baseline (highest mean UA on those folds),
-    ``ua_vs_baseline`` (mean paired UA difference over folds; positive = better than the
-    baseline) and its sign-flip ``p_vs_baseline``."""
+def validation_score(result_set: ResultSet, folds=None) -> float:
+    """The score a choice between result sets may use: the mean over ``folds`` (default:
+    all) of the per-fold mean over seeds of the selected epoch's validation UA
+    (``best_selection_ua``). Never the test split."""
+    per_fold = result_set.per_fold()
+    if folds is not None:
+        per_fold = per_fold.loc[sorted(set(folds))]
+    return float(per_fold.val_ua.mean())
+
+
+def choose_baseline(sets, folds=None) -> ResultSet:
+    """The baseline to compare with, chosen before looking at the test split: the set
+    with the highest :func:`validation_score` on ``folds`` (a list or ``{label: set}``;
+    ties: the first). Raises :class:`SplitError` when no set has validation scores."""
+    candidates = list(sets.values()) if isinstance(sets, dict) else list(sets)
+    scored = [(validation_score(s, folds), i) for i, s in enumerate(candidates)]
+    scored = [(v, i) for v, i in scored if not np.isnan(v)]
+    if not scored:
+        raise SplitError("no candidate baseline has validation scores (best_selection_ua): name the baseline instead")
+    return candidates[max(scored, key=lambda vi: (vi[0], -vi[1]))[1]]
+
+
+def versus(sets, baseline: ResultSet, n_boot: int = N_BOOT, mixed_test_audio: bool = False) -> pd.DataFrame:
+    """Every set of ``sets`` (a list or ``{label: set}``) against ``baseline`` (named by the
+    user or :func:`choose_baseline`), one row per comparison (:func:`compare`), with the
+    sign-flip p-values Holm-corrected over the rows of this table (``p_perm_ua_holm``,
+    ``p_perm_wa_holm``) beside the uncorrected ones. The baseline itself is left out."""
+    others = [s for s in (sets.values() if isinstance(sets, dict) else sets) if s is not baseline]
+    rows = [compare(s, baseline, n_boot, mixed_test_audio=mixed_test_audio) for s in others]
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_perm_ua_holm"] = holm(table.p_perm_ua.tolist())
+        table["p_perm_wa_holm"] = holm(table.p_perm_wa.tolist())
+    return table
+
+
+def baseline_columns(mean: pd.DataFrame, records: list[dict], n_boot: int = N_BOOT,
+                     baseline: str | None = None) -> pd.DataFrame:
+    """``mean`` (the "mean" table of :func:`serlib.results.summarise`) with the 95 % interval
+    of the pooled UA (``ua_pooled_low/high``) and, for every row that has ``functionals``
+    result sets of the same kind on the same folds — same corpus, protocol, leakiness and
+    use of test-speaker audio (``uses_test_speaker_audio``: a normalised row is compared
+    only with a normalised baseline) — a comparison with one of them:
+
+    * ``baseline``: the set compared with, ``baseline_chosen_on``: how it was chosen — by
+      validation UA on the row's folds (:func:`validation_score`; never by test UA), or the
+      one the caller named (``baseline=``: a name, as shown in the table, or a fingerprint
+      prefix);
+    * ``ua_vs_baseline``: mean paired UA difference over folds (positive = better);
+    * ``p_raw_vs_baseline``: its sign-flip p-value, and ``p_holm_vs_baseline``: the same
+      Holm-corrected over every row of this table that has one (the p-value to read).
+    """
     out = mean.copy()
     sets = {}
     for i, row in out.iterrows():
+        mixed = str(row.get("versions_note", "")).startswith("MIXES")
         sets[i] = load_set(records=records, experiment=row.experiment, name=row["name"], corpus=row.corpus,
-                           protocol=row.protocol, fingerprint=row.fingerprint)
+                           protocol=row.protocol, fingerprint=row.fingerprint,
+                           code_version=None if mixed or "code_version" not in row else row.code_version,
+                           mixed_versions=mixed)
         interval = ci(sets[i], n_boot)
         out.loc[i, "ua_pooled_low"], out.loc[i, "ua_pooled_high"] = interval["ua_low"], interval["ua_high"]
     out["baseline"] = pd.Series([""] * len(out), index=out.index, dtype=object)
-    out["ua_vs_baseline"], out["p_vs_baseline"] = np.nan, np.nan
+    out["baseline_chosen_on"] = pd.Series([""] * len(out), index=out.index, dtype=object)
+    out["ua_vs_baseline"], out["p_raw_vs_baseline"] = np.nan, np.nan
     for i, row in out.iterrows():
         ids = sets[i].test_ids()
         candidates = [j for j, other in out.iterrows() if other.experiment == "functionals"
                       and other.corpus == row.corpus and other.protocol == row.protocol
+                      and bool(other.leaky) == bool(row.leaky)
+                      and sets[j].uses_test_speaker_audio == sets[i].uses_test_speaker_audio
                       and all(sets[j].test_ids().get(f) == t for f, t in ids.items())]
+        if baseline is not None:
+            candidates = [j for j in candidates if baseline in (out.loc[j, "name"], sets[j].label)
+                          or out.loc[j, "fingerprint"].startswith(baseline)]
         if not candidates:
             continue
-        # the best baseline on this row's folds
-        best = max(candidates, key=lambda j: sets[j].restrict(ids).per_fold().ua.mean())
+        if baseline is not None:
+            best, how = candidates[0], "named by the user"
+        else:  # chosen on validation UA over this row's folds, never on test
+            scores = {j: validation_score(sets[j], ids) for j in candidates}
+            scores = {j: v for j, v in scores.items() if not np.isnan(v)}
+            if not scores:
+                continue
+            best, how = max(scores, key=lambda j: (scores[j], -list(scores).index(j))), "validation UA"
         if best == i:
-            out.loc[i, "baseline"] = "(this is the best baseline)"
+            out.loc[i, "baseline"], out.loc[i, "baseline_chosen_on"] = "(this is the baseline)", how
             continue
         fi, fb = sets[i].per_fold(), sets[best].per_fold().loc[sets[i].per_fold().index]
         d = (fi.ua - fb.ua).to_numpy()
         out.loc[i, "baseline"] = sets[best].label + ("" if len(ids) == len(sets[best].test_ids())
                                                      else f" on folds {sorted(ids)}")
-        out.loc[i, "ua_vs_baseline"], out.loc[i, "p_vs_baseline"] = float(d.mean()), sign_flip_test(d)
+        out.loc[i, "baseline_chosen_on"] = how
+        out.loc[i, "ua_vs_baseline"], out.loc[i, "p_raw_vs_baseline"] = float(d.mean()), sign_flip_test(d)
+    tested = out.p_raw_vs_baseline.notna()
+    out["p_holm_vs_baseline"] = np.nan
+    if tested.any():
+        out.loc[tested, "p_holm_vs_baseline"] = holm(out.loc[tested, "p_raw_vs_baseline"].tolist())
     return out
 
 
 def ablation_table(sets: dict[str, ResultSet], reference: str, n_boot: int = N_BOOT) -> pd.DataFrame:
     """One row per variant of an ablation (``{label: result set}``, all on the same
     folds): the selection score (mean validation UA of the selected epochs — the only
-    number a choice of settings may use), test WA and UA (mean ± std over folds), pooled
-    UA with its speaker-bootstrap 95 % interval, and the paired difference in UA from
-    ``reference`` with its sign-flip p-value and the folds won. ``speaker_norm`` flags
-    variants that use the test speakers' unlabelled audio."""
+    number a choice of settings may use), test WA and UA (mean ± std over folds, and the
+    std over seeds when there are seeds), pooled UA with its speaker-bootstrap 95 %
+    interval, and the paired difference in UA from ``reference`` with its sign-flip
+    p-value, the same Holm-corrected over the variants of this table (``p_ua_holm``,
+    ``p_wa_holm``), and the folds won. ``uses_test_speaker_audio`` flags variants that use
+    the test speakers' unlabelled audio (compared with the reference all the same: that is
+    what the ablation measures)."""
     rows = []
     for label, s in sets.items():
         c = ci(s, n_boot)
-        row = {"variant": label, "val_ua": float(np.mean([r["best_selection_ua"] for r in s.records])),
+        row = {"variant": label, "val_ua": validation_score(s),
                "wa_mean": c["wa_mean"], "wa_std": c["wa_std"], "ua_mean": c["ua_mean"], "ua_std": c["ua_std"],
+               "ua_seed_std": c["ua_seed_std"],
                "ua_pooled": c["ua_pooled"], "ua_low": c["ua_low"], "ua_high": c["ua_high"], "n_folds": c["n_folds"],
-               "speaker_norm": any(r.get("uses_test_speaker_audio") for r in s.records),
+               "uses_test_speaker_audio": s.uses_test_speaker_audio,
                "seconds_per_fold": float(np.mean([r["timing"]["total_seconds"] for r in s.records]))}
         if label != reference:
-            d = compare(s, sets[reference], n_boot)
+            d = compare(s, sets[reference], n_boot, mixed_test_audio=True)
             row.update({"ua_diff": d["ua_diff_mean"], "p_ua": d["p_perm_ua"], "wa_diff": d["wa_diff_mean"],
                         "p_wa": d["p_perm_wa"], "folds_won": f"{d['folds_won']}/{d['n_folds']}"})
         rows.append(row)
-    return pd.DataFrame(rows).set_index("variant")
+    table = pd.DataFrame(rows).set_index("variant")
+    if "p_ua" in table:
+        tested = table.p_ua.notna()
+        table.loc[tested, "p_ua_holm"] = holm(table.loc[tested, "p_ua"].tolist())
+        table.loc[tested, "p_wa_holm"] = holm(table.loc[tested, "p_wa"].tolist())
+    return table
+
+
+def unseen_folds(choice, target: ResultSet) -> list[int]:
+    """The folds of ``target`` whose test speakers took no part in a choice of settings:
+    none of them was a validation speaker of a run the choice was scored on. ``choice``:
+    the result sets (or their records) whose validation UA made the choice. On EMO-DB
+    LOSO (validation = the next speaker) a choice scored on folds 1–5 used speakers 2–6,
+    the test speakers of folds 2–6, so 1 and 7–10 remain."""
+    sets = choice.values() if isinstance(choice, dict) else choice if isinstance(choice, list) else [choice]
+    runs = [r for s in sets for r in (s.records if isinstance(s, ResultSet) else [s])]
+    if any("val_speakers" not in r for r in runs):
+        raise SplitError("the choice's records do not name their validation speakers (val_speakers)")
+    used = {str(v) for r in runs for v in r["val_speakers"]}
+    return [f for f, speakers in sorted(target.test_speakers().items()) if not speakers & used]
+
+
+def gain_on_unseen(a: ResultSet, b: ResultSet, choice, n_boot: int = N_BOOT) -> dict:
+    """:func:`compare` of ``a`` with ``b`` on the folds whose test speakers took no part in
+    the choice that picked ``a`` (:func:`unseen_folds`): the gain of a chosen setting that
+    its choice cannot have inflated. Adds ``folds_used`` and ``folds_left_out``."""
+    folds = unseen_folds(choice, a)
+    if not folds:
+        raise SplitError(f"every test speaker of {a.label} was a validation speaker of the choice: no unseen folds")
+    result = compare(a, b, n_boot, folds=folds)
+    result.update({"folds_used": folds, "folds_left_out": [f for f in a.folds if f not in folds]})
+    return result
+
+
+def nested_choice(sets: dict[str, ResultSet], label: str | None = None) -> tuple[ResultSet, pd.DataFrame]:
+    """Choose among variants inside each outer fold, on that fold's own validation
+    speaker(s), and keep the chosen variant's test result for that fold.
+
+    ``sets``: ``{variant: result set}``, all on the same folds. Per fold, the variant with
+    the highest validation UA (the mean over seeds of ``best_selection_ua``; ties: the
+    first) is chosen; its records and predictions make the fold's part of the returned
+    :class:`ResultSet` — an estimate of "choose on validation, then test" in which no test
+    speaker helped choose, comparable with any set on the same folds (:func:`compare`).
+    The table lists per fold each variant's validation UA, the chosen one and its test UA.
+    """
+    variants = list(sets)
+    first = sets[variants[0]]
+    for v in variants[1:]:
+        check_same_splits(first, sets[v])
+    per_fold = {v: s.per_fold() for v, s in sets.items()}
+    rows, records, frames = [], [], []
+    for fold in first.folds:
+        scores = {v: per_fold[v].loc[fold, "val_ua"] for v in variants}
+        if any(np.isnan(x) for x in scores.values()):
+            raise SplitError(f"fold {fold}: some variant has no validation score (best_selection_ua)")
+        chosen = max(variants, key=lambda v: (scores[v], -variants.index(v)))
+        records += [r for r in sets[chosen].records if r["config"]["fold"] == fold]
+        frames.append(sets[chosen].predictions[sets[chosen].predictions.fold == fold])
+        rows.append({"fold": fold, **{f"val_ua[{v}]": scores[v] for v in variants}, "chosen": chosen,
+                     "test_ua": per_fold[chosen].loc[fold, "ua"], "test_wa": per_fold[chosen].loc[fold, "wa"]})
+    name = label or f"nested choice of {', '.join(variants)}"
+    return ResultSet(name, records, pd.concat(frames, ignore_index=True), first.classes), pd.DataFrame(rows)
 
 
 def seed_ensemble(result_set: ResultSet) -> ResultSet:
@@ -339,8 +574,12 @@ def seed_ensemble(result_set: ResultSet) -> ResultSet:
     for fold, g in table.groupby("fold"):
         m = metrics.scores(g.truth.tolist(), g.prediction.tolist(), classes)
         seeds = sorted(r["config"]["seed"] for r in result_set.records if r["config"]["fold"] == fold)
+        runs = [r for r in result_set.records if r["config"]["fold"] == fold]
         records.append({"config": {"fold": int(fold), "seed": seeds[0], "seeds": seeds}, "metrics": {"ua": m["ua"], "wa": m["wa"]},
-                        "best_selection_ua": float("nan"), "timing": {"total_seconds": float("nan")}})
+                        "best_selection_ua": float("nan"),  # the ensemble's own validation UA is not measured
+                        "uses_test_speaker_audio": any(uses_test_speaker_audio(r) for r in runs),
+                        "provenance": runs[0].get("provenance"), "val_speakers": runs[0].get("val_speakers", []),
+                        "timing": {"total_seconds": float("nan")}})
     first_seed = {r["config"]["fold"]: r["config"]["seed"] for r in records}
     predictions = table[["utt_id", "speaker", "truth", "prediction", *columns]].assign(
         fold=table.fold, seed=table.fold.map(first_seed))

@@ -35,7 +35,7 @@ from .device import resolve_device
 from .errors import ConfigError, DataError, SerlibError
 from .features import Normalizer, prepare_input
 from .protocols import Fold, is_cross, make_folds
-from .records import run_fingerprint, run_stem, write_record
+from .records import code_version, provenance, run_fingerprint, run_stem, write_record
 from .weights import save_weights, weights_path
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,8 @@ class Trainer:
         self.run_dir = run_dir
         self.checkpoint_path = run_dir / "checkpoint.pt"
         self.fingerprint: str | None = None  # of the run; a checkpoint of another run is refused
+        self.code_version = code_version(provenance())  # a checkpoint of other code is refused too
+        self.resumed_from_code: str | None = None
         self.state = FitState()
 
     def _apply_recipe(self, r: recipe.RecipeConfig, n_classes: int) -> None:
@@ -249,7 +251,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         s = self.state
         atomic.torch_save({
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.fingerprint, "code_version": self.code_version,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(), "normalizer": self.normalizer.state_dict(),
@@ -283,6 +285,13 @@ class Trainer:
             diff = sorted(k for k in current if saved.get(k) != current[k])
             raise TrainingError(f"{self.checkpoint_path}: checkpoint was made with other settings or data "
                                 f"(config differs in {diff or 'nothing: the data differ'}); delete it or run without resume")
+        written_by = ckpt.get("code_version", "unknown")
+        if written_by != self.code_version and not self.config.resume_other_code:
+            # the fingerprint leaves the code out: half a fold from other code is not this code's result
+            raise TrainingError(f"{self.checkpoint_path}: checkpoint was written by code version {written_by}, this is "
+                                f"{self.code_version}; delete it, run without resume, or resume it anyway with "
+                                "--set resume_other_code=true (the record then names both versions)")
+        self.resumed_from_code = written_by
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler and ckpt["scheduler"]:
@@ -624,4 +633,7 @@ def _train_and_record(config: ExperimentConfig, manifest: pd.DataFrame, planned:
     seconds = time.perf_counter() - t0 - fit_here + sum(h["seconds"] for h in state.history)
     return write_record(setup, test, state.history, state.best_epoch, state.best_metric, seconds,
                         {"device": str(trainer.device), "grad_norms": state.grad_norms,
-                         "best_weights": state.best_source, "compiled": trainer.compiled})
+                         "best_weights": state.best_source, "compiled": trainer.compiled,
+                         # a fold resumed from another code version's checkpoint (resume_other_code) says so
+                         **({"resumed_from_code": trainer.resumed_from_code}
+                            if trainer.resumed_from_code not in (None, trainer.code_version) else {})})

@@ -59,9 +59,10 @@ def _shrink(z: np.ndarray, max_shape: tuple[int, int] = MAX_MAP) -> tuple[np.nda
 
 #: The columns a reader needs first, in this order (those a table has): what was run, WA,
 #: UA, pooled UA with its interval, the difference from the baseline and its p-value.
-HEADLINE = ["model", "variant", "experiment", "name", "set", "corpus", "protocol", "fold", "leaky", "n_folds",
-            "wa", "ua", "wa_mean", "ua_mean", "ua_std", "ua_pooled", "ua_pooled_low", "ua_pooled_high", "ua_low",
-            "ua_high", "ua_vs_baseline", "p_vs_baseline", "a", "b", "ua_diff_mean", "p_perm_ua", "ua_diff_pooled",
+HEADLINE = ["model", "variant", "experiment", "name", "set", "corpus", "protocol", "fold", "leaky",
+            "uses_test_speaker_audio", "code_version", "n_folds", "wa", "ua", "wa_mean", "ua_mean", "ua_std",
+            "ua_seed_std", "ua_pooled", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high", "ua_vs_baseline",
+            "p_holm_vs_baseline", "a", "b", "ua_diff_mean", "p_perm_ua", "p_perm_ua_holm", "ua_diff_pooled",
             "ua_diff_low", "ua_diff_high", "mcnemar_p"]
 
 

@@ -90,9 +90,9 @@ class AttentionFCNExperiment(_AttentionMaps, Experiment):
     inference_values = {"encoder_checkpoint": None}  # only initialises training; the bundle has the weights
     reference = (
         Reference("Zhang et al. 2019", "AlexNet FCN + attention (ImageNet init)", "iemocap-improvised",
-                  "5-fold (session)", 70.4, 63.9, True, "arXiv 1806.01506"),
+                  "5-fold (session)", 70.4, 63.9, True, "arXiv 1806.01506", 4),
         Reference("best public reproduction", "2-D, from scratch", "iemocap-improvised", "loso 10-fold", 74.0, 64.4,
-                  True, "Zhang et al. reproduction"),
+                  True, "Zhang et al. reproduction", 4),
     )
 
     def features(self):
@@ -119,7 +119,7 @@ class AttentionFCN1DExperiment(_AttentionMaps, Experiment):
                                                          2.0, n_mels=128, log="db")}
     preset_lr_scale = {"modern": 10.0}  # chosen on validation with Light-SERNet's Adam-based recipe (docs/recipe.md)
     reference = (Reference("Emotion in Motion", "1-D (names un-swapped)", "ravdess-4class", "random 5-fold", 51.2, 41.9,
-                           False, "its 'unweighted' 51.2 is WA"),)
+                           False, "its 'unweighted' 51.2 is WA", 4, "WA and UA (the paper's names swapped back)"),)
 
     def features(self):
         return self.feature_presets["attention_fcn_1d"], WaveCrop(self.config.input_seconds, self.config.offset_seconds, mode="start")

@@ -24,8 +24,10 @@ from ..features import FeatureConfig, FrontEnd
 @dataclass(frozen=True)
 class Reference:
     """One number a paper (or a peer system) reports, in percent; ``None`` where it gives
-    none. ``protocol`` and ``speaker_independent`` say how it was measured, so that a
-    table never puts it beside a serlib number measured otherwise without that label."""
+    none. ``protocol``, ``speaker_independent``, ``n_classes`` and ``metric`` (which of WA
+    and UA it reports, and where each comes from) say how it was measured, so that a table
+    never puts it beside a serlib number measured otherwise without that label
+    (:func:`serlib.results.compare_with_papers`)."""
 
     paper: str
     variant: str
@@ -35,6 +37,8 @@ class Reference:
     ua: float | None
     speaker_independent: bool
     note: str = ""
+    n_classes: int | None = None
+    metric: str = "WA and UA"
 
 
 class Experiment:

@@ -81,8 +81,10 @@ class LightSERNetExperiment(Experiment):
     # (EMO-DB-2s LOSO folds 1–5; docs/recipe.md)
     preset_lr_scale = {"modern": 10.0}
     # the official code's numbers: speaker-dependent 10-fold, best epoch picked on the test fold, pooled
-    reference = tuple(Reference("Aftab et al. 2022 (official code)", variant, corpus, "10-fold, test-selected", wa, ua,
-                                False, "pooled") for variant, corpus, wa, ua in (
+    reference = tuple(Reference("Aftab et al. 2022 (official code)", variant, corpus,
+                                "random 10-fold, speaker-DEPENDENT, epoch selected on test", wa, ua,
+                                False, "pooled", 7 if corpus == "emodb" else 4, "WA and UA, pooled over folds")
+                      for variant, corpus, wa, ua in (
         ("3 s, CE", "emodb", 94.21, 94.15), ("3 s, focal", "emodb", 93.08, 92.88),
         ("7 s, CE", "iemocap-improvised", 78.73, 71.51), ("7 s, focal", "iemocap-improvised", 79.87, 70.78),
         ("3 s, CE", "iemocap-improvised", 76.60, 68.42), ("7 s, CE", "iemocap-all", 69.15, 70.12)))

@@ -51,7 +51,8 @@ class MSCNNSPUExperiment(Experiment):
     # and the number of mel bands are not stated: 512 and 40
     feature_presets = {"mscnn": FeatureConfig("mfcc", 16000, 25, 10, 512, "hamming", 2.0, n_mels=40, n_mfcc=32,
                                               log="db", deltas="stack")}
-    reference = tuple(Reference("Peng et al. 2021", variant, "iemocap-all-exc→hap", "10-fold 8/1/1", wa, ua, True, table)
+    reference = tuple(Reference("Peng et al. 2021", variant, "iemocap-all-exc→hap", "10-fold 8/1/1 speakers", wa, ua, True,
+                                table, 4)
                       for variant, wa, ua, table in (
         ("Audio-CNN", 65.4, 66.7, "Table 1"), ("Audio-CNN-xvector", 66.6, 68.4, "Table 1"),
         ("Text-CNN", 67.8, 67.7, "Table 1"), ("MSCNN-SPU", 79.5, 80.4, "Table 1"),
