@@ -20,31 +20,27 @@ _EMOBOX_BOTH = "UA as recorded from EmoBox; WA from its public leaderboard (whic
 _EMOBOX_EMODB = "EmoBox 5-fold, speaker-DEPENDENT (fold 1's test set holds all 10 speakers)"
 _EMOBOX_RAVDESS = "EmoBox 6-fold, 4 shuffled actors per fold (actor-disjoint), 8 classes"
 
+_EMOBOX_MODELS = ("wav2vec2-base", "WavLM-large", "Whisper-large-v3")
+
+
+def _emobox(corpus: str, protocol: str, speaker_independent: bool, note: str, n_classes: int, metric: str,
+            scores: tuple[tuple[float | None, float | None], ...]) -> tuple[Reference, ...]:
+    """EmoBox's rows for one corpus: ``(WA, UA)`` of each of its three encoders."""
+    return tuple(Reference(f"EmoBox {model}", "frozen, EmoBox recipe", corpus, protocol, wa, ua, speaker_independent,
+                           note, n_classes, metric) for model, (wa, ua) in zip(_EMOBOX_MODELS, scores))
+
+
+_SPEECHBRAIN_SPLIT = "random utterance split (the recipe's default)"
+
 PEERS: tuple[Reference, ...] = (
     Reference("emotion2vec", "linear head", "iemocap", "leave-one-session-out 5-fold", 71.8, None, True,
               "74.5 when selecting on test", 4, "WA only"),
-    Reference("EmoBox wav2vec2-base", "frozen, EmoBox recipe", "iemocap", "leave-one-session-out 5-fold (EmoBox folds)",
-              None, 58.3, True, "", 4, _EMOBOX_UA),
-    Reference("EmoBox WavLM-large", "frozen, EmoBox recipe", "iemocap", "leave-one-session-out 5-fold (EmoBox folds)",
-              None, 69.5, True, "", 4, _EMOBOX_UA),
-    Reference("EmoBox Whisper-large-v3", "frozen, EmoBox recipe", "iemocap",
-              "leave-one-session-out 5-fold (EmoBox folds)", None, 73.5, True, "", 4, _EMOBOX_UA),
-    Reference("EmoBox wav2vec2-base", "frozen, EmoBox recipe", "emodb", _EMOBOX_EMODB, 83.1, 82.1, False,
-              "not comparable with a LOSO number", 7, _EMOBOX_BOTH),
-    Reference("EmoBox WavLM-large", "frozen, EmoBox recipe", "emodb", _EMOBOX_EMODB, 92.7, 92.6, False,
-              "not comparable with a LOSO number", 7, _EMOBOX_BOTH),
-    Reference("EmoBox Whisper-large-v3", "frozen, EmoBox recipe", "emodb", _EMOBOX_EMODB, 92.4, 91.3, False,
-              "not comparable with a LOSO number", 7, _EMOBOX_BOTH),
-    Reference("EmoBox wav2vec2-base", "frozen, EmoBox recipe", "ravdess", _EMOBOX_RAVDESS, 55.4, 54.3, True,
-              "8 classes: not comparable with a 4-class number", 8, _EMOBOX_BOTH),
-    Reference("EmoBox WavLM-large", "frozen, EmoBox recipe", "ravdess", _EMOBOX_RAVDESS, 72.2, 72.0, True,
-              "8 classes: not comparable with a 4-class number", 8, _EMOBOX_BOTH),
-    Reference("EmoBox Whisper-large-v3", "frozen, EmoBox recipe", "ravdess", _EMOBOX_RAVDESS, 75.9, 75.3, True,
-              "8 classes: not comparable with a 4-class number", 8, _EMOBOX_BOTH),
-    Reference("SpeechBrain ECAPA", "IEMOCAP recipe", "iemocap", "random utterance split (the recipe's default)", 65.7,
-              None, False, "", 4, "accuracy (WA) only"),
-    Reference("SpeechBrain wav2vec2", "IEMOCAP recipe", "iemocap", "random utterance split (the recipe's default)", 78.7,
-              None, False, "", 4, "accuracy (WA) only"),
-    Reference("SpeechBrain HuBERT", "IEMOCAP recipe", "iemocap", "random utterance split (the recipe's default)", 79.1,
-              None, False, "", 4, "accuracy (WA) only"),
+    *_emobox("iemocap", "leave-one-session-out 5-fold (EmoBox folds)", True, "", 4, _EMOBOX_UA,
+             ((None, 58.3), (None, 69.5), (None, 73.5))),
+    *_emobox("emodb", _EMOBOX_EMODB, False, "not comparable with a LOSO number", 7, _EMOBOX_BOTH,
+             ((83.1, 82.1), (92.7, 92.6), (92.4, 91.3))),
+    *_emobox("ravdess", _EMOBOX_RAVDESS, True, "8 classes: not comparable with a 4-class number", 8, _EMOBOX_BOTH,
+             ((55.4, 54.3), (72.2, 72.0), (75.9, 75.3))),
+    *(Reference(f"SpeechBrain {model}", "IEMOCAP recipe", "iemocap", _SPEECHBRAIN_SPLIT, wa, None, False, "", 4,
+                "accuracy (WA) only") for model, wa in (("ECAPA", 65.7), ("wav2vec2", 78.7), ("HuBERT", 79.1))),
 )
