@@ -11,6 +11,7 @@ fingerprints. docs/records.md describes every field.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -188,23 +189,39 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
+# What "the code" of a record is: the package and its declared dependencies. Notebooks,
+# tests and docs are left out: they compute nothing a record holds, and checking them would
+# run the notebooks' git filter on every record.
+CODE_PATHS = ("serlib", "pyproject.toml")
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str | None, bool | None, str | None]:
+    """``(commit, dirty, sha256 of the uncommitted diff)`` of the code this process runs
+    (:data:`CODE_PATHS`), read once per process; ``(None, None, None)`` without git."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=60, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").decode().strip() or None
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS).strip())
+        # two dirty trees at one commit are different code: the diff's hash tells them apart
+        diff = hashlib.sha256(git("diff", "HEAD", "--", *CODE_PATHS)).hexdigest() if dirty and commit else None
+    except (OSError, subprocess.SubprocessError) as e:
+        log.debug("no git state: %s", e)
+        return None, None, None
+    return commit, dirty, diff
+
+
 def provenance() -> dict:
     """Package versions, git commit and machine, stored with every record."""
     import sklearn
     import torch
     import torchaudio
 
-    try:
-        root = Path(__file__).resolve().parents[1]
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
-        # two dirty trees at one commit are different code: the diff's hash tells them apart
-        diff = hashlib.sha256(subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True,
-                                             timeout=5).stdout).hexdigest() if dirty and commit else None
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty, diff = None, None, None
+    commit, dirty, diff = git_state()
     return {
         "serlib": __version__, "torch": torch.__version__, "torchaudio": torchaudio.__version__,
         "numpy": np.__version__, "pandas": pd.__version__, "sklearn": sklearn.__version__,
