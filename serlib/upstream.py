@@ -322,7 +322,7 @@ def store_paths(manifest: pd.DataFrame, checkpoint: Checkpoint, chunk_seconds: f
         settings = UpstreamFeatures(f"upstream-{checkpoint.kind}", checkpoint.sample_rate, checkpoint.name,
                                     checkpoint.hash, float(chunk_seconds), level)
         key = cache_key(manifest, settings, WaveCrop(), checks)
-        out[level] = (settings, key, cache_dir / f"{settings.kind}-{level}-{key}.pt")
+        out[level] = (settings, key, cache.store_path(cache_dir, f"{settings.kind}-{level}", key))
     return out
 
 
