@@ -27,7 +27,7 @@ from . import atomic, experiments, metrics, progress, recipe
 from .augment import VTLP, oversample_indices, vtlp_warp
 from .cache import FeatureStore, with_audio_hashes
 from .config import ExperimentConfig
-from .constants import AUDIO_HASH, LABEL, SPEAKER, UTT_ID
+from .constants import LABEL, SPEAKER, UTT_ID
 from .corpora import corpus_errors, prepare_manifest, select_classes
 from .corpora.cross import check_corpora, cross_manifest, shared_classes
 from .data import Batch, BucketBatchSampler, DeviceBatches, FeatureDataset, collate, item_lengths
@@ -473,8 +473,7 @@ def plan_run(config: ExperimentConfig, manifest: pd.DataFrame, fingerprint: tupl
     known: a sweep computes the fingerprint once, and the folds once per seed)."""
     fp, identity = fingerprint or run_fingerprint(config, manifest)
     if folds is None:
-        split_manifest = manifest if config.dedup else manifest.drop(columns=[AUDIO_HASH], errors="ignore")
-        folds = make_folds(split_manifest, config.protocol, seed=config.seed)
+        folds = make_folds(manifest, config.protocol, seed=config.seed, dedup=config.dedup)
     return Planned(fp, identity, folds)
 
 
