@@ -672,7 +672,8 @@ def seed_ensemble(result_set: ResultSet) -> ResultSet:
         m = metrics.scores(g.truth.tolist(), g.prediction.tolist(), classes)
         seeds = sorted(r["config"]["seed"] for r in result_set.records if r["config"]["fold"] == fold)
         runs = [r for r in result_set.records if r["config"]["fold"] == fold]
-        records.append({**runs[0],  # the runs' comparability key (corpus, classes, leakiness, …) is the ensemble's
+        shared = {k: v for k, v in runs[0].items() if k not in ("path", "predictions", "predictions_path")}
+        records.append({**shared,  # the runs' comparability key (corpus, classes, leakiness, …) is the ensemble's
                         "config": {**runs[0]["config"], "fold": int(fold), "seed": seeds[0], "seeds": seeds},
                         "metrics": {"ua": m["ua"], "wa": m["wa"]},
                         "best_selection_ua": float("nan"),  # the ensemble's own validation UA is not measured

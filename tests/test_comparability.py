@@ -76,6 +76,19 @@ def test_collect_prints_separate_groups_with_classes_and_the_baseline(tmp_path):
     assert "5 classes" in out and "4 classes" in out and "merged {'boredom': 'neutral'}" in out
     deep_line = next(line for line in out.splitlines() if line.strip().startswith("light_sernet"))
     assert "functionals/mfcc-svm [7777777777]" in deep_line
+    # the rest of the audit: the same set on audio cut short, and a test-selected twin
+    for fold in range(1, 6):
+        fake_run(tmp_path, "functionals", "mfcc-svm", fold, 3, val_ua=0.95, fingerprint="3" * 64,
+                 extra={"classes": SEVEN, **data("c")})
+        fake_run(tmp_path, "light_sernet", "deep", fold, 8, val_ua=0.8, fingerprint="4" * 64,
+                 extra={"classes": SEVEN, "config": {"selection": "test"}, "leaky": True, **data("a")})
+    out = collect_cli(tmp_path).stdout
+    assert out.count("== group ") == 4 and "4 groups of rows that may not be compared" in out
+    assert "differs in leaky (True vs False); selection (test vs val)" in out
+    assert "differs in data (cccccccccc vs aaaaaaaaaa)" in out
+    deep_line = next(line for line in out.splitlines()
+                     if line.strip().startswith("light_sernet") and "aaaaaaaaaa  " in line)  # the clean deep set
+    assert "functionals/mfcc-svm [7777777777]" in deep_line  # still the 7-class baseline on the same audio
 
 
 # -- 2. different audio under the same name is never compared --------------------------------------
