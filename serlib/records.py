@@ -18,7 +18,8 @@ import logging
 import os
 import platform
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -408,38 +409,110 @@ def schema_problem(rec) -> str | None:
     return None
 
 
-def read_record(path: str | Path) -> dict:
-    """One record, checked against :data:`RECORD_SCHEMA` and with its predictions CSV
-    beside it; raises :class:`~serlib.errors.DataError` naming the file and the field when
-    it is not valid JSON, lacks a field of the schema (a truncated, foreign or older
-    record), or its predictions file is missing, outside its folder or lacks columns.
-    Sweeps run such a record's fold again; ``collect`` skips and counts it."""
-    path = Path(path)
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(path, f"damaged results record ({e})") from e
-    problem = schema_problem(rec)
-    if problem:
-        raise DataError(path, problem)
-    name = rec["predictions"]
-    if Path(name).name != name or name in ("", ".", ".."):
-        raise DataError(path, f"field 'predictions' must name a file beside the record, got {name!r}")
-    predictions = path.with_name(name)
-    try:
-        with open(predictions, encoding="utf-8") as f:
-            header = f.readline().strip().split(",")
-    except OSError as e:
-        raise DataError(path, f"its predictions file {predictions.name} cannot be read ({e.strerror or e})") from None
-    lacking = [c for c in PREDICTION_COLUMNS if c not in header]
-    if lacking:
-        raise DataError(path, f"its predictions file {predictions.name} lacks the column(s) {lacking}")
-    rec["path"] = str(path)
-    rec["predictions_path"] = str(predictions)
-    return rec
+@dataclass(frozen=True, eq=False)
+class Record(Mapping):
+    """One run's record, read-only: the fields its JSON file holds (``fields``) and the
+    file it lies in (``path``, None before it is written).
+
+    The class owns the record: its schema (:data:`RECORD_SCHEMA`, :meth:`problem`), how it
+    is built (:func:`write_record`), written (:meth:`write`) and read (:meth:`read`); its
+    predictions are read on request (:meth:`load_predictions`), never kept in it. It reads
+    like the JSON object (``record["metrics"]["ua"]``, ``record.get("leaky")``); besides the
+    file's fields it answers only ``path`` and ``predictions_path``, derived from where it
+    lies — no hidden keys. Its comparability key, shown name and code version are
+    :attr:`key`, :attr:`name` and :attr:`code_version`."""
+
+    fields: dict
+    path: str | None = None
+
+    def __getitem__(self, key: str):
+        if self.path is not None and key == "path":
+            return self.path
+        if self.path is not None and key == "predictions_path":
+            return str(Path(self.path).with_name(self.fields["predictions"]))
+        return self.fields[key]
+
+    def __iter__(self):
+        yield from self.fields
+        if self.path is not None:
+            yield from ("path", "predictions_path")
+
+    def __len__(self) -> int:
+        return len(self.fields) + (2 if self.path is not None else 0)
+
+    @staticmethod
+    def problem(fields) -> str | None:
+        """What makes ``fields`` unreadable as a record of this version, or None."""
+        return schema_problem(fields)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Record:
+        """The record at ``path``, checked against :data:`RECORD_SCHEMA` and with its
+        predictions CSV beside it; raises :class:`~serlib.errors.DataError` naming the file
+        and the field when it is not valid JSON, lacks a field of the schema (a truncated,
+        foreign or older record), or its predictions file is missing, outside its folder
+        or lacks columns. Sweeps run such a record's fold again; ``collect`` skips and
+        counts it."""
+        path = Path(path)
+        try:
+            fields = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise DataError(path, f"damaged results record ({e})") from e
+        problem = cls.problem(fields)
+        if problem:
+            raise DataError(path, problem)
+        name = fields["predictions"]
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise DataError(path, f"field 'predictions' must name a file beside the record, got {name!r}")
+        predictions = path.with_name(name)
+        try:
+            with open(predictions, encoding="utf-8") as f:
+                header = f.readline().strip().split(",")
+        except OSError as e:
+            raise DataError(path, f"its predictions file {predictions.name} cannot be read ({e.strerror or e})") from None
+        lacking = [c for c in PREDICTION_COLUMNS if c not in header]
+        if lacking:
+            raise DataError(path, f"its predictions file {predictions.name} lacks the column(s) {lacking}")
+        fields.pop("path", None)  # a field of this name would hide where the record lies
+        fields.pop("predictions_path", None)
+        return cls(fields, str(path))
+
+    def write(self, predictions: pd.DataFrame, stem: Path) -> Record:
+        """Write the predictions and the record at ``stem`` (:func:`write`); the record as
+        written, with its path."""
+        path = write(self.fields, predictions, stem)
+        return Record({**self.fields, "predictions": stem.name + ".predictions.csv"}, str(path))
+
+    def to_dict(self) -> dict:
+        """The fields as the JSON file holds them (a copy)."""
+        return json.loads(json.dumps(self.fields, default=_json_default))
+
+    def load_predictions(self) -> pd.DataFrame:
+        """The predictions CSV (:func:`read_predictions`), read on request."""
+        return read_predictions(self)
+
+    @property
+    def key(self) -> dict:
+        """:func:`comparability_key`."""
+        return comparability_key(self)
+
+    @property
+    def name(self) -> str:
+        """:func:`record_name`: the name it is shown under."""
+        return record_name(self)
+
+    @property
+    def code_version(self) -> str:
+        """:func:`record_code_version`."""
+        return record_code_version(self)
 
 
-def load_records(path: str | Path | None = None, damaged: list | None = None) -> list[dict]:
+def read_record(path: str | Path) -> Record:
+    """:meth:`Record.read`: one record, checked against its schema."""
+    return Record.read(path)
+
+
+def load_records(path: str | Path | None = None, damaged: list | None = None) -> list[Record]:
     """Every record under ``path`` (default ``outputs/results``). A damaged record is
     skipped with a warning naming it, and appended to ``damaged`` as ``(path, reason)``."""
     root = Path(path) if path is not None else outputs_dir() / "results"
@@ -457,8 +530,9 @@ def load_records(path: str | Path | None = None, damaged: list | None = None) ->
 
 
 def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_metric: float,
-                 seconds: float, extra: dict) -> dict:
-    """Build, write (atomically) and return the record and predictions of a scored fold.
+                 seconds: float, extra: dict) -> Record:
+    """Build, write (atomically) and return the :class:`Record` (and predictions) of a
+    scored fold.
 
     Args:
         setup: the fold's :class:`serlib.train.FoldSetup`.
@@ -477,6 +551,7 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
     in_fold = {u for ids in split_ids.values() for u in ids}
     n_parameters = sum(p.numel() for p in setup.model.parameters()) if isinstance(setup.model, nn.Module) else None
     record = {
+        "task": "categorical",  # class labels (records without the field are categorical too)
         "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
         "corpus_label": corpus_label(config), "classes": setup.classes,
         "leaky": config.leaky or fold.leaky, "speaker_independent": fold.speaker_independent,
@@ -508,11 +583,7 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
     if setup.input_skips:
         log.warning("fold %d: %d input files skipped: %s", config.fold, len(setup.input_skips),
                     [(s["path"], s["reason"]) for s in setup.input_skips[:3]])
-    stem = setup.stem
-    path = write(record, predictions, stem)
-    record["path"] = str(path)
-    record["predictions_path"] = str(path.with_name(stem.name + ".predictions.csv"))
-    return record
+    return Record(record).write(predictions, setup.stem)
 
 
 def read_predictions(record: dict) -> pd.DataFrame:

@@ -319,3 +319,22 @@ def test_the_speaker_interval_covers_at_its_nominal_level(n_speakers):
     coverage = covered / runs
     print(f"coverage of the 95 % speaker t-interval, {n_speakers} speakers, {runs} runs: {coverage:.3f}")
     assert abs(coverage - 0.95) <= 0.025
+
+
+# -- 12. a typed record: read-only, no hidden keys, predictions on request ------------------------
+def test_a_record_is_typed_read_only_and_holds_only_its_file(tmp_path):
+    written = Path(fake_run(tmp_path, "functionals", "x", 1, 6)["path"])
+    (rec,) = read_all(tmp_path)
+    assert isinstance(rec, records.Record) and rec.path == str(written)
+    on_disk = json.loads(written.read_text())
+    assert set(rec) == set(on_disk) | {"path", "predictions_path"}  # no hidden keys
+    assert rec.to_dict() == on_disk
+    with pytest.raises(TypeError):
+        rec["leaky"] = True  # read-only
+    first = rec.load_predictions()
+    assert len(first) == 8 and set(rec) == set(on_disk) | {"path", "predictions_path"}  # nothing cached inside
+    first.loc[0, "prediction"] = "changed"
+    assert rec.load_predictions().loc[0, "prediction"] != "changed"
+    # a record of the layout before the task field is categorical; the key, name and version are its own
+    assert "task" not in on_disk and rec.key["task"] == "categorical"
+    assert rec.name == "x" and rec.code_version == "a" * 10 and rec.key == records.comparability_key(rec)
