@@ -299,13 +299,18 @@ def run_fingerprint(config, manifest: pd.DataFrame) -> tuple[str, dict]:
     return fingerprint(identity), identity
 
 
-def write(record: dict, predictions: pd.DataFrame, stem: Path) -> Path:
-    """Write ``stem.predictions.csv`` then ``stem.json`` (the JSON last: a record never
-    points at predictions that are not there). The JSON is strict: NaN (e.g. the recall
-    of a class absent from a test fold) is written as ``null``."""
+def write(record: dict, predictions: pd.DataFrame, stem: Path, val_predictions: pd.DataFrame | None = None) -> Path:
+    """Write ``stem.predictions.csv`` (and ``stem.val-predictions.csv``: the validation
+    split's outputs with the selected model, for calibration) then ``stem.json`` (the JSON
+    last: a record never points at predictions that are not there). The JSON is strict:
+    NaN (e.g. the recall of a class absent from a test fold) is written as ``null``."""
     pred_path = stem.with_name(stem.name + ".predictions.csv")
     atomic.write_text(pred_path, predictions.to_csv(index=False))
     record = {**record, "predictions": pred_path.name}
+    if val_predictions is not None:
+        val_path = stem.with_name(stem.name + VAL_SUFFIX)
+        atomic.write_text(val_path, val_predictions.to_csv(index=False))
+        record["val_predictions"] = val_path.name
     return atomic.write_json(stem.with_suffix(".json"), record, _json_default)
 
 
@@ -389,6 +394,7 @@ RECORD_SCHEMA = (
     ("leaky", bool), ("best_epoch", _INT), ("device", str), ("predictions", str),
 )
 PREDICTION_COLUMNS = ("utt_id", "speaker", "truth", "prediction")
+VAL_SUFFIX = ".val-predictions.csv"  # the validation split's outputs (records from before have none)
 
 
 def schema_problem(rec) -> str | None:
@@ -477,11 +483,12 @@ class Record(Mapping):
         fields.pop("predictions_path", None)
         return cls(fields, str(path))
 
-    def write(self, predictions: pd.DataFrame, stem: Path) -> Record:
-        """Write the predictions and the record at ``stem`` (:func:`write`); the record as
-        written, with its path."""
-        path = write(self.fields, predictions, stem)
-        return Record({**self.fields, "predictions": stem.name + ".predictions.csv"}, str(path))
+    def write(self, predictions: pd.DataFrame, stem: Path, val_predictions: pd.DataFrame | None = None) -> Record:
+        """Write the predictions (and the validation split's) and the record at ``stem``
+        (:func:`write`); the record as written, with its path."""
+        path = write(self.fields, predictions, stem, val_predictions)
+        extra = {"val_predictions": stem.name + VAL_SUFFIX} if val_predictions is not None else {}
+        return Record({**self.fields, "predictions": stem.name + ".predictions.csv", **extra}, str(path))
 
     def to_dict(self) -> dict:
         """The fields as the JSON file holds them (a copy)."""
@@ -490,6 +497,18 @@ class Record(Mapping):
     def load_predictions(self) -> pd.DataFrame:
         """The predictions CSV (:func:`read_predictions`), read on request."""
         return read_predictions(self)
+
+    def load_val_predictions(self) -> pd.DataFrame | None:
+        """The validation split's predictions (same columns), or None for a record written
+        before they were kept (or one whose file is gone: run the fold again to get them)."""
+        name = self.fields.get("val_predictions")
+        if not name or self.path is None or Path(name).name != name:
+            return None
+        path = Path(self.path).with_name(name)
+        if not path.is_file():
+            return None
+        st = path.stat()
+        return _read_predictions(str(path), st.st_mtime_ns, st.st_size).copy()
 
     @property
     def key(self) -> dict:
@@ -529,8 +548,18 @@ def load_records(path: str | Path | None = None, damaged: list | None = None) ->
     return records
 
 
+def _predictions_table(setup, outputs: dict) -> pd.DataFrame:
+    """utt_id, speaker, truth, prediction, p_<class>… of one split's outputs."""
+    speaker_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[SPEAKER]))
+    table = pd.DataFrame({"utt_id": outputs["ids"], "speaker": [speaker_of[u] for u in outputs["ids"]],
+                          "truth": outputs["truth"], "prediction": outputs["prediction"]})
+    for i, c in enumerate(setup.classes):
+        table[f"p_{c}"] = np.asarray(outputs["probabilities"])[:, i].round(5)
+    return table
+
+
 def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_metric: float,
-                 seconds: float, extra: dict) -> Record:
+                 seconds: float, extra: dict, val: dict | None = None) -> Record:
     """Build, write (atomically) and return the :class:`Record` (and predictions) of a
     scored fold.
 
@@ -539,13 +568,11 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
         test: the test split's scores and per-utterance outputs (``Trainer.test``).
         history: one dict per epoch; ``best_epoch``/``best_metric``: the selection.
         seconds: the run's time; ``extra``: engine facts (device, gradient norms, …).
+        val: the validation split's outputs with the selected model (kept beside the
+            record for calibration, :mod:`serlib.explore`), or None.
     """
     config = setup.config
-    speaker_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[SPEAKER]))
-    predictions = pd.DataFrame({"utt_id": test["ids"], "speaker": [speaker_of[u] for u in test["ids"]],
-                                "truth": test["truth"], "prediction": test["prediction"]})
-    for i, c in enumerate(setup.classes):
-        predictions[f"p_{c}"] = np.asarray(test["probabilities"])[:, i].round(5)
+    predictions = _predictions_table(setup, test)
     fold, store, split_ids = setup.fold, setup.store, setup.split_ids
     paths = dict(zip(setup.manifest[UTT_ID], setup.manifest[PATH]))
     in_fold = {u for ids in split_ids.values() for u in ids}
@@ -583,7 +610,8 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
     if setup.input_skips:
         log.warning("fold %d: %d input files skipped: %s", config.fold, len(setup.input_skips),
                     [(s["path"], s["reason"]) for s in setup.input_skips[:3]])
-    return Record(record).write(predictions, setup.stem)
+    val_predictions = _predictions_table(setup, val) if val is not None and len(val["ids"]) else None
+    return Record(record).write(predictions, setup.stem, val_predictions)
 
 
 def read_predictions(record: dict) -> pd.DataFrame:

@@ -612,7 +612,7 @@ def _train_and_record(config: ExperimentConfig, manifest: pd.DataFrame, planned:
     if not setup.experiment.neural:  # e.g. functionals + SVM: fit, select on validation, test once
         fitted = setup.experiment.fit_select_test(setup)
         return write_record(setup, fitted["test"], fitted["history"], fitted["best_epoch"], fitted["best_metric"],
-                            time.perf_counter() - t0, {"device": "cpu", "grad_norms": []})
+                            time.perf_counter() - t0, {"device": "cpu", "grad_norms": []}, fitted.get("val"))
     trainer = Trainer(config, setup.experiment, setup.model, setup.normalizer, loaders, setup.classes,
                       stem.parent / (stem.name + ".run"), setup.class_counts(), generator)
     trainer.fingerprint = setup.fingerprint
@@ -620,6 +620,7 @@ def _train_and_record(config: ExperimentConfig, manifest: pd.DataFrame, planned:
     state = trainer.fit()
     fit_here = time.perf_counter() - fit_start
     test = trainer.test()
+    val = trainer.evaluate("val") if len(setup.split_ids["val"]) else None  # selected weights: for calibration
     # the selected weights stay on disk beside the record (export and predict use them)
     save_weights(weights_path(stem.with_suffix(".json")), trainer.model.state_dict(),
                         trainer.normalizer.state_dict(),
@@ -635,4 +636,4 @@ def _train_and_record(config: ExperimentConfig, manifest: pd.DataFrame, planned:
                          "best_weights": state.best_source, "compiled": trainer.compiled,
                          # a fold resumed from another code version's checkpoint (resume_other_code) says so
                          **({"resumed_from_code": trainer.resumed_from_code}
-                            if trainer.resumed_from_code not in (None, trainer.code_version) else {})})
+                            if trainer.resumed_from_code not in (None, trainer.code_version) else {})}, val)

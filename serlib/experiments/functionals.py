@@ -135,11 +135,19 @@ class FunctionalsExperiment(Experiment):
             final = CalibratedClassifierCV(pipeline(self.config, best["c"]), ensemble=False, cv=max(2, folds)).fit(
                 x_train, y_train)
         known = list(final.classes_)
-        probs, fitted = np.zeros((len(x_test), len(classes))), final.predict_proba(x_test)
-        for j, c in enumerate(classes):  # a class absent from training keeps probability 0
-            if c in known:
-                probs[:, j] = fitted[:, known.index(c)]
+
+        def probabilities(x):
+            probs, fitted = np.zeros((len(x), len(classes))), final.predict_proba(x)
+            for j, c in enumerate(classes):  # a class absent from training keeps probability 0
+                if c in known:
+                    probs[:, j] = fitted[:, known.index(c)]
+            return probs
+
         test = metrics.scores(y_test, prediction, classes)
         test.update({"ids": setup.split_ids["test"], "truth": y_test, "prediction": prediction,
-                     "probabilities": probs})
-        return {"test": test, "history": history, "best_epoch": best["epoch"], "best_metric": best[key]}
+                     "probabilities": probabilities(x_test)})
+        val = None
+        if len(x_val):  # the validation split's outputs, kept for calibration
+            val = {"ids": setup.split_ids["val"], "truth": y_val, "prediction": list(final.predict(x_val)),
+                   "probabilities": probabilities(x_val)}
+        return {"test": test, "val": val, "history": history, "best_epoch": best["epoch"], "best_metric": best[key]}
