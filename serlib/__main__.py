@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker-norm", action="store_true",
                    help="models trained with per-speaker normalisation: standardise all inputs together (one speaker)")
     p.add_argument("--device", default="cpu")
+    p = sub.add_parser("calibration", help="ECE/MCE of a result set before and after temperature scaling "
+                                          "(fitted on each run's validation split)")
+    p.add_argument("result_set", help="a result-set folder (or one below outputs/results), as for export")
+    p.add_argument("--bins", type=_positive_int, default=15, help="equal-width confidence bins (default 15)")
     p = sub.add_parser("collect", help="results table of outputs/results")
     p.add_argument("--path", default=None)
     return parser
@@ -318,6 +322,8 @@ def _dispatch(args) -> int:
         print(f"exported {len(card['members'])} fold model(s) of {card['experiment']}/{card['name']} on "
               f"{card['corpus']} ({card['protocol']}; test UA {card['test_scores']['ua_mean']:.3f}) -> {out}")
         return 0
+    if args.command == "calibration":
+        return _calibration(args)
     if args.command == "predict":
         return _predict(args)
     if args.command == "collect":
@@ -335,6 +341,32 @@ def _dispatch(args) -> int:
         return 0
     df = _manifest(args)
     print(describe(df, make_folds(df, args.protocol)))
+    return 0
+
+
+def _calibration(args) -> int:
+    from .explore import calibrate, calibration_summary
+    from .paths import outputs_dir
+    from .stats import load_set
+
+    source = Path(args.result_set)
+    if not source.exists() and (outputs_dir() / "results" / source).exists():
+        source = outputs_dir() / "results" / source
+    result_set = load_set(source)
+    per_run, _, skipped = calibrate(result_set, args.bins)
+    for message in skipped:
+        print(f"skipped {message}", file=sys.stderr)
+    if per_run.empty:
+        print(f"error: {result_set.label}: no run has validation outputs to fit a temperature on", file=sys.stderr)
+        return 2
+    columns = ["fold", "seed", "temperature", "n_val", "n_test", "ECE before", "ECE after", "MCE before", "MCE after",
+               "UA before", "UA after"]
+    print(per_run[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    s = calibration_summary(result_set, args.bins)
+    print(f"{s['set']}: pooled test ECE {s['ECE before']:.4f} -> {s['ECE after']:.4f}, MCE {s['MCE before']:.4f} -> "
+          f"{s['MCE after']:.4f}, NLL {s['NLL before']:.4f} -> {s['NLL after']:.4f} nats ({args.bins} bins, "
+          f"{s['runs']} run(s), {s['n_test']} test utterances, {s['skipped']} skipped); UA {s['UA before']:.4f} -> "
+          f"{s['UA after']:.4f} (temperature scaling keeps every prediction)")
     return 0
 
 
