@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from . import experiments, metrics
+from . import audio, experiments, metrics
+from .bundle import export, load_model
 from .constants import GENDER, PATH, TEXT, UTT_ID
 from .errors import DataError
-from .records import Record
-from .stats import ResultSet, seed_ensemble
+from .records import FINGERPRINT_CHARS, Record, record_code_version, record_name
+from .stats import ResultSet, load_set, seed_ensemble
 from .train import run_manifest
 
 log = logging.getLogger(__name__)
@@ -320,4 +322,63 @@ def calibration_summary(result_set: ResultSet, n_bins: int = N_BINS) -> dict:
         out.update({f"ECE {tag}": ece, f"MCE {tag}": mce, f"NLL {tag}": nll(probs, y),
                     f"UA {tag}": metrics.unweighted_accuracy(p.truth.tolist(), names, classes),
                     f"WA {tag}": metrics.weighted_accuracy(p.truth.tolist(), names, classes)})
+    return out
+
+
+# -- listening -----------------------------------------------------------------------
+def fold_record(result_set: ResultSet, fold: int):
+    """The record of ``fold`` in the set (its first seed)."""
+    runs = sorted((r for r in result_set.records if r["config"]["fold"] == fold), key=lambda r: r["config"]["seed"])
+    if not runs:
+        raise DataError(None, f"{result_set.label} has no run of fold {fold}")
+    return runs[0]
+
+
+def listen(record, path: str, bundles: str | Path, hop: float = 0.5) -> dict:
+    """One test utterance through the model of the fold that tested it (exported once into
+    ``bundles``, :func:`serlib.bundle.export`): ``{"wave", "sample_rate", "windows"}`` (the
+    attention entry :func:`serlib.viz.attention_over_audio` draws; ``windows`` empty
+    without attention), ``"timeline"`` (per-window posteriors, :meth:`Bundle.predict`)
+    and ``"note"`` (what is missing and why). A model without weights (the functionals
+    baseline) gives the audio only."""
+    out = {"timeline": pd.DataFrame(), "windows": [], "note": ""}
+    if record.get("weights"):
+        target = Path(bundles) / f"{record['fingerprint'][:10]}-fold{record['config']['fold']:02d}"
+        if not (target / "card.json").is_file():
+            export(record["path"], target)
+        bundle = load_model(target)
+        pred = bundle.predict([path], hop=hop, attention=True)
+        out["timeline"] = pred.windows
+        if str(path) in pred.attention:
+            out.update(pred.attention[str(path)])
+            return out
+        out["note"] = f"{record['config']['experiment']} has no attention weights; per-window posteriors shown"
+    else:
+        out["note"] = f"{record['config']['experiment']} keeps no model weights; audio and spectrogram only"
+    sr = audio.info(path).samplerate
+    out.update({"wave": audio.load(path), "sample_rate": sr})
+    return out
+
+
+def set_label(record) -> str:
+    """A result set's name in the browser: experiment/name, the corpus and, for a transfer,
+    the direction (``emodb → ravdess``), the protocol and the fingerprint."""
+    corpus, tested = record["corpus_label"], record.get("test_corpus") or record["corpus_label"]
+    where = corpus if tested == corpus else f"{corpus} → {tested}"
+    return (f"{record['config']['experiment']}/{record_name(record)} · {where} · {record['config']['protocol']} "
+            f"[{record['fingerprint'][:FINGERPRINT_CHARS]}]")
+
+
+def result_sets(records: Sequence) -> dict[str, ResultSet]:
+    """The records as result sets (one experiment, name, corpus, protocol, fingerprint and
+    code version each), named by :func:`set_label` (+ the code version when a set has
+    records of several)."""
+    groups: dict[tuple, list] = {}
+    for r in records:
+        groups.setdefault((set_label(r), record_code_version(r)), []).append(r)
+    several = {label for label, _ in groups if sum(g[0] == label for g in groups) > 1}
+    out = {}
+    for (label, version), runs in sorted(groups.items()):
+        s = load_set(records=runs, fingerprint=runs[0]["fingerprint"], name=record_name(runs[0]), code_version=version)
+        out[f"{label} code {version}" if label in several else label] = s
     return out

@@ -463,3 +463,20 @@ def transfer_matrix(matrix: pd.DataFrame, metric: str = "UA") -> go.Figure:
     return fig.update_layout(title=f"Cross-corpus {metric} (rows: trained on, columns: tested on)",
                              xaxis_title="test corpus", yaxis_title="training corpus", height=200 + 60 * len(matrix),
                              yaxis={"automargin": True, "autorange": "reversed"})
+
+
+def reliability_diagram(tables: Mapping[str, pd.DataFrame], title: str = "Reliability") -> go.Figure:
+    """Accuracy against mean confidence per confidence bin (:func:`serlib.explore.reliability`),
+    one line per table (e.g. before and after temperature scaling); marker size follows the
+    bin's utterance count; the diagonal is perfect calibration."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
+                               name="perfect calibration"))
+    for name, t in tables.items():
+        size = 6 + 24 * np.sqrt(t["n"] / max(t["n"].max(), 1))
+        fig.add_trace(go.Scatter(x=t["confidence"], y=t["accuracy"], mode="lines+markers", name=name,
+                                 marker={"size": size}, customdata=t[["n", "low", "high"]].to_numpy(),
+                                 hovertemplate="confidence %{customdata[1]:.2f}–%{customdata[2]:.2f}: "
+                                               "%{customdata[0]} utterances, accuracy %{y:.2f}<extra></extra>"))
+    return fig.update_layout(title=title, xaxis_title="confidence (largest class probability)",
+                             yaxis_title="accuracy (share right)", xaxis_range=[0, 1], yaxis_range=[0, 1.02],
+                             height=420, width=520)

@@ -19,7 +19,7 @@ LAYERS = [
     ["config", "experiments", "weights"],
     ["data", "records", "train"],
     ["results", "bundle", "sweep", "transfer", "stats", "explore"],
-    ["viz", "analysis", "upstream_analysis", "overview", "__main__"],
+    ["viz", "analysis", "upstream_analysis", "overview", "browser", "__main__"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -279,3 +279,21 @@ def test_notebook_thread_choice(monkeypatch):
             threads.use_free_cores(echo=False)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_error_browser_notebook_shows_the_largest_confusion_with_audio(tmp_path):
+    """13 headless: the default view is the first set's largest off-diagonal cell, listed
+    with audio players; temperature scaling leaves UA as it was."""
+    from serlib import explore
+    from serlib.records import load_records
+
+    out = tmp_path / "outputs"
+    got = _execute("13_error_browser", tmp_path, output_dir=str(out))
+    sets = explore.result_sets(load_records(out / "results"))
+    table = explore.utterances({got["default_set"]: sets[got["default_set"]]})
+    cell = explore.largest_off_diagonal(table, sets[got["default_set"]].classes)
+    assert got["default_cell"] == list(cell) and got["n_cell"] == len(explore.cell(table, *cell))
+    assert got["ua_after"] == got["ua_before"] and got["ece_before"] >= 0
+    text = (tmp_path / "13_error_browser.ipynb").read_text()
+    assert "<audio" in text and '"ename"' not in text
