@@ -162,7 +162,7 @@ def _predict(args) -> int:
         _check_destination(Path(str(Path(args.out).with_suffix("")) + ".windows.csv"), "--out")
     if args.attention:
         _check_destination(Path(args.attention) / "x.attention.html", "--attention")
-    bundle = load_model(args.bundle, fold=args.fold, device=args.device)
+    bundle = load_model(args.bundle, fold=args.fold, device=args.device, calibrated=args.calibrated)
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention models: write an HTML figure per file (attention over the spectrogram)")
     p.add_argument("--speaker-norm", action="store_true",
                    help="models trained with per-speaker normalisation: standardise all inputs together (one speaker)")
+    p.add_argument("--calibrated", action="store_true",
+                   help="scale each fold model's probabilities by the temperature fitted on its validation split")
     p.add_argument("--device", default="cpu")
     p = sub.add_parser("calibration", help="ECE/MCE of a result set before and after temperature scaling "
                                           "(fitted on each run's validation split)")

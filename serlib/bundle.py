@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import __version__, atomic, experiments, metrics, records
+from . import __version__, atomic, calibration, experiments, metrics, records
 from .audio import SILENCE_PEAK, InputChecks, WaveCrop, resample
 from .data import collate
 from .device import resolve_device
@@ -99,7 +99,8 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
             save_weights(out / name, *found, {"classes": rec["classes"], "fold": fold, "seed": seed,
                                               "fingerprint": rec["fingerprint"], "n_features": rec.get("n_features")})
         read_weights(out / name)  # the copy reads back whole
-        members.append({"file": name, "fold": fold, "seed": seed, "test_speakers": rec["test_speakers"],
+        members.append({"file": name, "fold": fold, "seed": seed, "temperature": _temperature(rec),
+                        "test_speakers": rec["test_speakers"],
                         "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
                         "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
                         "selected_weights": rec.get("best_weights", "raw")})
@@ -130,6 +131,17 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+def _temperature(record) -> float | None:
+    """The temperature fitted on a run's validation outputs (:func:`serlib.calibration.fit_temperature`),
+    or None for a record that kept none (``predict --calibrated`` then refuses the bundle)."""
+    val = record.load_val_predictions() if isinstance(record, records.Record) else None
+    if val is None or val.empty:
+        return None
+    classes = list(record["classes"])
+    probs = val[[f"p_{c}" for c in classes]].to_numpy(float)
+    return round(calibration.fit_temperature(probs, val.truth.map({c: i for i, c in enumerate(classes)}).to_numpy()), 5)
+
+
 def _input_rule(config) -> dict:
     feature_config, crop = experiments.create(config).features()
     crop = crop or WaveCrop()
@@ -146,6 +158,7 @@ class Member:
     seed: int
     model: nn.Module
     normalizer: Normalizer
+    temperature: float | None = None  # applied to its probabilities when the bundle is loaded calibrated
 
 
 @dataclass
@@ -166,8 +179,10 @@ class Prediction:
 class Bundle:
     """Fold models rebuilt from an exported bundle (:func:`load_model`)."""
 
-    def __init__(self, root: Path, config, card: dict, members: list[Member], device: torch.device):
+    def __init__(self, root: Path, config, card: dict, members: list[Member], device: torch.device,
+                 calibrated: bool = False):
         self.root, self.config, self.card, self.members, self.device = root, config, card, members, device
+        self.calibrated = calibrated  # each member's probabilities temperature-scaled
         self.classes: list[str] = card["classes"]
         self.experiment = experiments.create(config)
         self.feature_config: FeatureConfig
@@ -180,7 +195,8 @@ class Bundle:
     def __repr__(self) -> str:
         folds = [m.fold for m in self.members]
         return (f"Bundle({self.card['experiment']}/{self.card['name']} on {self.card['corpus']}, "
-                f"{len(self.members)} model(s), folds {folds}, classes {self.classes})")
+                f"{len(self.members)} model(s), folds {folds}, classes {self.classes}"
+                + (f", calibrated: temperatures {[m.temperature for m in self.members]})" if self.calibrated else ")"))
 
     @property
     def sample_rate(self) -> int:
@@ -194,12 +210,17 @@ class Bundle:
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean class probabilities of the members ``(B, C)``, and the prediction: the
-        member's own for one member (e.g. CNN+LSTM's α vote), else the argmax of the mean."""
+        member's own for one member (e.g. CNN+LSTM's α vote), else the argmax of the mean.
+        A calibrated bundle scales each member's probabilities by its temperature first
+        (softmax(log p / T): the member's order of classes is kept)."""
         probs, pred = [], None
         for m in self.members:
             prepare = lambda s, n=lengths, m=m: prepare_input(m.normalizer, s, n)  # noqa: E731
             p, pred = self.experiment.predict(m.model, x, lengths, prepare, True)
-            probs.append(p.float())
+            p = p.float()
+            if self.calibrated:
+                p = torch.softmax(torch.log(p.clamp_min(calibration.EPS)) / m.temperature, dim=-1)
+            probs.append(p)
         mean = torch.stack(probs).mean(0)
         return mean, pred if len(self.members) == 1 else mean.argmax(-1)
 
@@ -408,9 +429,11 @@ def expand_inputs(inputs) -> list[tuple[str, object]]:
     return [pair for item in inputs for pair in expand_inputs(item)]
 
 
-def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -> Bundle:
+def load_model(path: str | Path, fold: int | None = None, device: str = "cpu", calibrated: bool = False) -> Bundle:
     """Rebuild an exported bundle (:func:`export`): every fold model (an ensemble), or
-    only ``fold``. Needs nothing but the bundle folder."""
+    only ``fold``. Needs nothing but the bundle folder. ``calibrated``: each member's
+    probabilities are scaled by the temperature fitted on its validation split (stored in
+    the card at export); a bundle of records without validation outputs is refused."""
     root = Path(path)
     card_path, config_path = root / "card.json", root / "config.json"
     for p in (card_path, config_path):
@@ -427,6 +450,13 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
     chosen = [m for m in card["members"] if fold is None or m["fold"] == fold]
     if not chosen:
         raise ConfigError(f"{root}: no fold {fold} in this bundle (folds {[m['fold'] for m in card['members']]})")
+    if calibrated:
+        lacking = [m["fold"] for m in chosen if not isinstance(m.get("temperature"), (int, float))
+                   or isinstance(m.get("temperature"), bool) or not m["temperature"] > 0]
+        if lacking:
+            raise ConfigError(f"{card_path}: no temperature for fold(s) {lacking} (exported from records that kept "
+                              "no validation outputs, or by an older serlib): run those folds again and export, "
+                              "or predict without --calibrated")
     exp = experiments.create(config)
     members = []
     computed_features = None
@@ -446,8 +476,8 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
         except RuntimeError as e:
             raise DataError(root / m["file"], f"weights do not fit the model of config.json ({e})") from e
         normalizer = normalizer_from_state(config.normalization, norm_state)
-        members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev)))
-    return Bundle(root, config, card, members, dev)
+        members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev), m.get("temperature")))
+    return Bundle(root, config, card, members, dev, calibrated)
 
 
 def _read_json(path: Path, kind: type):

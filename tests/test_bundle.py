@@ -200,3 +200,32 @@ def test_predicting_with_a_bundle_loads_no_trainer_corpora_sweep_or_sklearn(trai
     forbidden = [m for m in loaded if m.startswith(("serlib.train", "serlib.corpora", "serlib.sweep",
                                                     "serlib.stats", "sklearn"))]
     assert not forbidden, forbidden
+
+
+def test_calibrated_predict_scales_each_member_by_its_stored_temperature(trained, tmp_path):
+    """Export stores each member's temperature (fitted on its validation outputs);
+    ``predict --calibrated`` gives the record's test probabilities scaled by it, with the
+    same predictions; a bundle without temperatures is refused with a clear error."""
+    from serlib import calibration
+
+    out = bundle.export(Path(trained["ls"][0]["path"]).parent, tmp_path / "ls")
+    card = json.loads((out / "card.json").read_text())
+    record = trained["ls"][0]
+    val = pd.read_csv(Path(record["path"]).with_name(record["val_predictions"]))
+    classes = record["classes"]
+    labels = val.truth.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    t = calibration.fit_temperature(val[[f"p_{c}" for c in classes]].to_numpy(), labels)
+    assert card["members"][0]["temperature"] == pytest.approx(t, abs=1e-4)
+    truth = pd.read_csv(record["predictions_path"])
+    files = [trained["csv"].parent / f"{u.split('_')[0]}/{u}.wav" for u in truth.utt_id]
+    done = cli("predict", out, *files, "--fold", 1, "--calibrated", "--out", tmp_path / "p.csv")
+    assert done.returncode == 0, done.stderr
+    got = by_file(pd.read_csv(tmp_path / "p.csv"), "path").loc[truth.utt_id]
+    want = calibration.scale(truth[[f"p_{c}" for c in classes]].to_numpy(), card["members"][0]["temperature"])
+    assert np.abs(got[[f"p_{c}" for c in classes]].to_numpy() - want).max() < 2e-3
+    assert (got.prediction.to_numpy() == truth.prediction.to_numpy()).all()
+    for m in card["members"]:
+        del m["temperature"]
+    (out / "card.json").write_text(json.dumps(card))
+    done = cli("predict", out, files[0], "--calibrated")
+    assert done.returncode == 2 and "error:" in done.stderr and "no temperature for fold(s) [1, 2]" in done.stderr

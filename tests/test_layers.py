@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "serlib"
 # From the ground up; a module may import its own layer and the layers below it only.
 LAYERS = [
     ["errors", "constants", "paths", "atomic", "progress", "fields", "device", "metrics", "scraps", "threads",
-     "nbclean"],
+     "nbclean", "calibration"],
     ["audio", "features", "augment", "text", "losses", "optim"],
     ["corpora", "protocols", "recipe", "models", "cache", "functionals", "upstream"],
     ["config", "experiments", "weights"],
