@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # serlib.nbclean also fixes the kernelspec's display name and drops empty "tags": [] lists
 NBSTRIP_KEYS := metadata.language_info metadata.papermill cell.metadata.papermill
 
-.PHONY: demo lab test test-fast test-browser lint bench install clean
+.PHONY: demo lab explore test test-fast test-browser lint bench install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
@@ -43,6 +43,12 @@ demo: $(STAMP) $(NBFILTER)
 # Threads: the notebooks use the free cores (serlib.threads); SERLIB_THREADS=N fixes the number.
 lab: $(STAMP) $(NBFILTER)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
+
+# The error browser (notebook 13) as a web page for colleagues without JupyterLab (Voilà, the
+# optional extra "explore"); EXPLORE_ARGS e.g. --port=8866 --Voila.ip=0.0.0.0 to share it.
+explore: $(STAMP) $(NBFILTER)
+	$(PY) -c "import voila" 2>/dev/null || $(PY) -m pip install --quiet -e ".[explore]"
+	$(VENV)/bin/voila notebooks/13_error_browser.ipynb --no-browser $(EXPLORE_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check serlib tests benchmarks
