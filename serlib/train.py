@@ -362,7 +362,7 @@ class Trainer:
             if epoch % max(1, c.epochs // 10) == 0 or epoch == c.epochs or stopping:  # about ten lines a fold
                 progress.line(f"{c.experiment} fold {c.fold} epoch {epoch}/{c.epochs}: train loss {train_loss:.3f}, "
                               f"val WA {val['wa']:.3f} UA {val['ua']:.3f}, best epoch {s.best_epoch} "
-                              f"({row['seconds']:.1f} s)", c.progress)
+                              f"({row['seconds']:.2f} s)", c.progress)
             if stopping:
                 log.info("early stop at epoch %d (best %d)", epoch, s.best_epoch)
                 break

@@ -196,7 +196,8 @@ def confusion_matrix(matrix, labels: Sequence[str], normalize: bool = True, titl
     z = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalize else m
     text = [[f"{z[i, j]:.2f}<br>({int(m[i, j])})" for j in range(len(labels))] for i in range(len(labels))]
     fig = go.Figure(go.Heatmap(z=z, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
-                               colorscale="Blues", zmin=0, zmax=1 if normalize else None))
+                               colorscale="Blues", zmin=0, zmax=1 if normalize else None,
+                               colorbar={"title": "share of the true class" if normalize else "utterances"}))
     return fig.update_layout(title=title, xaxis_title="prediction", yaxis_title="truth",
                              yaxis_autorange="reversed", height=420, width=480)
 
@@ -262,9 +263,11 @@ def curve_notes(history: Sequence[Mapping], best_epoch: int) -> str:
     return "; ".join(notes)
 
 
-def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1.2, fmax: float | None = None,
-                  hop_s: float | None = None):
+def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.9, high: float = 1.1, fmax: float | None = None,
+                  hop_s: float | None = None, unit: str = "log power (dB)"):
     """An ipywidgets slider on α that redraws the warped spectrogram live (JupyterLab).
+    The slider spans the training range of α (0.9–1.1) by default; ``unit`` titles the
+    colour bar as the static figures do (:func:`feature_unit`).
 
     Returns the widget. Nothing is drawn into its output area until the slider moves: a
     notebook shows the initial state as an ordinary (static) figure next to it, which a
@@ -284,7 +287,7 @@ def vtlp_explorer(spec, f0_ratio: float = 0.9, low: float = 0.8, high: float = 1
     def redraw(change=None):
         warped = vtlp_warp(torch.as_tensor(spec), slider.value, f0_ratio)
         figure = spectrogram_grid({"original": spec, f"α = {slider.value:.2f}": warped}, cols=2,
-                                  title=f"VTLP warp, α = {slider.value:.2f}", fmax=fmax, hop_s=hop_s)
+                                  title=f"VTLP warp, α = {slider.value:.2f}", fmax=fmax, hop_s=hop_s, unit=unit)
         with out:
             out.clear_output(wait=True)
             display(figure)

@@ -5,7 +5,11 @@ system's Chromium with Playwright (``executable_path``: nothing is downloaded), 
 
 1. runs notebook 02, checks that its plotly figures are drawn, moves the α slider with
    the keyboard and checks that the widget's figure is redrawn for the new α;
-2. runs notebook 00 and checks that its plotly figures are drawn.
+2. runs notebook 00 and checks that its plotly figures are drawn;
+3. runs notebook 13 (the error browser), picks another confusion cell in its dropdown and
+   checks that the cell's utterance list and an ``<audio>`` player appear, with no error
+   output;
+4. serves notebook 13 with Voilà (``make explore``) and does the same on that page.
 
 Screenshots go to ``outputs/browser/``. Exits 0 when every check passes, 1 otherwise;
 the server is stopped either way. Not part of ``make test``: it needs a browser.
@@ -100,6 +104,57 @@ def check_00(page) -> None:
     print(f"00: {count} figures drawn")
 
 
+def pick_other_cell(page, name: str, root=None) -> str:
+    """Choose the second option of the error browser's cell dropdown; wait until the list of
+    that cell's utterances and an audio player are drawn; fail on error output."""
+    root = root or page
+    select = root.locator(".widget-dropdown:has(label:text-is('cell')) select").first
+    select.wait_for(timeout=300_000)
+    options = select.locator("option").all_text_contents()
+    assert len(options) >= 2, f"{name}: the cell dropdown offers {options}"
+    choice = options[1]
+    select.select_option(label=choice)
+    truth, predicted = (part.strip() for part in choice.rsplit("(", 1)[0].split("→"))
+    heading = root.locator(f"h3:has-text('True {truth}, predicted {predicted}')")
+    heading.first.wait_for(timeout=300_000)
+    audio = root.locator(".widget-output audio")
+    audio.first.wait_for(state="attached", timeout=120_000)
+    errors = root.locator("[data-mime-type='application/vnd.jupyter.stderr']:has-text('Traceback'), "
+                          ".jp-OutputArea-output:has-text('Traceback (most recent call last)'), "
+                          ":text('There was an error when executing')").count()
+    assert errors == 0, f"{name}: error output after choosing {choice!r}"
+    return f"cell {choice!r}: utterance list drawn, {audio.count()} audio player(s)"
+
+
+def check_13(page) -> None:
+    run_all(page, "13_error_browser.ipynb")
+    found = pick_other_cell(page, "13")
+    page.screenshot(path=str(SHOTS / "13_cell.png"), full_page=False)
+    print(f"13 in JupyterLab: {found}")
+
+
+def check_voila(page) -> None:
+    """``make explore``'s page: Voilà renders notebook 13 as an app."""
+    port = free_port()
+    work = Path(page.notebooks)
+    server = subprocess.Popen([sys.executable, "-m", "voila", "13_error_browser.ipynb", "--no-browser",
+                               f"--port={port}", "--Voila.ip=127.0.0.1", "--token="],
+                              cwd=work, stdout=subprocess.DEVNULL, stderr=open(work.parent / "voila.log", "w"),
+                              stdin=subprocess.DEVNULL)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", 120)
+        page.goto(f"http://127.0.0.1:{port}/", timeout=600_000)
+        found = pick_other_cell(page, "voila")
+        page.screenshot(path=str(SHOTS / "13_voila.png"), full_page=False)
+        print(f"13 in Voilà: {found}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -121,8 +176,10 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.base, page.token = base, token
-            for check in (check_02, check_00):
+            page.base, page.token, page.notebooks = base, token, work / "notebooks"
+            checks = [c for c in (check_02, check_00, check_13, check_voila)
+                      if not os.environ.get("BROWSER_CHECKS") or c.__name__ in os.environ["BROWSER_CHECKS"].split(",")]
+            for check in checks:
                 try:
                     check(page)
                 except Exception as e:  # report every check, then fail
@@ -136,7 +193,7 @@ def main() -> int:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
-    print(f"{2 - failures} passed, {failures} failed")
+    print(f"{len(checks) - failures} passed, {failures} failed")
     return 1 if failures else 0
 
 
