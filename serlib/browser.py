@@ -121,8 +121,11 @@ def app(sets: Mapping[str, ResultSet], tables: Mapping[str, pd.DataFrame], bundl
     other = w.Dropdown(options=names, value=names[-1], description="versus", layout={"width": "60%"})
     cell = w.Dropdown(description="cell", layout={"width": "40%"})
     out_matrix, out_cell, out_speakers, out_pair, out_cal = (w.Output() for _ in range(5))
+    quiet = {"cell": False}  # set while the cell options are replaced (one redraw, not one per change)
 
     def redraw_cell(_=None):
+        if quiet["cell"]:
+            return
         out_cell.clear_output(wait=True)
         with out_cell:
             if cell.value is not None:
@@ -136,10 +139,10 @@ def app(sets: Mapping[str, ResultSet], tables: Mapping[str, pd.DataFrame], bundl
             show_confusion(t, s.classes, pick.value)
         options = cell_options(t, s.classes)
         default = explore.largest_off_diagonal(t, s.classes)
-        cell.unobserve(redraw_cell, "value")
+        quiet["cell"] = True
         cell.options = options
         cell.value = default if default else (options[0][1] if options else None)
-        cell.observe(redraw_cell, "value")
+        quiet["cell"] = False
         redraw_cell()
         with out_speakers:
             show_speakers(t, s.classes, n_boot)
@@ -158,6 +161,7 @@ def app(sets: Mapping[str, ResultSet], tables: Mapping[str, pd.DataFrame], bundl
 
     pick.observe(redraw_set, "value")
     other.observe(redraw_pair, "value")
+    cell.observe(redraw_cell, "value")
     redraw_set()
     return w.VBox([pick, out_matrix, cell, out_cell, w.HTML("<h3>Speakers</h3>"), out_speakers,
                    w.HTML("<h3>Two models</h3>"), other, out_pair, w.HTML("<h3>Calibration</h3>"), out_cal])
