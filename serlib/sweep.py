@@ -256,9 +256,12 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
     the_plan = plan(experiment, values, folds, seeds, force)
     manifest, todo, outcomes = the_plan.manifest, the_plan.todo, list(the_plan.skipped)
     say(f"sweep {experiment} on {the_plan.first.corpus}: {len(todo)} runs to do, {len(outcomes)} already recorded")
+    runs_of: dict[str, list[str]] = {}  # one line per note, not one per run (a note is often every run's)
     for config, _, note in todo:
         if note:
-            say(f"fold {config.fold} seed {config.seed}: {note}")
+            runs_of.setdefault(note, []).append(f"fold {config.fold} seed {config.seed}")
+    for note, runs in runs_of.items():
+        say(f"{', '.join(runs)}: {note}")
     if jobs > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     if backend == "ray":

@@ -64,7 +64,9 @@ def test_changed_setting_runs_again_same_setting_is_skipped(corpus, tmp_path, ca
     assert same.status.tolist() == ["skipped", "skipped"] and same.path.tolist() == table.path.tolist()
     other = sweep("cnn_lstm", values(corpus, tmp_path, epochs="2"), folds="1,2")
     assert other.status.tolist() == ["done", "done"]
-    assert "records with other settings exist" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert said.count("records with other settings exist") == 1  # one line for both folds, not one per run
+    assert "fold 1 seed 1, fold 2 seed 1: records with other settings exist" in said
     assert all(Path(p).is_file() for p in table.path)  # nothing lost
     collected = results.collect(tmp_path / "results")
     mean = results.summarise(collected)["mean"]
