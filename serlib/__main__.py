@@ -113,19 +113,18 @@ def _sweep(args) -> int:
 def _predict(args) -> int:
     """Exit 0 when every input was scored, 1 when some failed (listed; the rest written)."""
     from . import atomic, viz
-    from .bundle import load_model
+    from .bundle import load_model, prediction_paths, write_prediction
 
     if args.out:  # before any scoring: a destination that cannot take the table fails now
-        _check_destination(Path(args.out), "--out")
-        _check_destination(Path(str(Path(args.out).with_suffix("")) + ".windows.csv"), "--out")
+        for target in prediction_paths(args.out):
+            _check_destination(target, "--out")
     if args.attention:
         _check_destination(Path(args.attention) / "x.attention.html", "--attention")
     bundle = load_model(args.bundle, fold=args.fold, device=args.device)
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
-        atomic.write_text(args.out, out.files.to_csv(index=False))
-        atomic.write_text(str(Path(args.out).with_suffix("")) + ".windows.csv", out.windows.to_csv(index=False))
+        write_prediction(args.out, out)
         print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
     else:
         print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
@@ -152,8 +151,14 @@ def _check_destination(target: Path, flag: str) -> None:
 
     from .errors import DataError
 
-    if target.is_dir():
+    from .atomic import check_target
+
+    if target.is_dir() and not target.is_symlink():
         raise DataError(target, f"{flag}: is a folder; give a file name such as {target / 'predictions.csv'}")
+    try:
+        check_target(target)
+    except DataError as e:
+        raise DataError(target, f"{flag}: {e.reason}") from None
     folder = target.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -229,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     except SerlibError as e:  # bad input or settings: the message names the file and the reason
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system refused (read-only, full, no permission): name the file, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was written is whole (atomic writes); no traceback
+        print(f"interrupted: {args.command} stopped (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 def _dispatch(args) -> int:
