@@ -149,9 +149,8 @@ def _check_destination(target: Path, flag: str) -> None:
     exists, when the rest is made) writable."""
     import os
 
-    from .errors import DataError
-
     from .atomic import check_target
+    from .errors import DataError
 
     if target.is_dir() and not target.is_symlink():
         raise DataError(target, f"{flag}: is a folder; give a file name such as {target / 'predictions.csv'}")
