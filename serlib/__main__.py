@@ -101,13 +101,31 @@ def _values(args) -> dict:
 def _sweep(args) -> int:
     from .sweep import RayOptions, sweep
 
-    table = sweep(args.experiment, _values(args), folds=args.folds, seeds=args.seeds, jobs=args.jobs,
-                  threads=args.threads, force=args.force, backend=args.backend,
+    values = _values(args)  # a bad setting fails before the thread choice is printed
+    threads = args.threads if args.backend == "ray" else _choose_threads(args.threads, args.jobs)
+    table = sweep(args.experiment, values, folds=args.folds, seeds=args.seeds, jobs=args.jobs,
+                  threads=threads, force=args.force, backend=args.backend,
                   ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
     if len(table):
         print(table[["fold", "seed", "status", "wa", "ua", "seconds", "reason"]].to_string(
             index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=80))
     return 1 if table.attrs["failed"] else 0
+
+
+def _choose_threads(asked: int | None, jobs: int = 1) -> int:
+    """The torch threads of each run: ``--threads``, else ``$SERLIB_THREADS``, else the free
+    cores shared by the ``jobs`` parallel runs — the notebooks' choice (:mod:`serlib.threads`:
+    on a busy machine, more threads than free cores spin-wait). Printed; runs record it."""
+    import os
+
+    from .threads import free_cores, use_free_cores
+
+    if asked or os.environ.get("SERLIB_THREADS") or jobs == 1:
+        return use_free_cores(asked)
+    chosen = use_free_cores(max(1, free_cores() // jobs), echo=False)
+    print(f"torch threads: {chosen} per run ({jobs} parallel runs share the free cores: {os.cpu_count()} cores, "
+          f"1-min load {os.getloadavg()[0]:.1f}; --threads overrides; serlib.threads says why it matters)")
+    return chosen
 
 
 def _predict(args) -> int:
@@ -244,13 +262,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        import torch
-
         from .train import resolve_values, run_fold
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        first, manifest = resolve_values(args.experiment, _values(args))
+        values = _values(args)
+        _choose_threads(args.threads)
+        first, manifest = resolve_values(args.experiment, values)
         rec = run_fold(dataclasses.replace(first, fold=args.fold, seed=args.seed), manifest)
         print(f"fold {args.fold}: test speakers {rec['test_speakers']}, WA {rec['metrics']['wa']:.3f}, "
               f"UA {rec['metrics']['ua']:.3f}, best epoch {rec['best_epoch']} -> {rec['path']}")
