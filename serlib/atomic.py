@@ -8,6 +8,7 @@ fails.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -85,9 +86,13 @@ def write_json(path: str | Path, obj: Any, default: Callable | None = None) -> P
 
 
 def torch_save(obj: Any, path: str | Path) -> Path:
+    import io
+
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    buffer = io.BytesIO()  # torch reports a full disk as a RuntimeError; a plain write says ENOSPC
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
 
 
 def strict_json(obj: Any, default: Callable | None = None) -> Any:
@@ -183,24 +188,40 @@ class RunLock:
     def _create(self) -> None:
         """Write ``host:pid`` to a temporary file and hard-link it as the lock: the lock
         appears whole or not at all (a full disk fails on the temporary file), and the
-        link fails with FileExistsError when the lock exists."""
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        link fails with FileExistsError when the lock exists. On a file system without
+        hard links, the lock is created with ``O_EXCL`` and removed if writing fails."""
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".lock.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(self.me)
+            os.chmod(tmp, 0o666 & ~_UMASK)
             try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(self.me)
-                os.chmod(tmp, 0o666 & ~_UMASK)
                 os.link(tmp, self.path)
-            except FileExistsError:
-                raise
             except OSError as e:
-                raise _lock_error(self.path, e) from None
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                self._create_exclusive()
+        except FileExistsError:
+            raise
+        except OSError as e:
+            raise _lock_error(self.path, e) from None
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+    def _create_exclusive(self) -> None:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.me)
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
 
     def __exit__(self, *exc) -> None:
         try:
-            if self.path.read_text().strip() == self.me:
+            if self.path.read_bytes().decode("utf-8", "replace").strip() == self.me:
                 self.path.unlink()
         except OSError:
             pass
