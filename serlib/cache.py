@@ -32,7 +32,7 @@ from .progress import line as progress_line
 log = logging.getLogger(__name__)
 
 
-CACHE_VERSION = 2    # bump when the stored layout changes: old entries are re-extracted
+CACHE_VERSION = 3    # bump when the stored layout or the decoding changes (3: soxr resampling): re-extracted
 
 
 @dataclass

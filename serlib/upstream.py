@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from . import cache
-from .audio import InputChecks, WaveCrop
+from .audio import RATES, InputChecks, WaveCrop
 from .cache import FeatureStore, audio_hashes, cache_key
 from .constants import PATH
 from .errors import DataError, SerlibError
@@ -188,8 +188,9 @@ def describe(path: str | Path, kind: str = "auto", cache_dir: str | Path | None 
                                   "use upstream.kind=auto")
     pre = _read_json(root / "preprocessor_config.json")
     rate = pre.get("sampling_rate")
-    if not isinstance(rate, int) or rate <= 0:
-        raise UpstreamError(root / "preprocessor_config.json", f"sampling_rate must be a positive integer, got {rate!r}")
+    if not isinstance(rate, int) or isinstance(rate, bool) or not RATES[0] <= rate <= RATES[1]:
+        raise UpstreamError(root / "preprocessor_config.json", f"sampling_rate must be an integer from {RATES[0]} to "
+                                                               f"{RATES[1]} Hz, got {rate!r}")
     def number(source: dict, key: str, default=None, where: str = "config.json") -> int:
         value = source.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

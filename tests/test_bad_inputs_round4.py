@@ -158,7 +158,7 @@ def test_a_fold_with_an_empty_lock_is_trained_through_the_program(tmp_path):
                            *[f"{k}={v}" for k, v in TINY.items()], f"output_dir={tmp_path / 'out'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "SERLIB_OUTPUTS": str(tmp_path / "outputs")})
-    assert done.returncode == 0 and " done " in done.stdout and "skipped" not in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "1 done, 0 skipped" in done.stderr + done.stdout, done.stdout + done.stderr
     assert records_under(tmp_path / "out") and not stem.with_suffix(".lock").exists()
 
 
@@ -502,3 +502,34 @@ def test_run_prints_its_thread_choice_through_the_program(tmp_path):
     rec = json.loads(records_under(tmp_path / "out")[0].read_text())
     assert rec["torch_threads"] == threads
 
+
+
+@pytest.mark.slow
+def test_issue30_cases_as_a_user_sees_them(tiny_runs, tmp_path):  # noqa: F811
+    from serlib import bundle as bundle_module
+
+    exported = bundle_module.export(tiny_runs["records"][0].parent, tmp_path / "b")
+    wav = fixtures.write_wav(tmp_path / "x.wav", seconds=0.5)
+    link, pipe = _special("symlink", tmp_path / "link.csv"), _special("fifo", tmp_path / "pipe.csv")
+    (tmp_path / "a-file").write_text("x")
+    folds = tmp_path / "folds.csv"
+    folds.write_text("speaker,fold,role\ns1,1e30,test\ns2,1,train\n")
+    csv = ["--corpus", "csv", "--root", tiny_runs["csv"]]
+    cases = [
+        (["predict", exported, wav, "--out", link], {}, "--out: is a symbolic link"),
+        (["predict", exported, wav, "--out", pipe], {}, "--out: is a named pipe"),
+        (["collect"], {"SERLIB_OUTPUTS": str(tmp_path / "a-file")}, "SERLIB_OUTPUTS names a file"),
+        (["sweep", "--experiment", "cnn_lstm", "--set", "epochs=2", "epochs=3"], {}, "--set gives epochs twice"),
+        (["sweep", "--experiment", "cnn_lstm", "--set", "lr_conv=" + "[" * 50_000], {}, "the value has 50,000"),
+        (["sweep", "--experiment", "cnn_lstm", "--set", "name=émotion"], {}, "ASCII letters"),
+        (["sweep", "--experiment", "cnn_lstm", *csv, "--protocol", f"folds_file:{folds}"], {},
+         "row 1: fold '1e30' is not a whole number from 1 to 100000"),
+    ]
+    for argv, extra_env, message in cases:
+        env = {**os.environ, "SERLIB_OUTPUTS": str(tmp_path / "outputs"), **extra_env}
+        done = subprocess.run([sys.executable, "-m", "serlib", *map(str, argv)], capture_output=True, text=True,
+                              cwd=ROOT, env=env, stdin=subprocess.DEVNULL, timeout=300)
+        assert done.returncode == 2, (argv[:3], done.stderr[-2000:])
+        assert message in done.stderr and "Traceback" not in done.stderr, (argv[:3], done.stderr[-2000:])
+    assert link.is_symlink() and pipe.is_fifo() and (tmp_path / "target.csv").read_text() == "keep me\n"
+    assert not (tmp_path / "outputs" / "results").exists()
