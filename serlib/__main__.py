@@ -63,11 +63,11 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help='JSON {"label": "class"} applied to both corpora (like --merge)')
 
 
-def _manifest(args):
+def _manifest(args, **options):
     from .corpora import prepare_manifest
 
     classes = "all" if args.classes == "all" else args.classes.split(",")
-    return prepare_manifest(args.corpus, args.root, args.subset, classes, args.merge)
+    return prepare_manifest(args.corpus, args.root, args.subset, classes, args.merge, **options)
 
 
 def _values(args) -> dict:
@@ -168,9 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("demo", "the data and folds notebook 03 trains on (CNN+LSTM settings)"),
-                            ("describe", "a corpus's manifest and folds")):
-        _add_corpus_args(sub.add_parser(name, help=help_text))
+    _add_corpus_args(sub.add_parser("demo", help="the data and folds notebook 03 trains on (CNN+LSTM settings)"))
+    _add_corpus_args(sub.add_parser("describe", help="a corpus as read: files, hours, speakers, labels × speakers, "
+                                                     "sample rates, channels, skipped files, folds"),
+                     classes_default="all")
     p = sub.add_parser("baseline", help="the functionals baseline on every fold (records like any sweep)")
     _add_corpus_args(p)
     p.add_argument("--feature-set", default="mfcc_stats", help="mfcc_stats | egemaps | compare")
@@ -309,8 +310,17 @@ def _dispatch(args) -> int:
         print(f"notebook 03's data (experiment cnn_lstm): subset {config.subset}, classes {', '.join(config.classes)}")
         print(describe(df, make_folds(df, config.protocol, seed=config.seed)))
         return 0
-    df = _manifest(args)
-    print(describe(df, make_folds(df, args.protocol)))
+    from .errors import SplitError
+
+    df = _manifest(args, on_error="skip")  # describe reports bad files instead of stopping at the first
+    try:
+        folds = make_folds(df, args.protocol)
+    except SplitError as e:
+        folds = None
+        print(describe(df))
+        print(f"\nfolds ({args.protocol}): {e}")
+        return 0
+    print(describe(df, folds))
     return 0
 
 

@@ -184,7 +184,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     elif name == "loso":
         speakers = speaker_order(manifest)
         if len(speakers) < 3:
-            raise SplitError(f"loso needs at least 3 speakers, got {len(speakers)}")
+            raise SplitError(too_few_speakers(manifest, protocol, 3, speakers))
         has_sessions = manifest[SESSION].notna().all()
         session_of = manifest.groupby(SPEAKER)[SESSION].first()
         for i, spk in enumerate(speakers):
@@ -206,7 +206,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     elif name == "group_kfold":
         speakers = speaker_order(manifest)
         if len(speakers) < k:
-            raise SplitError(f"group_kfold:{k} needs at least {k} speakers, got {len(speakers)}")
+            raise SplitError(too_few_speakers(manifest, protocol, k, speakers))
         chunks = [list(c) for c in np.array_split(np.array(speakers, dtype=object), k)]
         for i, (test_s, val_s) in enumerate(_cyclic(chunks)):
             train, val, test = _split_by(manifest, SPEAKER, test_s, val_s)
@@ -230,6 +230,15 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
             _drop_duplicate_audio(fold, manifest)
         check_disjoint(fold, manifest)
     return folds
+
+
+def too_few_speakers(manifest: pd.DataFrame, protocol: str, needed: int, speakers: list[str]) -> str:
+    """Why a speaker-independent protocol cannot split this corpus, and what can."""
+    corpus = manifest["corpus"].iloc[0] if "corpus" in manifest.columns and len(manifest) else "this corpus"
+    shown = ", ".join(map(str, speakers[:5])) + (", …" if len(speakers) > 5 else "")
+    return (f"{protocol} needs at least {needed} speakers, got {len(speakers)} speakers ({shown}) in {corpus}: "
+            f"test on it from another corpus (--protocol cross:{corpus} with this corpus as --test-root), "
+            "or use a speaker-dependent protocol, e.g. stratified_kfold:5 (flagged speaker-dependent and leaky)")
 
 
 def folds_file_path(protocol: str) -> Path:

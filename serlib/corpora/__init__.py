@@ -15,7 +15,21 @@ import pandas as pd
 
 from ..constants import FOUR_CLASSES, LABEL, LABELS
 from ..errors import ConfigError
-from . import asvp_esd, emodb, generic, iemocap, ravdess, synthetic
+from . import (
+    asvp_esd,
+    crema_d,
+    emodb,
+    emovo,
+    esd,
+    generic,
+    iemocap,
+    ravdess,
+    savee,
+    shemo,
+    synthetic,
+    tess,
+    urdu,
+)
 
 log = logging.getLogger("serlib.corpora")
 
@@ -24,6 +38,13 @@ ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ravdess": ravdess.load,
     "emodb": emodb.load,
     "asvp_esd": asvp_esd.load,
+    "crema_d": crema_d.load,
+    "savee": savee.load,
+    "tess": tess.load,
+    "emovo": emovo.load,
+    "esd": esd.load,
+    "urdu": urdu.load,
+    "shemo": shemo.load,
     "folder": generic.load_folder,
     "csv": generic.load_csv,
     "synthetic": synthetic.load,
@@ -35,7 +56,8 @@ def load_corpus(name: str, root=None, **options) -> pd.DataFrame:
     :data:`serlib.constants.MANIFEST_COLUMNS` first.
 
     Args:
-        name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``folder``,
+        name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``crema_d``,
+            ``savee``, ``tess``, ``emovo``, ``esd``, ``urdu``, ``shemo``, ``folder``,
             ``csv``, ``synthetic`` (the embedded default; ``root`` optional).
         root: the corpus folder as distributed (for ``csv``: the manifest file).
         **options: adapter options, e.g. ``subset="improvised"`` for IEMOCAP,
