@@ -31,7 +31,7 @@ from .config import LATER_FIELDS, RUNTIME_FIELDS
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .errors import DataError
 from .paths import outputs_dir
-from .protocols import folds_file_path, is_cross, test_corpus
+from .protocols import folds_source_sha256, is_cross, test_corpus
 from .weights import weights_path
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,7 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     if getattr(config, "recipe", None) is not None and config.recipe.is_paper:
         del settings["recipe"]  # runs from before the recipe switches keep their fingerprints
     if config.protocol.startswith("folds_file:"):  # the folds are the file's content, not its name
-        path = folds_file_path(config.protocol)
-        if not path.is_file():
-            raise DataError(path, "no such folds file (protocol folds_file:PATH)")
-        settings["folds_file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        settings["folds_file_sha256"] = folds_source_sha256(config.protocol)
     h = hashlib.sha256()
     columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
     for row in manifest.sort_values(UTT_ID)[columns].itertuples(index=False):

@@ -6,6 +6,7 @@ format cannot hide in both the writer and the parser.
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -255,3 +256,16 @@ def tiny_config(csv: Path, out: Path, **kw):
 
 def records_under(out: Path) -> list[Path]:
     return sorted((out / "results").rglob("*.json")) if (out / "results").exists() else []
+
+
+def write_emobox(folder: Path, corpus: str, folds: dict[int, dict[str, list[str]]]) -> Path:
+    """EmoBox's fold folder: ``fold_K/<corpus>_<role>_fold_K.jsonl``, one line per audio
+    file (``folds[k][role]`` lists the files' paths relative to EmoBox's download folder)."""
+    for k, roles in folds.items():
+        (folder / f"fold_{k}").mkdir(parents=True, exist_ok=True)
+        for role, wavs in roles.items():
+            lines = [json.dumps({"key": f"{corpus}-{Path(w).stem}", "dataset": corpus, "wav": f"downloads/{corpus}/{w}",
+                                 "type": "raw", "sample_rate": 16000, "task": "category", "length": 0.5,
+                                 "emo": "anger", "channel": 1}) for w in wavs]
+            (folder / f"fold_{k}" / f"{corpus}_{role}_fold_{k}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder

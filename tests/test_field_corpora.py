@@ -1,6 +1,7 @@
 """The field's acted corpora (CREMA-D, SAVEE, TESS, EMOVO, ESD, URDU, ShEMO) on fixture
 trees in each release's layout, quirks included (tests/fixtures.py)."""
 
+import json
 import subprocess
 import sys
 
@@ -169,3 +170,49 @@ def test_describe_reports_a_corpus(tmp_path):
                           str(fixtures.write_tess(tmp_path / "tess"))], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "corpus tess: 42 utterances, 2 speakers" in out.stdout and "cross:tess" in out.stdout
+
+
+# --- EmoBox's fold files ------------------------------------------------------------------
+
+def test_emobox_folder_gives_its_folds_and_the_leak_report(tmp_path):
+    names = ["03a01Fa", "03a01Wa", "08a02Nb", "08a02Wa", "10b01Tc", "10b01Wa", "16b10Lb", "16b10Wc", "09a04Ec",
+             "09a04Wa", "13a05Aa", "13a05Wb"]
+    df = load_corpus("emodb", fixtures.write_emodb(tmp_path / "emodb", names))
+    test = ["03a01Wa", "08a02Wa", "10b01Wa"]  # EmoBox-like: speakers of the test are in train too
+    train = [n for n in names if n not in test] + ["99a01Wa"]  # a file this copy lacks
+    folder = fixtures.write_emobox(tmp_path / "emobox" / "emodb", "emodb", {
+        1: {"train": [f"wav/{n}.wav" for n in train], "test": [f"wav/{n}.wav" for n in test]},
+        2: {"train": [f"wav/{n}.wav" for n in names[:6]], "valid": [f"wav/{n}.wav" for n in names[6:9]],
+            "test": [f"wav/{n}.wav" for n in names[9:]]}})
+    folds = make_folds(df, f"folds_file:{folder}")
+    assert [sorted(f.test) for f in folds] == [sorted(test), names[9:]]
+    one = folds[0]
+    assert len(one.val) == 2 and set(one.val) | set(one.train) == set(names) - set(test)
+    assert not one.speaker_independent and one.leaky
+    notes = " | ".join(one.notes)
+    assert "speaker-dependent: 3 speaker(s) in both train and test" in notes
+    assert "1 file(s) not in the manifest" in notes and "no valid list: 2 of its 9 train utterances" in notes
+    assert folds[1].val == names[6:9] and not any("no valid list" in n for n in folds[1].notes)
+    assert make_folds(df, f"folds_file:{folder}")[0].val == one.val  # deterministic
+    with pytest.raises(Exception, match="EmoBox's fold files: give their folder"):
+        make_folds(df, f"folds_file:{folder / 'fold_1' / 'emodb_test_fold_1.jsonl'}")
+
+
+@pytest.mark.slow
+def test_an_emobox_folder_drives_a_sweep(tmp_path):
+    csv = fixtures.write_csv_corpus(tmp_path / "c")
+    wavs = sorted(p.relative_to(tmp_path / "c").as_posix() for p in (tmp_path / "c").rglob("*.wav"))
+    folder = fixtures.write_emobox(tmp_path / "emobox" / "mine", "mine", {
+        k: {"train": [w for w in wavs if not w.startswith((f"s{k}/", f"s{k % 4 + 1}/"))],
+            "valid": [w for w in wavs if w.startswith(f"s{k % 4 + 1}/")],
+            "test": [w for w in wavs if w.startswith(f"s{k}/")]} for k in (1, 2)})
+    argv = [sys.executable, "-m", "serlib", "sweep", "--experiment", "cnn_lstm", "--corpus", "csv", "--root", str(csv),
+            "--protocol", f"folds_file:{folder}", "--set", *[f"{k}={v}" for k, v in fixtures.TINY.items()],
+            f"output_dir={tmp_path / 'out'}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = fixtures.records_under(tmp_path / "out")
+    assert len(records) == 2
+    rec = json.loads(records[0].read_text())
+    assert rec["test_speakers"] == ["s1"] and rec["leaky"] is False
+    assert rec["identity"]["settings"]["folds_file_sha256"]
