@@ -5,6 +5,7 @@
     python -m serlib baseline --corpus emodb --root DIR --classes all [--feature-set compare --classifier svm_linear]
     python -m serlib run --experiment cnn_lstm --corpus synthetic --fold 5 [--set key=value ...]
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
+    python -m serlib sweep --experiment cnn_lstm --corpus crema_d+savee --root DIR1+DIR2 --protocol cross:tess --test-root DIR3
     python -m serlib collect                                # results table (mean ± std, pooled)
     python -m serlib export RESULT_SET BUNDLE_DIR ; python -m serlib predict BUNDLE_DIR FILES...
 
@@ -47,8 +48,10 @@ def _merge(text: str) -> dict[str, str]:
 
 
 def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = ",".join(FOUR_CLASSES)) -> None:
-    p.add_argument("--corpus", default="synthetic", help="corpus name (default: synthetic)")
-    p.add_argument("--root", default=None, help="corpus folder as distributed")
+    p.add_argument("--corpus", default="synthetic",
+                   help="corpus name (default: synthetic); several trained together: crema_d+savee")
+    p.add_argument("--root", default=None,
+                   help="corpus folder as distributed; several corpora: one per corpus joined by '+' (empty for synthetic)")
     p.add_argument("--subset", default=None, choices=("improvised", "scripted", "all"),
                    help="IEMOCAP/synthetic subset")
     p.add_argument("--classes", default=classes_default,

@@ -4,12 +4,13 @@ trees in each release's layout, quirks included (tests/fixtures.py)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from serlib.corpora import load_corpus
-from serlib.errors import LabelError, SplitError
+from serlib.corpora import load_corpus, prepare_manifest
+from serlib.errors import ConfigError, LabelError, SplitError
 from serlib.protocols import make_folds
 from tests import fixtures
 from tests.test_corpora import check_manifest
@@ -216,3 +217,61 @@ def test_an_emobox_folder_drives_a_sweep(tmp_path):
     rec = json.loads(records[0].read_text())
     assert rec["test_speakers"] == ["s1"] and rec["leaky"] is False
     assert rec["identity"]["settings"]["folds_file_sha256"]
+
+
+# --- several corpora trained together -------------------------------------------------------
+
+@pytest.fixture
+def three_corpora(tmp_path):
+    return {"emovo": fixtures.write_emovo(tmp_path / "emovo"), "shemo": fixtures.write_shemo(tmp_path / "shemo"),
+            "urdu": fixtures.write_urdu(tmp_path / "urdu")}
+
+
+def test_several_corpora_are_one_manifest_with_unique_speakers(three_corpora):
+    roots = three_corpora
+    df = prepare_manifest("emovo+shemo", f"{roots['emovo']}+{roots['shemo']}", None, "all")
+    check_manifest(df)
+    assert df.groupby("corpus").size().to_dict() == {"emovo": 84, "shemo": 24}
+    assert df.speaker.nunique() == 10 and df.speaker.str.match(r"^(emovo|shemo):").all()
+    assert df.set_index("utt_id").loc["shemo:F01A01", ["speaker", "label"]].tolist() == ["shemo:F01", "angry"]
+    four = prepare_manifest("emovo+shemo", f"{roots['emovo']}+{roots['shemo']}", None, ("neutral", "happy", "sad", "angry"))
+    assert four.attrs["dropped"] == {"fear": 16, "surprise": 16, "disgust": 12}  # one label map for all
+    folds = make_folds(four, "loso")  # each fold checked for speaker overlap when made
+    assert len(folds) == 10 and folds[0].test_speakers == ["emovo:f1"]
+    assert len(make_folds(four, "group_kfold:5")) == 5
+    with pytest.raises(ConfigError, match=r"names 2 corpora but the root .* has 1 part"):
+        prepare_manifest("emovo+shemo", str(roots["emovo"]), None, "all")
+    with pytest.raises(ConfigError, match="unknown corpus 'shemmo' in 'emovo\\+shemmo'"):
+        prepare_manifest("emovo+shemmo", f"{roots['emovo']}+{roots['shemo']}", None, "all")
+
+
+@pytest.mark.slow
+def test_a_sweep_trained_on_two_corpora_and_tested_on_a_third(three_corpora, tmp_path):
+    roots = three_corpora
+    argv = [sys.executable, "-m", "serlib", "sweep", "--experiment", "cnn_lstm", "--corpus", "emovo+shemo",
+            "--root", f"{roots['emovo']}+{roots['shemo']}", "--protocol", "cross:urdu", "--test-root", str(roots["urdu"]),
+            "--set", *[f"{k}={v}" for k, v in fixtures.TINY.items()], "min_seconds=0.1", f"output_dir={tmp_path / 'out'}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (path,) = fixtures.records_under(tmp_path / "out")
+    rec = json.loads(path.read_text())
+    assert (rec["corpus_label"], rec["test_corpus"], rec["cross_corpus"]) == ("emovo+shemo", "urdu", True)
+    assert rec["config"]["corpus"] == "emovo+shemo" and "emovo+shemo" in str(path)
+    assert rec["test_speakers"] == ["test:SF1", "test:SF2", "test:SM1", "test:SM2"]
+    assert rec["val_speakers"] == ["train:shemo:M02"]  # the last of the training corpora's 10 speakers
+    assert rec["split_sizes"]["test"] == 20
+    assert rec["cross_dropped"]["train"] == {"fear": 16, "surprise": 16, "disgust": 12}
+
+
+@pytest.mark.slow
+def test_transfer_matrix_gains_the_all_others_row(three_corpora, tmp_path):
+    from serlib import transfer
+
+    corpora = {name: {"corpus": name, "data_root": str(root)} for name, root in three_corpora.items()}
+    out = transfer.matrix("functionals", corpora, {"output_dir": str(tmp_path / "out"), "min_seconds": 0.1},
+                          diagonal_folds="1", echo=None, all_others=True)
+    assert out["ua"].index.tolist() == ["emovo", "shemo", "urdu", "all others"]
+    assert out["ua"].loc["all others"].notna().all()
+    runs = out["runs"].set_index(["train", "test"])
+    rec = json.loads(Path(runs.loc[("all others", "urdu"), "records"][0]).read_text())
+    assert (rec["corpus_label"], rec["test_corpus"]) == ("emovo+shemo", "urdu")
