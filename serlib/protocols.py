@@ -375,11 +375,9 @@ def read_emobox(folder: Path, manifest: pd.DataFrame, seed: int = 0) -> pd.DataF
             except (ValueError, KeyError, TypeError) as e:
                 raise DataError(file, f"line {n}: not an EmoBox entry with a 'wav' path ({e})") from e
             candidates = by_name.get(wav[-1], [])
-            if len(candidates) > 1:
-                depth = [next((k for k in range(1, min(len(wav), len(paths[i])) + 1)
-                               if wav[-k] != paths[i][-k]), min(len(wav), len(paths[i])) + 1) for i in candidates]
-                best = max(depth)
-                candidates = [i for i, d in zip(candidates, depth) if d == best]
+            if len(candidates) > 1:  # the same file name in several folders: the longest common ending wins
+                tails = [_common_tail(wav, paths[i]) for i in candidates]
+                candidates = [i for i, t in zip(candidates, tails) if t == max(tails)]
                 if len(candidates) > 1:
                     raise DataError(file, f"line {n}: {'/'.join(wav)} matches {len(candidates)} files of the manifest")
             if candidates:
@@ -389,7 +387,9 @@ def read_emobox(folder: Path, manifest: pd.DataFrame, seed: int = 0) -> pd.DataF
         if missing:
             notes.setdefault(fold, []).append(f"EmoBox {file.name}: {len(missing)} file(s) not in the manifest, "
                                               f"e.g. {missing[:3]}")
-    table = pd.DataFrame(rows, columns=["key", "fold", "role"]).assign(by=UTT_ID)[["key", "by", "fold", "role"]]
+    # a checkout may hold both spellings of a file (…_fold_1.jsonl, …_fold1.jsonl): one line each
+    table = (pd.DataFrame(rows, columns=["key", "fold", "role"]).drop_duplicates(ignore_index=True)
+             .assign(by=UTT_ID)[["key", "by", "fold", "role"]])
     rng = np.random.default_rng(seed)
     for fold in sorted(table.fold.unique()):
         roles = table[table.fold == fold].role
@@ -403,6 +403,14 @@ def read_emobox(folder: Path, manifest: pd.DataFrame, seed: int = 0) -> pd.DataF
             f"(a random {EMOBOX_VAL_FRACTION:.0%}, seed {seed}) validate, as EmoBox's own recipe does")
     table.attrs["notes"] = notes
     return table
+
+
+def _common_tail(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many trailing path parts ``a`` and ``b`` share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
 
 
 def folds_source_sha256(protocol: str) -> str | None:

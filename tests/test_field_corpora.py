@@ -185,6 +185,8 @@ def test_emobox_folder_gives_its_folds_and_the_leak_report(tmp_path):
         1: {"train": [f"wav/{n}.wav" for n in train], "test": [f"wav/{n}.wav" for n in test]},
         2: {"train": [f"wav/{n}.wav" for n in names[:6]], "valid": [f"wav/{n}.wav" for n in names[6:9]],
             "test": [f"wav/{n}.wav" for n in names[9:]]}})
+    spelled = folder / "fold_2" / "emodb_test_fold2.jsonl"  # both spellings in one checkout
+    spelled.write_text((folder / "fold_2" / "emodb_test_fold_2.jsonl").read_text())
     folds = make_folds(df, f"folds_file:{folder}")
     assert [sorted(f.test) for f in folds] == [sorted(test), names[9:]]
     one = folds[0]
