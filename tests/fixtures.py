@@ -190,7 +190,8 @@ def write_esd(root: Path, speakers=("0001", "0002", "0011", "0012", "0013")) -> 
     """ESD: <speaker>/<Emotion>/[train/]<speaker>_<number>.wav, sentences 1 and 2 of each
     emotion; the Mandarin speakers have the release's train/evaluation folders, the
     English ones a flat copy's. 0012's angry sentence 1 sits in ``Happy/`` (the number
-    says angry); transcripts in UTF-16 (0001) and UTF-8 (0011)."""
+    says angry); transcripts in UTF-16 (0001), UTF-8 (0011), GB2312 (0002) and Latin-1 (0013),
+as in the release."""
     base = root / "Emotion Speech Dataset"
     for speaker in speakers:
         for k, folder in enumerate(ESD_FOLDERS):
@@ -202,6 +203,8 @@ def write_esd(root: Path, speakers=("0001", "0002", "0011", "0012", "0013")) -> 
     (base / "0001" / "0001.txt").write_text("0001_000001\t打远一看，它们的确很是美丽。\t中立\n", encoding="utf-16")
     (base / "0011" / "0011.txt").write_text("0011_000001\tThe nine the eggs, I keep.\tNeutral\n"
                                             "0011_000351\tThe nine the eggs, I keep.\tAngry\n")
+    (base / "0002" / "0002.txt").write_text("0002_000001\t他们的确很美。\t中立\n", encoding="gb2312")
+    (base / "0013" / "0013.txt").write_text("0013_000001\tA café, they said.\tNeutral\n", encoding="latin-1")
     return base
 
 

@@ -134,6 +134,8 @@ def test_esd_language_number_and_prompts(tmp_path):
     assert pd.isna(df.loc["0011_000351", "partition"])  # a flat copy has no partition folders
     assert df.loc["0001_000001", ["language", "gender", "prompt_text", "partition"]].tolist() == [
         "zh", "F", "打远一看，它们的确很是美丽。", "train"]
+    assert df.loc["0002_000001", "prompt_text"] == "他们的确很美。"
+    assert df.loc["0013_000001", "prompt_text"] == "A café, they said."
     assert df.text.isna().all()
     english = load_corpus("esd", tmp_path, language="en")
     assert set(english.language) == {"en"} and english.speaker.nunique() == 3

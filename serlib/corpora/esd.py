@@ -51,11 +51,18 @@ def parse_name(name: str) -> dict:
             "text_code": (number - 1) % PER_EMOTION + 1, "language": LANGUAGES[int(speaker) > 10]}
 
 
-def read_prompts(path: Path) -> dict[str, str]:
-    """``{utterance: text}`` of a speaker's ``.txt`` (the release mixes UTF-16, UTF-8 and
-    GB2312; lines that are not ``name<TAB>text<TAB>emotion`` are passed over)."""
+def read_prompts(path: Path, mandarin: bool) -> dict[str, str]:
+    """``{utterance: text}`` of a speaker's ``.txt`` (the release mixes UTF-16, UTF-8,
+    GB2312 for Mandarin and Latin-1 for English; lines that are not
+    ``name<TAB>text<TAB>emotion`` are passed over)."""
     raw = path.read_bytes()
-    for encoding in ("utf-16", "utf-8", "gb18030") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8", "gb18030"):
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        encodings = ("utf-16",)
+    elif b"\x00" in raw[:200]:  # UTF-16 without a byte-order mark
+        encodings = ("utf-16-le", "utf-16-be")
+    else:
+        encodings = ("utf-8", "gb18030" if mandarin else "cp1252")
+    for encoding in encodings:
         try:
             text = raw.decode(encoding)
             break
@@ -89,7 +96,7 @@ def load(root: str | Path | None, language: str = "all", on_error: str = "raise"
         speaker_dir = next((p for p in wav.parents if p.name == f[SPEAKER]), None)
         if f[SPEAKER] not in prompts:
             txt = speaker_dir / f"{f[SPEAKER]}.txt" if speaker_dir else None
-            prompts[f[SPEAKER]] = read_prompts(txt) if txt and txt.is_file() else {}
+            prompts[f[SPEAKER]] = read_prompts(txt, f["language"] == "zh") if txt and txt.is_file() else {}
         partition = wav.parent.name.lower()
         rows.append({UTT_ID: wav.stem, PATH: str(wav), SESSION: None, TEXT: None, **f,
                      "prompt_text": prompts[f[SPEAKER]].get(wav.stem),
