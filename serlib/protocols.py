@@ -237,6 +237,9 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     return folds
 
 
+MAX_FOLD = 100_000  # a folds file's largest fold number: beyond it, a typo (1e30 would overflow int64)
+
+
 def too_few_speakers(manifest: pd.DataFrame, protocol: str, needed: int, speakers: list[str]) -> str:
     """Why a speaker-independent protocol cannot split this corpus, and what can."""
     corpus = manifest["corpus"].iloc[0] if "corpus" in manifest.columns and len(manifest) else "this corpus"
@@ -291,9 +294,10 @@ def read_folds_file(path: str | Path) -> pd.DataFrame:
         i = bad_role.index[0]
         raise DataError(path, f"row {i + 1}: role {table['role'][i]!r} is not one of {sorted(FOLD_ROLES)}")
     folds = pd.to_numeric(table["fold"], errors="coerce")
-    if folds.isna().any() or (folds < 1).any() or (folds % 1 != 0).any():
-        i = folds.index[folds.isna() | (folds < 1) | (folds % 1 != 0)][0]
-        raise DataError(path, f"row {i + 1}: fold {table['fold'][i]!r} is not a whole number >= 1")
+    bad = folds.isna() | (folds < 1) | (folds % 1 != 0) | (folds > MAX_FOLD)
+    if bad.any():
+        i = folds.index[bad][0]
+        raise DataError(path, f"row {i + 1}: fold {table['fold'][i]!r} is not a whole number from 1 to {MAX_FOLD}")
     out = pd.DataFrame({"key": table[by].astype(str), "by": by, "fold": folds.astype(int), "role": roles.map(FOLD_ROLES)})
     twice = out[out.duplicated(["key", "fold"], keep=False)]
     if len(twice):
