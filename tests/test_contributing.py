@@ -69,7 +69,7 @@ def test_a_new_paper_goes_through_collect_export_and_predict(toy, tmp_path):
     beside = results.compare_with_papers(results.summarise(collected)["mean"])
     assert set(beside[beside.experiment == "toy_paper"].source) == {"measured", "paper"}
 
-    listed = program("collect", tmp_path / "results", cwd=tmp_path)
+    listed = program("collect", "--path", tmp_path / "results", cwd=tmp_path)
     assert listed.returncode == 0 and "toy_paper" in listed.stdout, listed.stderr
     exported = program("export", record["path"], tmp_path / "bundle", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
