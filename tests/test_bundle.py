@@ -164,8 +164,9 @@ def test_export_refuses_mixed_settings_and_missing_weights(trained, tmp_path):
 
 
 def test_rebuilt_fold_gives_the_record_predictions_exactly(trained):
-    """``setup_fold`` (through ``analysis.load_trained``) rebuilds a record's model: the
-    same test probabilities, to the record's precision."""
+    """``weights.rebuild_model`` (through ``analysis.load_trained``, with the fold's data from
+    ``setup_fold``) rebuilds a record's model: the same test probabilities, to the record's
+    precision."""
     from serlib.analysis import load_trained
 
     record = trained["ls"][1]
