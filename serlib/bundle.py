@@ -432,10 +432,13 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
     members = []
     for m in chosen:
         weights_file = member_file(root, m)
-        check_weights_meta(weights_file, read_meta(weights_file), {
-            "classes": card["classes"], "fingerprint": card.get("fingerprint"), "fold": m["fold"],
-            "seed": m.get("seed")}, card_path)
-        model, normalizer, _ = rebuild_model(config, weights_file, card["classes"], n_features=features)
+        meta = read_meta(weights_file)
+        check_weights_meta(weights_file, meta, {"classes": card["classes"], "fingerprint": card.get("fingerprint"),
+                                                "fold": m["fold"], "seed": m.get("seed")}, card_path)
+        if meta.get("n_features") not in (None, features):
+            raise DataError(weights_file, f"n_features {meta['n_features']} in the weights, but config.json's "
+                                          f"features give {features} ({config_path})")
+        model, normalizer, _ = rebuild_model(config, weights_file, card["classes"], known={"n_features": features})
         members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev)))
     return Bundle(root, config, card, members, dev)
 

@@ -78,6 +78,8 @@ class TrainState:
     grad_norms: list[dict] = field(default_factory=list)
 
     def save(self, path: Path, parts: dict, meta: dict) -> None:
+        """Write the progress, ``meta`` (what decides whether it may be resumed: fingerprint,
+        code version, config) and each part's ``state_dict()`` to ``path``, atomically."""
         progress_ = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         atomic.torch_save({**meta, **progress_, **{k: p.state_dict() if p is not None else None
                                                     for k, p in parts.items()}}, path)

@@ -93,8 +93,8 @@ def checkpoint_weights(record_path: str | Path) -> Path | tuple[dict, dict]:
                                  "(a functionals run, or its files were deleted)")
 
 
-def rebuild_model(config, weights: str | Path | tuple[dict, dict], classes: list[str], known: dict | None = None,
-                  n_features: int | None = None) -> tuple[nn.Module, Normalizer, dict]:
+def rebuild_model(config, weights: str | Path | tuple[dict, dict], classes: list[str],
+                  known: dict | None = None) -> tuple[nn.Module, Normalizer, dict]:
     """A trained model from its weights and its run's config: the experiment's model for
     the weights' ``n_features`` and per-fold context, holding the weights (CPU, eval
     mode), its fitted normaliser, and the weights' metadata. Bundles, analysis and
@@ -104,20 +104,15 @@ def rebuild_model(config, weights: str | Path | tuple[dict, dict], classes: list
         weights: a weights file, or ``(model state, normaliser state)`` of a run from
             before those files (:func:`checkpoint_weights`).
         known: metadata that older weights lack (``n_features``, ``context``), e.g. a
-            record's; the weights' own metadata wins.
-        n_features: the feature count the config's front end gives
-            (:func:`frontend_features`), which the weights' must match (a bundle's
-            config.json may be edited by hand); computed here when neither states it.
+            record's; the weights' own metadata wins. Without an ``n_features`` from
+            either, the config's front end gives it (:func:`frontend_features`).
     """
     experiment = experiments.create(config)
     source = weights if isinstance(weights, (str, Path)) else None
     model_state, normalizer_state, own = read_weights(source) if source else (*weights, {})
     meta = {**(known or {}), **own}
-    stated = meta.get("n_features")
-    if stated is not None and n_features is not None and stated != n_features:
-        raise DataError(source, f"n_features {stated} in the weights, but the config's features give {n_features}")
-    n = stated or n_features or frontend_features(experiment)
-    model = experiment.model(n, len(classes), meta.get("context") or {})
+    n_features = meta.get("n_features") or frontend_features(experiment)
+    model = experiment.model(n_features, len(classes), meta.get("context") or {})
     try:
         model.load_state_dict(model_state)
     except RuntimeError as e:
