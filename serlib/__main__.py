@@ -193,11 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_corpus_args(sub.add_parser("demo", help="the data and folds notebook 03 trains on (CNN+LSTM settings)"))
+    _add_corpus_args(sub.add_parser("demo", help="the data and folds the demo notebook trains on (make demo)"))
     _add_corpus_args(sub.add_parser("describe", help="a corpus as read: files, hours, speakers, labels × speakers, "
                                                      "sample rates, channels, skipped files, folds"),
                      classes_default="all")
-    p = sub.add_parser("baseline", help="the functionals baseline on every fold (records like any sweep)")
+    p = sub.add_parser("baseline", help="the baseline experiment on every fold (records like any sweep)")
     _add_corpus_args(p)
     p.add_argument("--feature-set", default="mfcc_stats", help="mfcc_stats | egemaps | compare")
     p.add_argument("--classifier", default="logreg", help="logreg | svm_linear | svm_rbf")
@@ -266,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        from .train import resolve_values, run_fold
+        from .manifests import resolve_values
+        from .planning import plan_run
+        from .train import run_fold
 
         values = _values(args)
         _choose_threads(args.threads)
         first, manifest = resolve_values(args.experiment, values)
-        rec = run_fold(dataclasses.replace(first, fold=args.fold, seed=args.seed), manifest)
+        config = dataclasses.replace(first, fold=args.fold, seed=args.seed)
+        rec = run_fold(config, plan_run(config, manifest))
         print(f"fold {args.fold}: test speakers {rec['test_speakers']}, WA {rec['metrics']['wa']:.3f}, "
               f"UA {rec['metrics']['ua']:.3f}, best epoch {rec['best_epoch']} -> {rec['path']}")
         for skip in rec["skipped_inputs"]:
@@ -280,10 +283,11 @@ def _dispatch(args) -> int:
     if args.command == "sweep":
         return _sweep(args)
     if args.command == "baseline":
+        from .experiments import declared
         from .sweep import sweep
 
         values = {**_values(args), "feature_set": args.feature_set, "classifier": args.classifier}
-        table = sweep("functionals", values, echo=None)
+        table = sweep(declared("is_baseline"), values, echo=None)
         print(table[["fold", "seed", "status", "wa", "ua", "reason"]].to_string(index=False))
         done = table[table.status != "failed"]
         if done.empty:
@@ -333,11 +337,13 @@ def _dispatch(args) -> int:
     from .overview import describe
     from .protocols import make_folds
 
-    if args.command == "demo":  # the data and folds notebook 03 (`make demo`) trains on: the CNN+LSTM's settings
-        from .train import resolve_values
+    if args.command == "demo":  # the data and folds the demo notebook (`make demo`) trains on, with its settings
+        from .experiments import declared
+        from .manifests import resolve_values
 
-        config, df = resolve_values("cnn_lstm", _values(args))
-        print(f"notebook 03's data (experiment cnn_lstm): subset {config.subset}, classes {', '.join(config.classes)}")
+        name = declared("is_demo")
+        config, df = resolve_values(name, _values(args))
+        print(f"the demo's data (experiment {name}): subset {config.subset}, classes {', '.join(config.classes)}")
         print(describe(df, make_folds(df, config.protocol, seed=config.seed)))
         return 0
     from .errors import SplitError

@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from . import __version__, atomic
-from .config import LATER_FIELDS, RUNTIME_FIELDS
+from .config import LATER_FIELDS
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .errors import DataError
+from .fields import runtime_fields
 from .paths import outputs_dir
 from .protocols import folds_source_sha256, is_cross, test_corpus
 from .weights import weights_path
@@ -119,11 +120,12 @@ def run_stem(config, fingerprint: str) -> Path:
 
 def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict:
     """What determines a run's result, fold and seed aside: the settings (the config
-    without its run-time switches, :data:`serlib.config.RUNTIME_FIELDS`), the classes,
+    without the fields it declares ``runtime``, :func:`serlib.fields.runtime_fields`), the classes,
     and the manifest's content (utterance ids, labels, speakers and each file's content
     hash, or size and modification time when no hash is there)."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
-    for dotted in (f for f in RUNTIME_FIELDS if "." in f):  # run-time fields of a nested config
+    runtime = runtime_fields(config)
+    settings = {k: v for k, v in config.to_dict().items() if k not in runtime}
+    for dotted in (f for f in runtime if "." in f):  # run-time fields of a nested config
         head, _, rest = dotted.partition(".")
         if isinstance(settings.get(head), dict):
             settings[head] = {k: v for k, v in settings[head].items() if k != rest}
