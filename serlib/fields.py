@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, TypeVar
@@ -223,8 +224,13 @@ def from_dict(cls: type[T], values: dict[str, Any] | None = None, prefix: str = 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(f"{prefix}{k}" for k in (set(values) | set(nested)) - set(fields))
     if unknown:
-        close = {k: [f"{prefix}{n}" for n in fields if n.startswith(k.removeprefix(prefix)[:3])] for k in unknown}
-        raise ConfigError(f"unknown config key(s) for {cls.__name__}: {unknown} (similar: {close})")
+        hints_text = []
+        for k in unknown:
+            close = difflib.get_close_matches(k.removeprefix(prefix), list(fields), n=3)
+            if close:
+                hints_text.append(f"{k}: did you mean {', '.join(prefix + c for c in close)}?")
+        raise ConfigError(f"unknown config key(s) for {cls.__name__}: {', '.join(unknown)}"
+                          + (f" ({'; '.join(hints_text)})" if hints_text else ""))
     out = {}
     for name in set(values) | set(nested):
         hint = hints[name]
