@@ -27,9 +27,9 @@ from .bundle import export, load_model
 from .calibration import N_BINS, calibration_errors, fit_temperature, nll, reliability, scale
 from .constants import GENDER, PATH, TEXT, UTT_ID
 from .errors import DataError
+from .manifests import run_manifest
 from .records import FINGERPRINT_CHARS, Record, record_code_version, record_name
 from .stats import ResultSet, load_set, seed_ensemble
-from .train import run_manifest
 
 log = logging.getLogger(__name__)
 __all__ = ["N_BINS", "calibration_errors", "fit_temperature", "nll", "reliability", "scale"]  # calibration's, re-used

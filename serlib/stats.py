@@ -38,6 +38,7 @@ import pandas as pd
 
 from . import metrics
 from .errors import SplitError
+from .experiments import is_baseline
 from .records import (
     FINGERPRINT_CHARS,
     key_diff,
@@ -485,7 +486,8 @@ def baseline_columns(mean: pd.DataFrame, records: list[dict], baseline: str | No
     of the pooled UA (``ua_pooled_low/high``, :func:`ci`, of the row's own records: a set
     split into leaky and clean rows gives each row its own interval), the row's
     comparability group (``comparable``: :func:`serlib.records.key_id` of its key) and,
-    for every row that has ``functionals`` result sets with the same comparability key
+    for every row that has result sets of a baseline experiment (one that declares
+    ``is_baseline``) with the same comparability key
     (corpus and data, test corpus, classes and label map, protocol and folds, leakiness,
     selection, use of test-speaker audio, code version, task) on the same test utterances,
     a comparison with one of them:
@@ -514,7 +516,7 @@ def baseline_columns(mean: pd.DataFrame, records: list[dict], baseline: str | No
     for column in ("baseline", "baseline_chosen_on", "baseline_note"):
         out[column] = pd.Series([""] * len(out), index=out.index, dtype=object)
     out["ua_vs_baseline"], out["p_raw_vs_baseline"] = np.nan, np.nan
-    functionals = [j for j in out.index if out.loc[j, "experiment"] == "functionals"]
+    functionals = [j for j in out.index if is_baseline(out.loc[j, "experiment"])]  # the baseline sets
     for i, row in out.iterrows():
         ids = sets[i].test_ids()
         same = [j for j in functionals if not key_diff(sets[j].key, sets[i].key)]
