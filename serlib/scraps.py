@@ -17,11 +17,16 @@ MIMETYPE = "application/x.serlib.scrap+json"
 
 
 def glue(name: str, value: Any) -> None:
-    """Record ``value`` (JSON-serialisable) under ``name`` in the notebook's output."""
+    """Record ``value`` (JSON-serialisable) under ``name`` in the notebook's output. The
+    visible line is short: a long list or mapping shows its size, not every item (the
+    value itself is kept whole for :func:`read_scraps`)."""
     from IPython.display import display
 
     json.dumps(value)  # fail here, not when the notebook is read
-    display({MIMETYPE: {"name": name, "value": value}, "text/plain": f"{name} = {value!r}"}, raw=True)
+    shown = repr(value)
+    if len(shown) > 200 and isinstance(value, (list, dict)):
+        shown = f"<{type(value).__name__} of {len(value)} items>"
+    display({MIMETYPE: {"name": name, "value": value}, "text/plain": f"{name} = {shown}"}, raw=True)
 
 
 def read_scraps(path: str | Path) -> dict[str, Any]:

@@ -57,25 +57,46 @@ def _shrink(z: np.ndarray, max_shape: tuple[int, int] = MAX_MAP) -> tuple[np.nda
     return np.round(z, 2), fs, ts
 
 
-#: The columns a reader needs first, in this order (those a table has): what was run, WA,
-#: UA, pooled UA with its interval, the difference from the baseline and its p-value.
-HEADLINE = ["model", "variant", "experiment", "name", "set", "corpus", "protocol", "fold", "leaky",
-            "uses_test_speaker_audio", "code_version", "n_folds", "wa", "ua", "wa_mean", "ua_mean", "ua_std",
-            "ua_seed_std", "ua_pooled", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high", "ua_vs_baseline",
+#: The columns a reader needs first, in this order (those a table has): what was run (``run``:
+#: experiment/name, corpus and, for a transfer, its direction, protocol), WA, UA, pooled UA
+#: with its interval, the difference from the baseline and its Holm-corrected p-value; the
+#: flags and the code version after them.
+HEADLINE = ["run", "model", "variant", "set", "fold", "n_folds", "wa", "ua", "wa_mean", "ua_mean", "ua_std",
+            "ua_pooled", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high", "ua_vs_baseline",
             "p_holm_vs_baseline", "a", "b", "ua_diff_mean", "p_perm_ua", "p_perm_ua_holm", "ua_diff_pooled",
-            "ua_diff_low", "ua_diff_high", "mcnemar_p"]
+            "ua_diff_low", "ua_diff_high", "mcnemar_p", "ua_seed_std", "leaky", "uses_test_speaker_audio",
+            "code_version", "code_versions", "experiment", "name", "corpus", "protocol"]
+#: What a result over one fold cannot have: a spread, a speaker interval, a paired test.
+ONE_FOLD_BLANK = ("ua_std", "ua_seed_std", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high",
+                  "ua_vs_baseline", "p_holm_vs_baseline", "p_raw_vs_baseline")
+
+
+def run_names(table: pd.DataFrame) -> pd.Series:
+    """``experiment/name · corpus · protocol`` per row, with ``corpus → test corpus`` for a
+    transfer: rows that differ in corpus or direction never read alike."""
+    test = table["test_corpus"] if "test_corpus" in table else table["corpus"]
+    where = [c if t == c else f"{c} → {t}" for c, t in zip(table["corpus"], test)]
+    return pd.Series([f"{e}/{n} · {w} · {p}" for e, n, w, p in zip(table["experiment"], table["name"], where,
+                                                                  table["protocol"])], index=table.index)
 
 
 def headline(table: pd.DataFrame, columns: Sequence[str] = HEADLINE, digits: int = 3) -> pd.DataFrame:
     """``table`` with the columns of ``columns`` it has, in that order, rounded; the others
     are left out (``table`` keeps them). A handful of columns, so pandas never hides one
-    behind "…" however wide the table is."""
+    behind "…" however wide the table is. With experiment, name, corpus and protocol they
+    become one ``run`` column (:func:`run_names`). A row over one fold shows no spread,
+    interval or test (blank), and an empty cell is blank, not "NaN"."""
+    table = table.copy()
+    parts = {"experiment", "name", "corpus", "protocol"}
+    if "run" in columns and parts <= set(table.columns):
+        table["run"] = run_names(table)
+        columns = [c for c in columns if c not in parts]
     keep = [c for c in columns if c in table.columns]
     out = table[keep].round(digits)
-    if "n_folds" in out:  # a spread or a speaker interval over one fold says nothing: blank
+    if "n_folds" in out:
         one = out["n_folds"] == 1
-        out.loc[one, [c for c in ("ua_std", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high") if c in out]] = np.nan
-    return out
+        out.loc[one, [c for c in ONE_FOLD_BLANK if c in out]] = np.nan
+    return out.astype(object).where(out.notna(), "")
 
 
 def feature_unit(config) -> str:
