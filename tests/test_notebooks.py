@@ -297,3 +297,21 @@ def test_error_browser_notebook_shows_the_largest_confusion_with_audio(tmp_path)
     assert got["ua_after"] == got["ua_before"] and got["ece_before"] >= 0
     text = (tmp_path / "13_error_browser.ipynb").read_text()
     assert "<audio" in text and '"ename"' not in text
+
+
+def test_headline_names_corpus_and_direction_and_blanks_one_fold_rows():
+    """07's headline: one run column first that tells a transfer from a within-corpus run,
+    no spread, Δ or Holm p for a one-fold row, and blank (not "NaN") empty cells."""
+    import pandas as pd
+
+    from serlib import viz
+
+    table = pd.DataFrame({"experiment": ["fcn", "fcn"], "name": ["default", "default"], "corpus": ["csv-a", "csv-a"],
+                          "test_corpus": ["csv-a", "csv-b"], "protocol": ["loso", "cross:csv"], "n_folds": [1, 10],
+                          "ua_mean": [0.5, 0.6], "ua_std": [0.0, 0.1], "ua_vs_baseline": [-0.281, 0.1],
+                          "p_holm_vs_baseline": [1.0, 0.02], "leaky": [False, False]})
+    shown = viz.headline(table)
+    assert shown.columns[0] == "run" and "experiment" not in shown
+    assert shown.run.tolist() == ["fcn/default · csv-a · loso", "fcn/default · csv-a → csv-b · cross:csv"]
+    assert shown.loc[0, "ua_vs_baseline"] == "" and shown.loc[0, "p_holm_vs_baseline"] == "" and shown.loc[0, "ua_std"] == ""
+    assert shown.loc[1, "p_holm_vs_baseline"] == 0.02 and "NaN" not in shown.to_string()
