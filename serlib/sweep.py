@@ -152,6 +152,9 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
             runs_of.setdefault(note, []).append(f"fold {config.fold} seed {config.seed}")
     for note, runs in runs_of.items():
         say(f"{', '.join(runs)}: {note}")
+
+    def line(outcome: Outcome) -> str:  # a note said above is not repeated on each run's line
+        return (replace(outcome, reason="") if outcome.reason in runs_of else outcome).line()
     if jobs > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     if backend == "ray":
@@ -160,7 +163,7 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
         for config, note in todo:
             outcome = execute(config, the_plan, threads, note)
             outcomes.append(outcome)
-            say(outcome.line())
+            say(line(outcome))
     else:
         with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
                                  initializer=_die_with, initargs=(os.getpid(),)) as pool:
@@ -173,7 +176,7 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
                 except BrokenProcessPool as e:  # a worker died (killed, out of memory)
                     outcome = Outcome(c.fold, c.seed, "failed", reason=f"worker process died ({e})")
                 outcomes.append(outcome)
-                say(outcome.line())
+                say(line(outcome))
     table = pd.DataFrame([o.__dict__ for o in outcomes],
                          columns=["fold", "seed", "status", "wa", "ua", "path", "reason", "seconds"])
     table = table.sort_values(["seed", "fold"], ignore_index=True)
