@@ -31,9 +31,9 @@ def cell_options(table: pd.DataFrame, classes) -> list[tuple[str, tuple[str, str
 def show_confusion(table: pd.DataFrame, classes, title: str) -> None:
     """Counts and row-normalised confusion, side by side as two figures."""
     counts = explore.confusion(table, classes)
-    viz.confusion_matrix(counts.to_numpy(), classes, normalize=False, title=f"{title}: counts").show()
-    viz.confusion_matrix(counts.to_numpy(), classes, normalize=True,
-                         title=f"{title}: share of each true class (row-normalised)").show()
+    display(Markdown(f"### {title}: {len(table)} test utterances"))
+    viz.confusion_matrix(counts.to_numpy(), classes, normalize=False, title="Counts").show()
+    viz.confusion_matrix(counts.to_numpy(), classes, normalize=True, title="Row-normalised (recall)").show()
 
 
 def show_cell(table: pd.DataFrame, result_set: ResultSet, truth: str, predicted: str, bundles: str | Path,

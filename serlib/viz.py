@@ -215,7 +215,8 @@ def confusion_matrix(matrix, labels: Sequence[str], normalize: bool = True, titl
     """Rows = truth, columns = prediction; cells show recall (row-normalised) and counts."""
     m = _np(matrix).astype(float)
     z = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalize else m
-    text = [[f"{z[i, j]:.2f}<br>({int(m[i, j])})" for j in range(len(labels))] for i in range(len(labels))]
+    text = [[f"{z[i, j]:.2f}<br>({int(m[i, j])})" if normalize else str(int(m[i, j])) for j in range(len(labels))]
+            for i in range(len(labels))]
     fig = go.Figure(go.Heatmap(z=z, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
                                colorscale="Blues", zmin=0, zmax=1 if normalize else None,
                                colorbar={"title": "share of the true class" if normalize else "utterances"}))
