@@ -105,7 +105,8 @@ def test_test_split_is_scored_once_after_training(tiny, monkeypatch):
     monkeypatch.setattr(Trainer, "evaluate", spy)
     run_fold(tiny(epochs=3))
     assert [c for c in calls if c[0] == "test"] == [("test", 3)]  # once, after the last epoch
-    assert [c[0] for c in calls].count("val") == 3
+    # validation once per epoch, and once more with the selected weights after the test (kept for calibration)
+    assert [c[0] for c in calls] == ["val", "val", "val", "test", "val"]
 
 
 def test_leaky_selection_is_labelled(tiny):
