@@ -92,8 +92,9 @@ def plan_run(config: ExperimentConfig, manifest: pd.DataFrame | None = None) -> 
 
 
 def _folds(config: ExperimentConfig, manifest: pd.DataFrame) -> list[Fold]:
-    """The protocol's folds for ``config``'s seed; the content hash groups duplicates
-    (``dedup``) unless it is off."""
+    """The protocol's folds for ``config``'s seed; the content hash removes duplicates across
+    sides (``dedup``), and reports and flags them when it is off (the leak check never
+    depends on ``dedup``)."""
     return make_folds(manifest, config.protocol, seed=config.seed, dedup=config.dedup)
 
 

@@ -496,7 +496,7 @@ def baseline_columns(mean: pd.DataFrame, records: list[dict], baseline: str | No
       validation UA on the row's folds (:func:`validation_score`; never by test UA), or the
       one the caller named (``baseline=``: a name, as shown in the table, or a fingerprint
       prefix);
-    * ``baseline_note``: the functionals sets of the same key left out and why (a failed
+    * ``baseline_note``: the baseline sets of the same key left out and why (a failed
       fold, other test utterances), or, when none is comparable, what the others differ in;
     * ``ua_vs_baseline``: mean paired UA difference over folds (positive = better);
     * ``p_raw_vs_baseline``: its sign-flip p-value, and ``p_holm_vs_baseline``: the same
@@ -516,10 +516,10 @@ def baseline_columns(mean: pd.DataFrame, records: list[dict], baseline: str | No
     for column in ("baseline", "baseline_chosen_on", "baseline_note"):
         out[column] = pd.Series([""] * len(out), index=out.index, dtype=object)
     out["ua_vs_baseline"], out["p_raw_vs_baseline"] = np.nan, np.nan
-    functionals = [j for j in out.index if is_baseline(out.loc[j, "experiment"])]  # the baseline sets
+    baselines = [j for j in out.index if is_baseline(out.loc[j, "experiment"])]
     for i, row in out.iterrows():
         ids = sets[i].test_ids()
-        same = [j for j in functionals if not key_diff(sets[j].key, sets[i].key)]
+        same = [j for j in baselines if not key_diff(sets[j].key, sets[i].key)]
         if baseline is not None:
             same = [j for j in same if baseline in (out.loc[j, "name"], sets[j].label)
                     or out.loc[j, "fingerprint"].startswith(baseline)]
@@ -536,8 +536,8 @@ def baseline_columns(mean: pd.DataFrame, records: list[dict], baseline: str | No
                 notes.append(f"{sets[j].label} skipped: {why}" + (f"; val UA {val:.3f} on its folds" if val == val else ""))
             else:
                 candidates.append(j)
-        if not same and functionals and i not in functionals:
-            near = [j for j in functionals if out.loc[j, "corpus"] == row.corpus] or functionals
+        if not same and baselines and i not in baselines:
+            near = [j for j in baselines if out.loc[j, "corpus"] == row.corpus] or baselines
             notes += [f"{sets[j].label} not comparable: differs in {', '.join(key_diff(sets[j].key, sets[i].key))}"
                       for j in near[:3]]
         out.loc[i, "baseline_note"] = "; ".join(notes)
