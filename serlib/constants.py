@@ -16,6 +16,12 @@ MANIFEST_COLUMNS = (UTT_ID, PATH, CORPUS, SPEAKER, GENDER, SESSION, LABEL, TEXT,
 AUDIO_HASH = "audio_hash"
 ROLE = "role"  # cross-corpus manifests: which corpus a row comes from ("train" or "test")
 IMPROVISED = "improvised"
+# Dimensional labels, floats in the corpus's own scale (NaN where a corpus has none);
+# every manifest has them (serlib.corpora._common.finish adds NaN columns).
+AROUSAL = "arousal"
+VALENCE = "valence"
+DOMINANCE = "dominance"
+DIMENSIONS = (AROUSAL, VALENCE, DOMINANCE)
 
 # Canonical label names (lower case); every adapter maps its codes onto these.
 LABELS = (

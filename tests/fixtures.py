@@ -37,6 +37,11 @@ IEMOCAP_DIALOGS = {
 }
 
 
+def iemocap_vad(session: int, dialog: int, turn: int) -> tuple[float, float, float]:
+    """The ``[V, A, D]`` of a turn of :func:`write_iemocap` (distinct per dimension)."""
+    return 1.0 + 0.5 * turn, 2.0 + 0.25 * session, 3.0 + 0.5 * dialog
+
+
 def write_iemocap(root: Path, sessions=(1, 2, 3, 4, 5), extra_code: str | None = None) -> Path:
     """IEMOCAP_full_release with EmoEvaluation, transcriptions and sentences/wav.
 
@@ -55,7 +60,8 @@ def write_iemocap(root: Path, sessions=(1, 2, 3, 4, 5), extra_code: str | None =
                     code = extra_code
                 utt = f"{dialog}_{suffix}"
                 start, end = 1.5 * j + 0.1234, 1.5 * j + 1.2
-                blocks += [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[2.5000, 3.0000, 3.5000]",
+                v, a, d = iemocap_vad(s, i, j)
+                blocks += [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[{v:.4f}, {a:.4f}, {d:.4f}]",
                            "C-E2:\tNeutral;\t()", "A-E3:\tval 3; act 2; dom  2;\t()", ""]
                 trans.append(f"{utt} [{start:08.4f}-{end:08.4f}]: Text of {utt}.")
                 write_wav(sdir / "sentences" / "wav" / dialog / f"{utt}.wav")

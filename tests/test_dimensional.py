@@ -60,3 +60,66 @@ def test_ccc_loss_is_one_minus_ccc_averaged_over_dimensions():
     q = torch.tensor(p, requires_grad=True)
     ccc_loss(q, torch.tensor(t)).backward()
     assert torch.isfinite(q.grad).all()
+
+
+# -- labels in the manifest -------------------------------------------------------------
+
+def test_iemocap_tree_yields_the_vad_of_every_labelled_turn(tmp_path):
+    from serlib.corpora import load_corpus
+    from tests import fixtures
+
+    root = fixtures.write_iemocap(tmp_path)
+    df = load_corpus("iemocap", root).set_index("utt_id")
+    expected = {}
+    for s in range(1, 6):
+        for i, (name, turns) in enumerate(fixtures.IEMOCAP_DIALOGS.items()):
+            for j, (suffix, code) in enumerate(turns):
+                if code != "xxx":
+                    expected[f"Ses{s:02d}{'FM'[i]}_{name}_{suffix}"] = fixtures.iemocap_vad(s, i, j)
+    assert set(df.index) == set(expected)
+    for utt, (v, a, d) in expected.items():  # the file's order is valence, activation, dominance
+        assert (df.at[utt, "valence"], df.at[utt, "arousal"], df.at[utt, "dominance"]) == (v, a, d)
+
+
+def test_corpora_without_dimensions_get_nan_columns(tmp_path):
+    from serlib.corpora import load_corpus
+    from tests import fixtures
+
+    df = load_corpus("emodb", fixtures.write_emodb(tmp_path))
+    assert df[["arousal", "valence", "dominance"]].isna().all().all()
+
+
+def test_csv_dimension_columns_are_optional_numbers(tmp_path):
+    import pandas as pd
+
+    from serlib.corpora import load_corpus
+    from serlib.errors import DataError
+    from tests import fixtures
+
+    csv = fixtures.write_csv_corpus(tmp_path)
+    table = pd.read_csv(csv)
+    table["valence"] = [0.1 * i if i % 3 else None for i in range(len(table))]
+    table.to_csv(csv, index=False)
+    df = load_corpus("csv", csv)
+    assert df["valence"].isna().sum() == sum(1 for i in range(len(table)) if i % 3 == 0)
+    assert df["arousal"].isna().all()
+    table["valence"] = table["valence"].astype(object)
+    table.loc[4, "valence"] = "high"
+    table.to_csv(csv, index=False)
+    with pytest.raises(DataError, match=r"corpus.csv:6.*'valence'.*not a number"):
+        load_corpus("csv", csv)
+
+
+def test_synthetic_dimensions_follow_the_categories_deterministically(tmp_path):
+    from serlib.corpora import synthetic
+
+    size = {"utterances_per_session": 40}
+    df = synthetic.load(tmp_path, **size)
+    again = synthetic.load(tmp_path, **size)
+    assert df[["arousal", "valence", "dominance"]].equals(again[["arousal", "valence", "dominance"]])
+    assert df[["arousal", "valence", "dominance"]].notna().all().all()
+    means = df.groupby("label")[["arousal", "valence", "dominance"]].mean()
+    assert means.at["angry", "arousal"] > means.at["neutral", "arousal"] > means.at["sad", "arousal"]
+    assert means.at["happy", "valence"] > means.at["angry", "valence"]
+    assert means.at["angry", "dominance"] > means.at["sad", "dominance"]
+    assert df["arousal"].std() > 0.2 and df["arousal"].between(1, 5).all()
