@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .constants import DURATION, GENDER, LABEL, SPEAKER
+from .constants import DIMENSIONS, DURATION, GENDER, LABEL, SPEAKER
 from .protocols import Fold, folds_table
 
 
@@ -24,6 +24,11 @@ def describe(manifest: pd.DataFrame, folds: list[Fold] | None = None) -> str:
         f"{manifest[DURATION].max():.2f} s (median {manifest[DURATION].median():.2f} s)",
         "labels: " + ", ".join(f"{k} {v}" for k, v in manifest[LABEL].value_counts().items()),
     ]
+    rated = [d for d in DIMENSIONS if d in manifest.columns and manifest[d].notna().any()]
+    if rated:
+        lines.append("dimensions (the corpus's scale): " + ", ".join(
+            f"{d} {manifest[d].min():.2f}–{manifest[d].max():.2f} (mean {manifest[d].mean():.2f}, "
+            f"{manifest[d].notna().sum()} rated)" for d in rated))
     if manifest.attrs.get("dropped"):
         lines.append(f"dropped by policy: {manifest.attrs['dropped']}")
     if manifest.attrs.get("skipped"):

@@ -344,7 +344,7 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
         "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
         "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"],
         "train_items_after_oversampling": len(setup.datasets["train"]),
-        "fold_notes": fold.notes, "dedup": config.dedup, "recipe": config.recipe.changed(),
+        "fold_notes": fold.notes, **({"test_set": fold.test_set} if getattr(fold, "test_set", "") else {}), "dedup": config.dedup, "recipe": config.recipe.changed(),
         "uses_test_speaker_audio": config.recipe.speaker_norm,
         "cross_corpus": is_cross(config.protocol),
         "test_corpus": test_corpus(config.protocol) if is_cross(config.protocol) else config.corpus,

@@ -147,3 +147,34 @@ def tiny_config(csv: Path, out: Path, **kw):
 
 def records_under(out: Path) -> list[Path]:
     return sorted((out / "results").rglob("*.json")) if (out / "results").exists() else []
+
+
+MSP_CLASSES = "ASHNUFDCOXNAHS"
+
+
+def write_msp_podcast(root: Path, missing: int = 1, test3: bool = False) -> Path:
+    """An MSP-Podcast release tree: ``Audios/*.wav`` and ``Labels/labels_consensus.csv``
+    with its quirks — speaker ``Unknown`` (in Train), classes O and X, ``missing`` files
+    listed but absent. Speakers 1–4 train, 5–6 development, 7–8 Test1, 9–10 Test2
+    (11–12 Test3 with ``test3``); 1–7 A/V/D derived from the row number."""
+    audios, labels = root / "Audios", root / "Labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    sets = [("Train", s) for s in ("1", "2", "3", "4", "Unknown")] + [("Development", "5"), ("Development", "6"),
+                                                                      ("Test1", "7"), ("Test1", "8"),
+                                                                      ("Test2", "9"), ("Test2", "10")]
+    if test3:
+        sets += [("Test3", "11"), ("Test3", "12")]
+    rows = []
+    for part, speaker in sets:
+        for _ in range(6):
+            n = len(rows)
+            name = f"MSP-PODCAST_{n // 4 + 1:04d}_{n % 4 + 1:04d}.wav"
+            code = MSP_CLASSES[n % len(MSP_CLASSES)]
+            rows.append({"FileName": name, "EmoClass": code, "EmoAct": 1 + (n % 13) * 0.5,
+                         "EmoVal": 7 - (n % 11) * 0.5, "EmoDom": 2 + (n % 7) * 0.5,
+                         "SpkrID": speaker, "Gender": "Unknown" if speaker == "Unknown" else "Female" if int(speaker) % 2 else "Male",
+                         "Split_Set": part})
+            if n >= missing:  # the first `missing` rows have no file
+                write_wav(audios / name, seconds=0.5, freq=120 + 10 * (n % 9))
+    pd.DataFrame(rows).to_csv(labels / "labels_consensus.csv", index=False)
+    return root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -123,3 +124,82 @@ def test_synthetic_dimensions_follow_the_categories_deterministically(tmp_path):
     assert means.at["happy", "valence"] > means.at["angry", "valence"]
     assert means.at["angry", "dominance"] > means.at["sad", "dominance"]
     assert df["arousal"].std() > 0.2 and df["arousal"].between(1, 5).all()
+
+
+# -- MSP-Podcast and its partitions --------------------------------------------------------
+
+def test_msp_podcast_tree_gives_labels_dimensions_and_quirks(tmp_path):
+    from serlib.corpora import load_corpus
+    from tests import fixtures
+
+    root = fixtures.write_msp_podcast(tmp_path, missing=2)
+    table = pd.read_csv(root / "Labels" / "labels_consensus.csv", dtype={"SpkrID": str})
+    df = load_corpus("msp_podcast", root).set_index("utt_id")
+    x_rows = table.EmoClass == "X"
+    # X (no agreement) dropped and counted; 2 listed files missing: counted skips
+    assert df.attrs["dropped"] == {"X (no agreement)": int(x_rows.sum())}
+    assert [reason for _, reason in df.attrs["skipped"]].count(
+        "listed in labels_consensus.csv but missing from Audios/") == int((~x_rows[:2]).sum())
+    kept = table[~x_rows]
+    kept = kept[kept.FileName.map(lambda n: (root / "Audios" / n).is_file())]
+    assert len(df) == len(kept)
+    for rec in kept.itertuples():
+        row = df.loc[rec.FileName[:-4]]
+        assert (row.arousal, row.valence, row.dominance) == (rec.EmoAct, rec.EmoVal, rec.EmoDom)  # 1-7 kept
+        assert row.partition == rec.Split_Set
+        assert row.speaker == rec.SpkrID
+    assert set(df.label) >= {"angry", "sad", "happy", "neutral", "contempt", "other"}
+    assert (df.speaker == "Unknown").sum() > 0 and df[df.speaker == "Unknown"].gender.isna().all()
+    kept_x = load_corpus("msp_podcast", root, keep_no_majority=True)
+    assert (kept_x.label == "other").sum() > (df.label == "other").sum()
+
+
+def test_partition_protocol_gives_the_official_sets_one_fold_per_test_set(tmp_path):
+    from serlib.corpora import load_corpus
+    from serlib.errors import SplitError
+    from serlib.protocols import make_folds
+    from tests import fixtures
+
+    df = load_corpus("msp_podcast", fixtures.write_msp_podcast(tmp_path, test3=True), keep_no_majority=True)
+    folds = make_folds(df, "partition")
+    assert [f.test_set for f in folds] == ["Test1", "Test2", "Test3"]
+    part = dict(zip(df.utt_id, df.partition))
+    for fold in folds:
+        assert {part[u] for u in fold.train} == {"Train"} and {part[u] for u in fold.val} == {"Development"}
+        assert {part[u] for u in fold.test} == {fold.test_set}
+        assert len(fold.test) == (df.partition == fold.test_set).sum()
+        assert fold.speaker_independent and "Unknown" not in fold.test_speakers
+    with pytest.raises(SplitError, match="official partitions"):
+        make_folds(load_corpus("emodb", fixtures.write_emodb(tmp_path / "emodb")), "partition")
+
+
+def test_unknown_speaker_is_never_a_test_speaker(tmp_path):
+    from serlib.corpora import load_corpus
+    from serlib.protocols import make_folds
+    from tests import fixtures
+
+    df = load_corpus("msp_podcast", fixtures.write_msp_podcast(tmp_path), keep_no_majority=True)
+    for protocol in ("loso", "group_kfold:3"):
+        folds = make_folds(df, protocol)
+        unknown = set(df.utt_id[df.speaker == "Unknown"])
+        assert all("Unknown" not in f.test_speakers + f.val_speakers for f in folds)
+        assert all(unknown <= set(f.train) for f in folds)
+    assert len(make_folds(df, "loso")) == df.speaker.nunique() - 1
+
+
+@pytest.mark.slow
+def test_describe_shows_msp_podcast_partitions_through_the_program(tmp_path):
+    import subprocess
+    import sys
+
+    from tests import fixtures
+
+    root = fixtures.write_msp_podcast(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "serlib", "describe", "--corpus", "msp_podcast", "--root", str(root),
+                          "--classes", "all", "--protocol", "partition"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "2 folds (partition)" in out.stdout and "Test1" in out.stdout and "Test2" in out.stdout
+    assert "dimensions (the corpus's scale): arousal" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "serlib", "describe", "--corpus", "msp_podcast", "--root", str(tmp_path / "none")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..constants import FOUR_CLASSES, LABEL, LABELS
 from ..errors import ConfigError
-from . import asvp_esd, emodb, generic, iemocap, ravdess, synthetic
+from . import asvp_esd, emodb, generic, iemocap, msp_podcast, ravdess, synthetic
 
 log = logging.getLogger("serlib.corpora")
 
@@ -24,6 +24,7 @@ ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ravdess": ravdess.load,
     "emodb": emodb.load,
     "asvp_esd": asvp_esd.load,
+    "msp_podcast": msp_podcast.load,
     "folder": generic.load_folder,
     "csv": generic.load_csv,
     "synthetic": synthetic.load,
@@ -35,7 +36,7 @@ def load_corpus(name: str, root=None, **options) -> pd.DataFrame:
     :data:`serlib.constants.MANIFEST_COLUMNS` first.
 
     Args:
-        name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``folder``,
+        name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``msp_podcast``, ``folder``,
             ``csv``, ``synthetic`` (the embedded default; ``root`` optional).
         root: the corpus folder as distributed (for ``csv``: the manifest file).
         **options: adapter options, e.g. ``subset="improvised"`` for IEMOCAP,
