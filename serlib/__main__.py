@@ -55,7 +55,7 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help="comma-separated classes to keep ('all' keeps every label)")
     p.add_argument("--merge", default={}, type=_merge, help="label merges, e.g. excited=happy")
     p.add_argument("--protocol", default="loso",
-                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH")
+                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH | partition")
     p.add_argument("--test-root", default=None, help="cross:TEST_CORPUS: the test corpus's folder (csv: its file)")
     p.add_argument("--test-subset", default=None, choices=("improvised", "scripted", "all"),
                    help="cross:TEST_CORPUS: the test corpus's IEMOCAP/synthetic subset")
@@ -105,7 +105,8 @@ def _sweep(args) -> int:
                   threads=args.threads, force=args.force, backend=args.backend,
                   ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
     if len(table):
-        print(table[["fold", "seed", "status", "wa", "ua", "seconds", "reason"]].to_string(
+        scores = [c for c in ("wa", "ua", "ccc") if table[c].notna().any()] or ["wa", "ua"]
+        print(table[["fold", "seed", "status", *scores, "seconds", "reason"]].to_string(
             index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=80))
     return 1 if table.attrs["failed"] else 0
 

@@ -21,6 +21,7 @@ from . import atomic, experiments
 from .errors import DataError
 from .features import Normalizer
 from .features import n_features as feature_count
+from .targets import n_outputs
 
 WEIGHTS_SUFFIX = ".weights.safetensors"
 
@@ -112,7 +113,8 @@ def rebuild_model(config, weights: str | Path | tuple[dict, dict], classes: list
     model_state, normalizer_state, own = read_weights(source) if source else (*weights, {})
     meta = {**(known or {}), **own}
     n_features = meta.get("n_features") or frontend_features(experiment)
-    model = experiment.model(n_features, len(classes), meta.get("context") or {})
+    outputs = n_outputs(getattr(config, "task", "categorical"), len(classes), getattr(config, "dims", ()))
+    model = experiment.model(n_features, outputs, meta.get("context") or {})
     try:
         model.load_state_dict(model_state)
     except RuntimeError as e:

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "serlib"
 LAYERS = [
     ["errors", "constants", "paths", "atomic", "progress", "fields", "device", "metrics", "scraps", "threads",
      "nbclean"],
-    ["audio", "features", "augment", "text", "losses", "optim"],
+    ["audio", "features", "augment", "text", "losses", "targets", "optim"],
     ["corpora", "protocols", "recipe", "models", "cache", "functionals", "upstream"],
     ["config", "experiments", "weights"],
     ["data", "records", "manifests", "planning", "fold_setup", "checkpoint", "train"],

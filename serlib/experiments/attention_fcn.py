@@ -83,6 +83,7 @@ class _AttentionMaps:
 @register
 class AttentionFCNExperiment(_AttentionMaps, Experiment):
     name = "attention_fcn"
+    regression = True  # a linear head of any size: dimensional and multitask tasks
     title = "Attention-based FCN, 2-D (Zhang et al. 2019)"
     notebook, docs = "04_attention_fcn", "docs/papers/attention_fcn.md"
     Config = AttentionFCNExperimentConfig
