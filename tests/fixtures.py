@@ -178,3 +178,17 @@ def write_msp_podcast(root: Path, missing: int = 1, test3: bool = False) -> Path
                 write_wav(audios / name, seconds=0.5, freq=120 + 10 * (n % 9))
     pd.DataFrame(rows).to_csv(labels / "labels_consensus.csv", index=False)
     return root
+
+
+def write_rated_csv_corpus(root: Path) -> Path:
+    """:func:`write_csv_corpus` with arousal/valence/dominance columns (1-5), following
+    the label (angry and happy aroused, sad and angry negative) plus a fixed spread."""
+    csv = write_csv_corpus(root)
+    table = pd.read_csv(csv)
+    base = {"neutral": (2.5, 3.0), "happy": (3.5, 4.2), "sad": (1.8, 1.8), "angry": (4.3, 1.8)}
+    spread = np.resize([-0.3, 0.1, 0.3, -0.1, 0.0], len(table))
+    table["arousal"] = [base[lab][0] + d for lab, d in zip(table.label, spread)]
+    table["valence"] = [base[lab][1] - d for lab, d in zip(table.label, spread)]
+    table["dominance"] = table["arousal"] - 0.3 * (table["valence"] - 3)
+    table.to_csv(csv, index=False)
+    return csv

@@ -203,3 +203,101 @@ def test_describe_shows_msp_podcast_partitions_through_the_program(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "serlib", "describe", "--corpus", "msp_podcast", "--root", str(tmp_path / "none")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
+
+
+# -- the task -------------------------------------------------------------------------------
+
+def test_task_fields_leave_categorical_fingerprints_alone(tmp_path):
+    from serlib.experiments import make_config
+    from serlib.records import run_fingerprint
+    from tests import fixtures
+
+    csv = fixtures.write_rated_csv_corpus(tmp_path)
+    from serlib.manifests import run_manifest
+
+    base = {**fixtures.TINY, "corpus": "csv", "data_root": str(csv), "subset": None}
+    categorical = make_config("cnn_lstm", base)
+    manifest = run_manifest(categorical)
+    fp, identity = run_fingerprint(categorical, manifest)
+    assert not {"task", "dims", "dim_loss", "task_weight"} & set(identity["settings"])
+    dimensional = make_config("cnn_lstm", {**base, "task": "dimensional"})
+    fp_dim, identity_dim = run_fingerprint(dimensional, run_manifest(dimensional))
+    assert fp_dim != fp and identity_dim["settings"]["task"] == "dimensional"
+    # the ratings are data of a dimensional run: another rating, another fingerprint
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    table.loc[0, "valence"] += 1
+    table.to_csv(csv, index=False)
+    assert run_fingerprint(dimensional, run_manifest(dimensional))[0] != fp_dim
+    assert run_fingerprint(categorical, run_manifest(categorical))[0] == fp
+
+
+def test_bad_task_settings_are_config_errors():
+    from serlib.errors import ConfigError
+    from serlib.experiments import make_config
+
+    with pytest.raises(ConfigError, match="dims must be"):
+        make_config("light_sernet", {"task": "dimensional", "dims": ("arousal", "joy")})
+    with pytest.raises(ConfigError, match="task"):
+        make_config("light_sernet", {"task": "ordinal"})
+    with pytest.raises(ConfigError, match="recipe switches"):
+        make_config("light_sernet", {"task": "dimensional", "recipe": "modern"})
+
+
+def test_a_corpus_without_ratings_is_a_clear_error(tmp_path):
+    from serlib.errors import DataError
+    from serlib.experiments import make_config
+    from serlib.manifests import run_manifest
+    from tests import fixtures
+
+    config = make_config("light_sernet", {"corpus": "emodb", "data_root": str(fixtures.write_emodb(tmp_path)),
+                                          "classes": ("angry", "sad"), "task": "dimensional"})
+    with pytest.raises(DataError, match="no arousal/valence/dominance ratings"):
+        run_manifest(config)
+
+
+@pytest.mark.parametrize("task", ["dimensional", "multitask"])
+def test_a_dimensional_fold_trains_and_records_ccc(tmp_path, task):
+    from serlib.records import read_predictions, read_record
+    from serlib.targets import TargetScaler
+    from serlib.train import run_fold
+    from tests import fixtures
+
+    csv = fixtures.write_rated_csv_corpus(tmp_path / "data")
+    config = fixtures.tiny_config(csv, tmp_path / "out", task=task, epochs="2")
+    rec = run_fold(config)
+    m = rec["metrics"]
+    for d in ("arousal", "valence", "dominance"):
+        assert -1 <= m[f"ccc_{d}"] <= 1 and m[f"rmse_{d}"] >= 0 and f"pearson_{d}" in m
+    assert m["ccc_mean"] == pytest.approx(np.mean([m[f"ccc_{d}"] for d in ("arousal", "valence", "dominance")]))
+    assert ("ua" in m) == (task == "multitask")
+    assert rec["task"] == task and rec["history"][0]["val_ccc_mean"] is not None
+    # the scaler: the training split's statistics only
+    table = pd.read_csv(csv).assign(utt_id=lambda t: t.path.map(lambda p: p.split("/")[-1][:-4])).set_index("utt_id")
+    scaler = TargetScaler.from_state(rec["context"]["target_scaler"])
+    assert scaler.mean == pytest.approx(table.loc[rec["train_ids"], ["arousal", "valence", "dominance"]].mean().tolist())
+    # predictions in the corpus's scale, truth exactly the manifest's
+    again = read_record(rec["path"])
+    predictions = read_predictions(again).set_index("utt_id")
+    assert predictions["true_valence"].to_dict() == pytest.approx(table.loc[predictions.index, "valence"].to_dict())
+    assert predictions["pred_arousal"].between(0, 6).all()
+
+
+def test_functionals_regress_each_dimension_choosing_on_validation(tmp_path):
+    from serlib.experiments import make_config
+    from serlib.train import run_fold
+    from tests import fixtures
+
+    csv = fixtures.write_rated_csv_corpus(tmp_path / "data")
+    for regressor in ("svr_linear", "ridge"):
+        config = make_config("functionals", {"corpus": "csv", "data_root": str(csv), "subset": None,
+                                             "output_dir": str(tmp_path / "out"), "feature_set": "mfcc_stats",
+                                             "task": "dimensional", "regressor": regressor, "progress": False,
+                                             "feature_workers": 1})
+        rec = run_fold(config)
+        history = rec["history"]
+        assert [h["c"] for h in history] == list(config.grid) and len(history) == 5
+        best = max(history, key=lambda h: h["val_ccc_mean"])
+        assert rec["best_epoch"] == best["epoch"] and rec["best_selection_ua"] == best["val_ccc_mean"]
+        assert "ccc_valence" in rec["metrics"] and "wa" not in rec["metrics"]
