@@ -129,7 +129,8 @@ def _predict(args) -> int:
         atomic.write_text(str(Path(args.out).with_suffix("")) + ".windows.csv", out.windows.to_csv(index=False))
         print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
     else:
-        print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
+        scored = "prediction" if "prediction" in out.files else bundle.dims[0]  # dimensional: the values only
+        print(out.files.drop(columns=["error", "warning"]).dropna(subset=[scored]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     if args.attention:
         if not bundle.has_attention:
@@ -281,19 +282,27 @@ def _dispatch(args) -> int:
     if args.command == "predict":
         return _predict(args)
     if args.command == "collect":
-        from .records import load_records
+        from . import dimensional
+        from .records import load_records, record_task
         from .results import collect, summarise
         from .stats import baseline_columns
 
         damaged = []
         runs = load_records(args.path, damaged)
-        table = summarise(collect(runs), runs)["mean"]
-        table = baseline_columns(table, runs) if len(table) else table
+        categorical = [r for r in runs if record_task(r) == "categorical"]
+        table = summarise(collect(categorical), categorical)["mean"]
+        table = baseline_columns(table, categorical) if len(table) else table
         columns = ["experiment", "name", "corpus", "protocol", "uses_test_speaker_audio", "fingerprint", "code_version",
                    "leaky", "n_folds", "n_seeds", "wa_mean", "wa_std", "ua_mean", "ua_std", "ua_seed_std", "val_ua_mean",
                    "ua_pooled", "ua_pooled_low", "ua_pooled_high", "baseline_chosen_on", "ua_vs_baseline",
                    "p_raw_vs_baseline", "p_holm_vs_baseline"]
-        print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
+        rated = dimensional.table(runs)
+        if len(table) or not len(rated):
+            print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
+        if len(rated):  # a table of its own: categorical and dimensional rows never mix
+            print(("\n" if len(table) else "") + "dimensional (CCC; std over folds; pooled CCC with a speaker-bootstrap "
+                  "95% interval; paired sign-flip test across folds vs the baseline chosen on validation CCC, Holm):")
+            print(dimensional.shown(rated).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         for note in (table["versions_note"] if "versions_note" in table else []):
             if note:
                 print(f"code versions: {note}", file=sys.stderr)

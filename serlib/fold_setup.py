@@ -28,7 +28,7 @@ from .features import Normalizer
 from .features import n_features as feature_count
 from .planning import Plan, plan_run
 from .records import run_stem
-from .targets import TargetScaler, n_outputs
+from .targets import SCALER_KEY, TargetScaler, n_outputs
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def setup_fold(config: ExperimentConfig, plan: Plan | None = None, train_ids: li
         ids = [u for split in split_ids.values() for u in split]
         scaled = torch.tensor(scaler.transform(values.loc[ids].to_numpy()), dtype=torch.float32)
         targets = dict(zip(ids, scaled))
-        context = {**context, "target_scaler": scaler.state()}
+        context = {**context, SCALER_KEY: scaler.state()}
     normalizer = Normalizer(config.normalization).fit(store[u] for u in split_ids["train"])
     n_features = feature_count(store[split_ids["train"][0]])
     model = exp.model(n_features, n_outputs(config.task, len(classes), config.dims), context)

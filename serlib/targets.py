@@ -23,6 +23,7 @@ from torch import nn
 from .losses import MultitaskLoss, regression_loss
 
 TASKS = ("categorical", "dimensional", "multitask")
+SCALER_KEY = "target_scaler"  # the fold context's (and the weights file's) key of the scaler's state
 
 
 def n_outputs(task: str, n_classes: int, dims: Sequence[str]) -> int:

@@ -301,3 +301,81 @@ def test_functionals_regress_each_dimension_choosing_on_validation(tmp_path):
         best = max(history, key=lambda h: h["val_ccc_mean"])
         assert rec["best_epoch"] == best["epoch"] and rec["best_selection_ua"] == best["val_ccc_mean"]
         assert "ccc_valence" in rec["metrics"] and "wa" not in rec["metrics"]
+
+
+# -- tables, statistics, predict ------------------------------------------------------------
+
+def _rated_runs(tmp_path):
+    """Functionals (the baseline) and CNN+LSTM, dimensional, on every fold of the rated
+    CSV corpus, and one categorical CNN+LSTM fold."""
+    from serlib.experiments import make_config
+    from serlib.records import load_records
+    from serlib.train import run_fold
+    from tests import fixtures
+
+    csv = fixtures.write_rated_csv_corpus(tmp_path / "data")
+    out = tmp_path / "out"
+    for fold in (1, 2, 3, 4):
+        run_fold(make_config("functionals", {"corpus": "csv", "data_root": str(csv), "subset": None, "fold": fold,
+                                             "output_dir": str(out), "feature_set": "mfcc_stats", "task": "dimensional",
+                                             "regressor": "ridge", "progress": False, "feature_workers": 1}))
+        run_fold(fixtures.tiny_config(csv, out, task="dimensional", fold=str(fold)))
+    run_fold(fixtures.tiny_config(csv, out))
+    return load_records(out / "results"), csv, out
+
+
+def test_dimensional_table_compares_with_the_baseline_chosen_on_validation(tmp_path):
+    from serlib import dimensional, metrics
+    from serlib.records import read_predictions
+    from serlib.results import collect
+    from serlib.stats import sign_flip_test
+
+    runs, _, _ = _rated_runs(tmp_path)
+    assert len(collect(runs)) == 1  # the categorical table: the categorical record only
+    table = dimensional.table(runs, n_boot=200).set_index("experiment")
+    assert set(table.index) == {"functionals", "cnn_lstm"}  # never the categorical row
+    assert (table.baseline == "functionals/default").all() and (table.baseline_chosen_on == "validation CCC").all()
+    cnn = [r for r in runs if r["config"]["experiment"] == "cnn_lstm" and r["config"].get("task") == "dimensional"]
+    base = [r for r in runs if r["config"]["experiment"] == "functionals"]
+    by_fold = lambda rs: {r["config"]["fold"]: r["metrics"]["ccc_mean"] for r in rs}  # noqa: E731
+    d = np.array([by_fold(cnn)[f] - by_fold(base)[f] for f in (1, 2, 3, 4)])
+    row = table.loc["cnn_lstm"]
+    assert row.ccc_vs_baseline == pytest.approx(d.mean()) and row.p_raw_vs_baseline == pytest.approx(sign_flip_test(d))
+    assert row.p_holm_vs_baseline == pytest.approx(row.p_raw_vs_baseline)  # one comparison
+    assert row.ccc_std == pytest.approx(np.std(list(by_fold(cnn).values())))  # population std over folds
+    # pooled CCC: recomputed on all folds' predictions together
+    p = pd.concat([read_predictions(r) for r in cnn])
+    pooled = np.mean([metrics.ccc(p[f"true_{d}"], p[f"pred_{d}"]) for d in ("arousal", "valence", "dominance")])
+    assert row.ccc_pooled == pytest.approx(pooled)
+    assert row.ccc_pooled_low <= row.ccc_pooled_high
+
+
+def test_weighted_ccc_is_the_ccc_of_the_resampled_speakers():
+    from serlib import dimensional
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    counts = rng.integers(0, 3, size=12).astype(float)
+    resampled = np.repeat(np.arange(12), counts.astype(int))
+    assert dimensional.weighted_ccc(x, y, counts[None])[0] == pytest.approx(metrics.ccc(x[resampled], y[resampled]))
+
+
+def test_a_dimensional_bundle_predicts_the_dimensions_in_the_corpus_scale(tmp_path):
+    from serlib.bundle import export, load_model
+    from serlib.experiments import make_config
+    from serlib.train import run_fold
+    from tests import fixtures
+
+    csv = fixtures.write_rated_csv_corpus(tmp_path / "data")
+    rec = run_fold(fixtures.tiny_config(csv, tmp_path / "out", task="dimensional"))
+    bundle = load_model(export(rec["path"].rsplit("/", 1)[0], tmp_path / "bundle"))
+    wavs = sorted((tmp_path / "data").rglob("*.wav"))[:3]
+    out = bundle.predict([str(w) for w in wavs], window=0.25)
+    assert list(out.files.columns[:6]) == ["path", "seconds", "windows", "arousal", "valence", "dominance"]
+    assert "prediction" not in out.files and out.files.error.isna().all()
+    assert {"arousal", "valence", "dominance"} <= set(out.windows.columns) and len(out.windows) >= 3 * 2
+    # the values are the model's outputs through the fold's training scaler, as in its test
+    test = pd.read_csv(rec["predictions_path"]).set_index("utt_id")
+    for w, row in zip(wavs, out.files.itertuples()):
+        if w.stem in test.index:
+            assert row.arousal == pytest.approx(test.at[w.stem, "pred_arousal"], abs=1e-3)
