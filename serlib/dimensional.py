@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import experiments
 from .errors import ConfigError
+from .metrics import ccc
 from .records import (
     FINGERPRINT_CHARS,
     read_predictions,
@@ -178,3 +179,31 @@ COLUMNS = ["experiment", "name", "corpus", "protocol", "task", "dims", "fingerpr
 def shown(t: pd.DataFrame) -> pd.DataFrame:
     """The printed columns of :func:`table` (those present)."""
     return t[[c for c in COLUMNS if c in t.columns]]
+
+
+def predictions(records: list[dict]) -> pd.DataFrame:
+    """Every test prediction of dimensional records, one row per (record, utterance):
+    experiment, fold, seed, utt_id, speaker, the category (``truth``), ``true_<dim>`` and
+    ``pred_<dim>`` in the corpus's scale."""
+    frames = []
+    for r in dimensional_records(records):
+        p = read_predictions(r).copy()
+        p.insert(0, "experiment", r["config"]["experiment"])
+        p.insert(1, "fold", r["config"]["fold"])
+        p.insert(2, "seed", r["config"]["seed"])
+        frames.append(p)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def per_speaker(records: list[dict]) -> pd.DataFrame:
+    """CCC per experiment, speaker and dimension (each speaker's test utterances; seeds
+    averaged per utterance first): long format ``experiment, speaker, dimension, ccc, n``."""
+    p = predictions(records)
+    if p.empty:
+        return pd.DataFrame(columns=["experiment", "speaker", "dimension", "ccc", "n"])
+    dims = [c[5:] for c in p.columns if c.startswith("true_")]
+    values = [f"{s}_{d}" for d in dims for s in ("true", "pred")]
+    p = p.groupby(["experiment", "speaker", "utt_id"], as_index=False)[values].mean()
+    rows = [{"experiment": e, "speaker": s, "dimension": d, "ccc": ccc(g[f"true_{d}"], g[f"pred_{d}"]), "n": len(g)}
+            for (e, s), g in p.groupby(["experiment", "speaker"]) for d in dims]
+    return pd.DataFrame(rows)
