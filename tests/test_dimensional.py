@@ -362,7 +362,6 @@ def test_weighted_ccc_is_the_ccc_of_the_resampled_speakers():
 
 def test_a_dimensional_bundle_predicts_the_dimensions_in_the_corpus_scale(tmp_path):
     from serlib.bundle import export, load_model
-    from serlib.experiments import make_config
     from serlib.train import run_fold
     from tests import fixtures
 
@@ -379,3 +378,46 @@ def test_a_dimensional_bundle_predicts_the_dimensions_in_the_corpus_scale(tmp_pa
     for w, row in zip(wavs, out.files.itertuples()):
         if w.stem in test.index:
             assert row.arousal == pytest.approx(test.at[w.stem, "pred_arousal"], abs=1e-3)
+
+
+@pytest.mark.slow  # subprocesses of the program: sweep, collect, export, predict
+def test_dimensional_sweeps_collect_and_predict_through_the_program(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests import fixtures
+
+    csv = fixtures.write_rated_csv_corpus(tmp_path / "data")
+    env = {**os.environ, "SERLIB_OUTPUTS": str(tmp_path / "outputs")}
+
+    def serlib(*args):
+        return subprocess.run([sys.executable, "-m", "serlib", *args], capture_output=True, text=True, env=env)
+
+    common = ["--corpus", "csv", "--root", str(csv), "--set", "task=dimensional", "epochs=1", "progress=false",
+              "feature_workers=1"]
+    ls = serlib("sweep", "--experiment", "light_sernet", *common)
+    assert ls.returncode == 0, ls.stderr
+    assert "ccc" in ls.stdout.splitlines()[-5] or " CCC " in ls.stdout
+    fn = serlib("sweep", "--experiment", "functionals", *common, "feature_set=mfcc_stats")
+    assert fn.returncode == 0, fn.stderr
+    records = sorted((tmp_path / "outputs" / "results").rglob("fold*-seed1.json"))
+    assert len(records) == 8
+    import json
+
+    for path in records:
+        metrics = json.loads(path.read_text())["metrics"]
+        assert {"ccc_arousal", "ccc_valence", "ccc_dominance", "ccc_mean", "pearson_valence", "rmse_valence"} <= set(metrics)
+    collect = serlib("collect")
+    assert collect.returncode == 0, collect.stderr
+    assert "dimensional (CCC" in collect.stdout and "p_holm_vs_baseline" in collect.stdout
+    assert "functionals/default" in collect.stdout  # the baseline, chosen on validation CCC
+    result_set = records[0].parent if "light_sernet" in str(records[0]) else records[-1].parent
+    exported = serlib("export", str(result_set), str(tmp_path / "bundle"))
+    assert exported.returncode == 0, exported.stderr
+    out = tmp_path / "pred.csv"
+    predicted = serlib("predict", str(tmp_path / "bundle"), str(tmp_path / "data" / "s1"), "--out", str(out))
+    assert predicted.returncode == 0, predicted.stderr
+    table = pd.read_csv(out)
+    assert {"arousal", "valence", "dominance"} <= set(table.columns) and table.arousal.notna().all()
+    assert len(table) == 8

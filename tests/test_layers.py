@@ -18,7 +18,7 @@ LAYERS = [
     ["corpora", "protocols", "recipe", "models", "cache", "functionals", "upstream"],
     ["config", "experiments", "weights"],
     ["data", "records", "manifests", "planning", "fold_setup", "checkpoint", "train"],
-    ["results", "bundle", "sweep", "transfer", "stats"],
+    ["results", "bundle", "sweep", "transfer", "stats", "dimensional"],
     ["viz", "analysis", "upstream_analysis", "overview", "__main__"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
