@@ -25,10 +25,12 @@ VALENCE = "valence"
 DOMINANCE = "dominance"
 DIMENSIONS = (AROUSAL, VALENCE, DOMINANCE)
 
-# Canonical label names (lower case); every adapter maps its codes onto these.
+# Canonical label names (lower case); every adapter maps its codes onto these. Labels
+# that a corpus defines apart from the basic ones stay apart (RAVDESS "calm", TESS
+# "pleasant_surprise"); a run merges them only when asked (``merge``).
 LABELS = (
     "neutral", "happy", "sad", "angry", "fear", "disgust", "surprise",
-    "calm", "boredom", "excited", "frustrated", "other", "contempt",
+    "calm", "boredom", "excited", "frustrated", "other", "pleasant_surprise", "contempt",
 )
 
 # The classic IEMOCAP 4-class set.
