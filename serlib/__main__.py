@@ -307,8 +307,10 @@ def _dispatch(args) -> int:
             source = outputs_dir() / "results" / source
         out = export(source, args.out_dir)
         card = json.loads((out / "card.json").read_text())
+        scores = card["test_scores"]
+        score = f"test UA {scores['ua_mean']:.3f}" if "ua_mean" in scores else f"test mean CCC {scores['ccc_mean']:.3f}"
         print(f"exported {len(card['members'])} fold model(s) of {card['experiment']}/{card['name']} on "
-              f"{card['corpus']} ({card['protocol']}; test UA {card['test_scores']['ua_mean']:.3f}) -> {out}")
+              f"{card['corpus']} ({card['protocol']}; {score}) -> {out}")
         return 0
     if args.command == "predict":
         return _predict(args)

@@ -421,3 +421,13 @@ def test_dimensional_sweeps_collect_and_predict_through_the_program(tmp_path):
     table = pd.read_csv(out)
     assert {"arousal", "valence", "dominance"} <= set(table.columns) and table.arousal.notna().all()
     assert len(table) == 8
+
+
+def test_an_experiment_without_a_regression_head_is_refused(tmp_path):
+    from serlib.errors import ConfigError
+    from serlib.experiments import make_config
+    from serlib.fold_setup import setup_fold
+
+    config = make_config("mscnn_spu", {"task": "dimensional", "output_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match="no regression head.*light_sernet"):
+        setup_fold(config)
