@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import __version__, atomic, experiments, records
+from . import __version__, atomic, experiments, metrics, records
 from .audio import SILENCE_PEAK, InputChecks, WaveCrop, resample
 from .data import collate
 from .device import resolve_device
@@ -130,12 +130,14 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
                         **scores, "n_test": rec["metrics"]["n"],
                         "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
                         "selected_weights": rec.get("best_weights", "raw")})
+    fold_of = [m["fold"] for m in members]
     test_scores = {}
-    for key in ("wa", "ua", "ccc_mean"):
-        values = np.array([m[key] for m in members if key in m])
-        if len(values):
-            test_scores.update({f"{key.removesuffix('_mean')}_mean": float(values.mean()),
-                                f"{key.removesuffix('_mean')}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0})
+    for key in ("wa", "ua", "ccc_mean"):  # ccc_mean: dimensional result sets
+        if all(key in m for m in members):
+            mean, std, seed_std = metrics.fold_stats(fold_of, [m[key] for m in members])
+            k = key.removesuffix("_mean")
+            test_scores.update({f"{k}_mean": mean, f"{k}_std": std,
+                                f"{k}_seed_std": None if np.isnan(seed_std) else seed_std})
     card = {
         "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": records.record_name(first),
         "corpus": first["corpus_label"], "protocol": config.protocol, "classes": first["classes"],
@@ -146,6 +148,8 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
         "members": members,
         **({"task": config.task, "dims": list(config.dims)} if config.task != "categorical" else {}),
         "test_scores": {**test_scores,
+                        "std": "over folds of the per-fold means over seeds (ddof 0); seed std: within a fold, "
+                               "averaged over folds (serlib.metrics.fold_stats)",
                         "note": f"each member scored once on the held-out test split of its own fold "
                                 f"({config.protocol}, selection on {first['selected_on']})"},
         "ensemble": ENSEMBLE_NOTE,

@@ -5,13 +5,14 @@ table as categorical rows.
 * Per result set (the records of one setting: experiment, name, corpus, protocol,
   fingerprint — as :func:`serlib.results.summarise`), per dimension and for their mean:
   the mean over folds of the per-fold means over seeds, and the population std of those
-  fold means (:func:`serlib.results.fold_stats`); the validation mean CCC of the selected
+  fold means (:func:`serlib.metrics.fold_stats`); the validation mean CCC of the selected
   epochs (``val_ccc``).
 * The pooled CCC (every fold's test predictions together; seeds averaged per utterance)
   with a speaker-cluster bootstrap interval: speakers are resampled with replacement and
   CCC is *recomputed* on the resampled utterances (CCC is not a mean of per-utterance
   scores, so resampling per-utterance scores would be wrong).
-* A baseline per corpus, protocol and dimensions, chosen on validation CCC among the
+* A baseline per comparability group (:func:`serlib.records.comparability_key`, whose
+  ``task`` keeps dimensional and categorical rows apart) and dimensions, chosen on validation CCC among the
   experiments that declare ``is_baseline`` (never on the test split); every other set on
   the same test splits gets its per-fold CCC difference, a paired sign-flip permutation
   test across folds (:func:`serlib.stats.sign_flip_test`), and Holm's adjustment over the
@@ -25,20 +26,24 @@ import pandas as pd
 
 from . import experiments
 from .errors import ConfigError
-from .metrics import ccc
+from .metrics import ccc, fold_stats
 from .records import (
     FINGERPRINT_CHARS,
+    comparability_key,
+    describe_key,
+    key_id,
     read_predictions,
     record_code_version,
     record_name,
     record_task,
 )
-from .results import fold_stats
 from .stats import holm, sign_flip_test
 
 N_BOOT = 1000
-GROUP = ["experiment", "name", "corpus", "protocol", "task", "dims", "fingerprint", "code_version"]
-COMPARABLE = ["corpus", "protocol", "dims"]  # sets compared with one baseline
+GROUP = ["experiment", "name", "corpus", "protocol", "task", "dims", "fingerprint", "code_version", "comparable", "key"]
+# sets compared with one baseline: one comparability key (serlib.records.comparability_key:
+# task, data, classes, protocol, folds, code version…) and the same dimensions
+COMPARABLE = ["comparable", "dims"]
 
 
 def dimensional_records(runs: list[dict]) -> list[dict]:
@@ -58,7 +63,7 @@ def collect(runs: list[dict]) -> pd.DataFrame:
             "code_version": record_code_version(r), "fold": c["fold"], "seed": c["seed"], "test_set": r.get("test_set", ""),
             **{f"ccc_{d}": m[f"ccc_{d}"] for d in m["dims"]}, "ccc": m["ccc_mean"], "pearson": m["pearson_mean"],
             "rmse": m["rmse_mean"], "val_ccc": r.get("best_selection_ua"), "n_test": m["n"], "leaky": r["leaky"],
-            "path": r["path"],
+            "path": r["path"], "comparable": key_id(comparability_key(r)), "key": describe_key(comparability_key(r)),
         })
     return pd.DataFrame(rows)
 
@@ -121,9 +126,9 @@ def table(runs: list[dict], n_boot: int = N_BOOT, baseline: str | None = None) -
         dims = row["dims"].split(",")
         for d in (*dims, None):
             column = f"ccc_{d}" if d else "ccc"
-            mean, std, seed_std = fold_stats(g, column)
+            mean, std, seed_std = fold_stats(g.fold, g[column])
             row.update({f"{column}_mean": mean, f"{column}_std": std})
-        row.update({"ccc_seed_std": fold_stats(g, "ccc")[2], "val_ccc": float(_per_fold(g, "val_ccc").mean()),
+        row.update({"ccc_seed_std": fold_stats(g.fold, g["ccc"])[2], "val_ccc": float(_per_fold(g, "val_ccc").mean()),
                     "n_folds": g.fold.nunique(), "n_seeds": g.seed.nunique(), "leaky": bool(g.leaky.any()),
                     "test_sets": ",".join(sorted(set(g.test_set) - {""}))})
         row.update(pooled([by_path[p] for p in g.path], n_boot))
