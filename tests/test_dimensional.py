@@ -410,7 +410,7 @@ def test_dimensional_sweeps_collect_and_predict_through_the_program(tmp_path):
         assert {"ccc_arousal", "ccc_valence", "ccc_dominance", "ccc_mean", "pearson_valence", "rmse_valence"} <= set(metrics)
     collect = serlib("collect")
     assert collect.returncode == 0, collect.stderr
-    assert "dimensional (CCC" in collect.stdout and "p_holm_vs_baseline" in collect.stdout
+    assert "== dimensional group" in collect.stdout and "p_holm_vs_baseline" in collect.stdout
     assert "functionals/default" in collect.stdout  # the baseline, chosen on validation CCC
     result_set = records[0].parent if "light_sernet" in str(records[0]) else records[-1].parent
     exported = serlib("export", str(result_set), str(tmp_path / "bundle"))
