@@ -112,15 +112,25 @@ def _sweep(args) -> int:
 
 def _predict(args) -> int:
     """Exit 0 when every input was scored, 1 when some failed (listed; the rest written)."""
-    from . import atomic, viz
-    from .bundle import load_model
+    from . import atomic
 
     if args.out:  # before any scoring: a destination that cannot take the table fails now
         _check_destination(Path(args.out), "--out")
         _check_destination(Path(str(Path(args.out).with_suffix("")) + ".windows.csv"), "--out")
     if args.attention:
         _check_destination(Path(args.attention) / "x.attention.html", "--attention")
-    bundle = load_model(args.bundle, fold=args.fold, device=args.device)
+    if args.runtime == "torch":
+        from .bundle import load_model
+
+        bundle = load_model(args.bundle, fold=args.fold, device=args.device)
+    else:  # onnxruntime, and no torch in the process (serlib.onnx_predict)
+        from .errors import ConfigError
+        from .onnx_predict import load_onnx
+
+        if args.attention or args.device != "cpu":
+            raise ConfigError(f"--runtime {args.runtime} scores on the CPU without attention overlays: "
+                              "use --runtime torch for --attention or --device")
+        bundle = load_onnx(args.bundle, fold=args.fold, runtime=args.runtime)
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
@@ -131,6 +141,8 @@ def _predict(args) -> int:
         print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     if args.attention:
+        from . import viz
+
         if not bundle.has_attention:
             print(f"{bundle.config.experiment} has no attention weights to draw", file=sys.stderr)
         for name, entry in out.attention.items():
@@ -202,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("result_set", help="a record (.json) or a result-set folder: results/EXPERIMENT/NAME/CORPUS/"
                                       "PROTOCOL[/FINGERPRINT], absolute or under outputs/results")
     p.add_argument("out_dir", help="the bundle folder to write")
+    p.add_argument("--onnx", action="store_true", help="also one ONNX graph per fold model, front end included, "
+                                                       "checked against PyTorch on the run's test audio")
+    p.add_argument("--int8", action="store_true", help="with --onnx: also int8 graphs (dynamic quantisation), "
+                                                       "with their accuracy cost on the test folds")
     p = sub.add_parser("predict", help="class probabilities of recordings, with an exported bundle")
     p.add_argument("bundle", help="a folder written by 'export'")
     p.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or a CSV with a 'path' column")
@@ -216,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker-norm", action="store_true",
                    help="models trained with per-speaker normalisation: standardise all inputs together (one speaker)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
+                   help="PyTorch, or the bundle's ONNX graphs through onnxruntime (export --onnx; no torch imported)")
     p = sub.add_parser("collect", help="results table of outputs/results")
     p.add_argument("--path", default=None)
     return parser
@@ -272,6 +290,10 @@ def _dispatch(args) -> int:
         card = json.loads((out / "card.json").read_text())
         print(f"exported {len(card['members'])} fold model(s) of {card['experiment']}/{card['name']} on "
               f"{card['corpus']} ({card['protocol']}; test UA {card['test_scores']['ua_mean']:.3f}) -> {out}")
+        if args.onnx or args.int8:
+            from .onnx_export import export_onnx, report_lines
+
+            print("\n".join(report_lines(export_onnx(out, source, int8=args.int8), out)))
         return 0
     if args.command == "predict":
         return _predict(args)

@@ -18,6 +18,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from .decode import SILENCE_PEAK, wav_length_mismatch
 from .errors import AudioError
 
 log = logging.getLogger(__name__)
@@ -92,33 +93,6 @@ def load(
     return wav
 
 
-def wav_length_mismatch(path: str | Path) -> str | None:
-    """A message when a WAV header promises more audio than the file holds (a truncated
-    copy: libsndfile then quietly reads only what is there), else None.
-
-    Reads the RIFF chunk headers only; other formats return None.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        offset = 12
-        while offset + 8 <= size:
-            f.seek(offset)
-            chunk = f.read(8)
-            name, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
-            if name == b"data":
-                actual = size - offset - 8
-                if length > actual and length != 0xFFFFFFFF:  # 0xFFFFFFFF: streamed, length unknown
-                    return (f"header says {length} bytes of audio, the file holds {actual} "
-                            f"({100 * actual / length:.0f} %): truncated?")
-                return None
-            offset += 8 + length + (length & 1)
-    return None
-
-
 _resampler_lock = threading.Lock()
 
 
@@ -181,9 +155,6 @@ def segments(x: torch.Tensor, n: int, hop: int | None = None, pad_last: bool = T
 def file_hash(path: str | Path) -> str:
     """SHA-1 of the file bytes: identical audio stored under two names gets one hash."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-
-SILENCE_PEAK = 1e-4  # -80 dBFS: below the noise floor of any 16-bit recording
 
 
 @dataclass
