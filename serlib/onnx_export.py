@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import torchaudio.functional as AF
 from torch import nn
 
 from . import atomic, experiments, metrics
@@ -67,6 +66,15 @@ def _percentile_scale(wave: torch.Tensor, q: float = 0.999) -> torch.Tensor:
     return (wave / scale).clamp(-1, 1)
 
 
+def _deltas(x: torch.Tensor, width: int) -> torch.Tensor:
+    """:func:`serlib.features.deltas` (torchaudio's ``compute_deltas``, replicated edges)
+    with a kernel of fixed shape, which the exporter needs."""
+    n = (width - 1) // 2
+    kernel = torch.arange(-n, n + 1, dtype=x.dtype).reshape(1, 1, -1) / (n * (n + 1) * (2 * n + 1) / 3)
+    flat = F.pad(x.reshape(-1, 1, x.shape[-1]), (n, n), mode="replicate")
+    return F.conv1d(flat, kernel).reshape(x.shape)
+
+
 class GraphFrontEnd(nn.Module):
     """:class:`serlib.features.FrontEnd` for a batch of equal-length waveforms (no
     padding, so no per-item loops) in operators the exporter knows."""
@@ -94,8 +102,8 @@ class GraphFrontEnd(nn.Module):
             elif c.kind == "mel_mean":
                 feats = feats.mean(dim=-2, keepdim=True)
         if c.deltas != "none":
-            d1 = AF.compute_deltas(feats, win_length=c.delta_width, mode="replicate")
-            d2 = AF.compute_deltas(d1, win_length=c.delta_width, mode="replicate")
+            d1 = _deltas(feats, c.delta_width)
+            d2 = _deltas(d1, c.delta_width)
             feats = torch.stack([feats, d1, d2], dim=1) if c.deltas == "channels" else torch.cat(
                 [feats, d1, d2], dim=-2)
         if c.clip is not None:
