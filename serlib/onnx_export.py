@@ -89,7 +89,9 @@ class GraphFrontEnd(nn.Module):
             wave = _percentile_scale(wave)
         if c.center:
             wave = F.pad(wave.unsqueeze(1), (f.n_fft // 2, f.n_fft // 2), mode="reflect").squeeze(1)
-        ri = torch.stft(wave, f.n_fft, f.hop, f.win_length, f.window, center=False, return_complex=False)
+        with warnings.catch_warnings():  # the exporter has no complex tensors: real and imaginary parts
+            warnings.simplefilter("ignore", UserWarning)
+            ri = torch.stft(wave, f.n_fft, f.hop, f.win_length, f.window, center=False, return_complex=False)
         power = ri.pow(2).sum(-1)  # (B, n_freqs, T)
         spec = power.sqrt() if c.power == 1.0 else power if c.power == 2.0 else power.pow(c.power / 2)
         if c.kind == "spectrogram":
