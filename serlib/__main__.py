@@ -6,7 +6,7 @@
     python -m serlib run --experiment cnn_lstm --corpus synthetic --fold 5 [--set key=value ...]
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
     python -m serlib collect                                # results table (mean ± std, pooled)
-    python -m serlib export RESULT_SET BUNDLE_DIR ; python -m serlib predict BUNDLE_DIR FILES...
+    python -m serlib export RESULT_SET BUNDLE_DIR [--onnx --int8] ; python -m serlib predict BUNDLE_DIR FILES... [--runtime onnx]
 
 The commands import what they need when they run (torch, the corpora, the trainer), so
 that ``--help`` and argument errors answer at once.

@@ -42,13 +42,13 @@ from .bundle import Bundle, load_model, result_set_records
 from .errors import ConfigError, DataError
 from .experiments.base import Experiment
 from .features import FrontEnd, Normalizer, compress, prepare_input
+from .onnx_predict import run_sessions
 from .stats import sign_flip_test
 from .train import run_manifest
 
 OPSET = 17
 TOLERANCE = 1e-4       # largest |p_onnx - p_torch| allowed on the check inputs (float32 graph)
 MIN_AGREEMENT = 0.99   # share of check inputs whose argmax must agree
-CHECK_BATCH = 16
 
 
 def _percentile_scale(wave: torch.Tensor, q: float = 0.999) -> torch.Tensor:
@@ -133,6 +133,9 @@ def exportable(bundle: Bundle) -> None:
     if type(exp).predict is not Experiment.predict:
         raise ConfigError(f"{bundle.config.experiment} scores with its own rule (Experiment.predict is "
                           "overridden); --onnx exports models scored by the softmax of their logits")
+    if exp.needs_transcripts:
+        raise ConfigError(f"{bundle.config.experiment} with these settings reads transcripts; --onnx exports "
+                          "audio-only models")
     if bundle.config.recipe.speaker_norm:
         raise ConfigError("a model trained with per-speaker normalisation standardises the features of a whole "
                           "call together; --onnx graphs score one input at a time")
@@ -140,7 +143,7 @@ def exportable(bundle: Bundle) -> None:
         raise ConfigError(f"{bundle.config.experiment} has its own front end; --onnx exports serlib.features.FrontEnd")
 
 
-def test_inputs(bundle: Bundle, records: list[dict]) -> dict[tuple[int, int], dict]:
+def check_inputs(bundle: Bundle, records: list[dict]) -> dict[tuple[int, int], dict]:
     """Per member ``(fold, seed)``: its test utterances as the model's input waveforms
     (decoded and cropped as predict does) with their labels (``waves``, ``truth``,
     ``utt_id``). The audio is read from the run's corpus."""
@@ -158,22 +161,6 @@ def test_inputs(bundle: Bundle, records: list[dict]) -> dict[tuple[int, int], di
         out[(rec["config"]["fold"], rec["config"]["seed"])] = {
             "waves": waves, "truth": truth["truth"].tolist(), "utt_id": truth["utt_id"].tolist()}
     return out
-
-
-def run_graph(session, waves: list[np.ndarray], batch: int = CHECK_BATCH) -> np.ndarray:
-    """Probabilities ``(N, C)`` of a graph for waveforms of any lengths (equal lengths
-    are batched together)."""
-    out = [None] * len(waves)
-    by_length: dict[int, list[int]] = {}
-    for i, w in enumerate(waves):
-        by_length.setdefault(len(w), []).append(i)
-    for idx in by_length.values():
-        for k in range(0, len(idx), batch):
-            part = idx[k:k + batch]
-            probs = session.run(None, {"wave": np.stack([waves[i] for i in part]).astype(np.float32)})[0]
-            for i, p in zip(part, probs):
-                out[i] = p
-    return np.stack(out)
 
 
 @torch.no_grad()
@@ -213,7 +200,7 @@ def export_onnx(bundle_dir: str | Path, source: str | Path, int8: bool = False) 
     bundle = load_model(root)
     exportable(bundle)
     records = {(r["config"]["fold"], r["config"]["seed"]): r for r in result_set_records(source)}
-    inputs = test_inputs(bundle, list(records.values()))
+    inputs = check_inputs(bundle, list(records.values()))
     card = json.loads(json.dumps(bundle.card))
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -232,7 +219,7 @@ def export_onnx(bundle_dir: str | Path, source: str | Path, int8: bool = False) 
                 torch.onnx.export(graph, (example,), tmp, dynamo=False, opset_version=OPSET, input_names=["wave"],
                                   output_names=["probabilities"],
                                   dynamic_axes={"wave": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}})
-            got = run_graph(ort.InferenceSession(tmp, options, providers=["CPUExecutionProvider"]), data["waves"])
+            got = run_sessions([ort.InferenceSession(tmp, options, providers=["CPUExecutionProvider"])], data["waves"])
             check = agreement(got, reference)
             if check["max_abs_diff"] > TOLERANCE or check["argmax_agreement"] < MIN_AGREEMENT:
                 raise DataError(target, f"the graph disagrees with the PyTorch model of fold {fold} on its "
@@ -246,8 +233,8 @@ def export_onnx(bundle_dir: str | Path, source: str | Path, int8: bool = False) 
         if int8:
             q_target = root / Path(entry["file"]).with_suffix(".int8.onnx").name
             atomic.atomic_write(q_target, lambda tmp, src=target: quantize(src, tmp))
-            got = run_graph(ort.InferenceSession(str(q_target), options, providers=["CPUExecutionProvider"]),
-                            data["waves"])
+            got = run_sessions([ort.InferenceSession(str(q_target), options, providers=["CPUExecutionProvider"])],
+                               data["waves"])
             q8[key] = got
             entry["onnx_int8"] = {"file": q_target.name, "sha256": file_hash(q_target),
                                   "check": agreement(got, fp32[key][1])}

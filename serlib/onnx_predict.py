@@ -76,25 +76,31 @@ class OnnxBundle(Predictor):
         return resample(np.ascontiguousarray(wave, dtype=np.float32), rate, self.sample_rate), []
 
     def probabilities(self, waves: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """Mean probabilities of the graphs ``(N, C)`` for model-input waveforms (equal
-        lengths batched together)."""
-        out = np.zeros((len(waves), len(self.classes)), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(waves):
-            by_length.setdefault(len(w), []).append(i)
-        for idx in by_length.values():
-            for k in range(0, len(idx), batch_size):
-                part = idx[k:k + batch_size]
-                batch = np.stack([waves[i] for i in part]).astype(np.float32, copy=False)
-                probs = np.mean([s.run(None, {"wave": batch})[0] for s in self.sessions], axis=0)
-                out[part] = probs
-        return out
+        """Mean probabilities of the graphs ``(N, C)`` for model-input waveforms."""
+        return run_sessions(self.sessions, waves, batch_size)
 
     def _score(self, segments, batch_size, attention, speaker_norm) -> list[dict]:
         waves = [self.crop.apply(w, self.sample_rate) for *_, w in segments]
-        probs = self.probabilities(waves, batch_size) if waves else []
+        probs = self.probabilities(waves, batch_size)
         return [{"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": int(p.argmax()), "attention": None}
                 for (name, kind, s, e, _), p in zip(segments, probs)]
+
+
+def run_sessions(sessions: list, waves: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """Mean probabilities ``(N, C)`` of onnxruntime sessions of serlib graphs for
+    model-input waveforms of any lengths (equal lengths are batched together)."""
+    out: list = [None] * len(waves)
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(waves):
+        by_length.setdefault(len(w), []).append(i)
+    for idx in by_length.values():
+        for k in range(0, len(idx), batch_size):
+            part = idx[k:k + batch_size]
+            batch = np.stack([waves[i] for i in part]).astype(np.float32, copy=False)
+            probs = np.mean([s.run(None, {"wave": batch})[0] for s in sessions], axis=0)
+            for i, p in zip(part, probs):
+                out[i] = p
+    return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def load_onnx(path: str | Path, fold: int | None = None, runtime: str = "onnx", threads: int | None = None) -> OnnxBundle:
