@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="the bundle folder to write")
     p.add_argument("--onnx", action="store_true", help="also one ONNX graph per fold model, front end included, "
                                                        "checked against PyTorch on the run's test audio")
-    p.add_argument("--int8", action="store_true", help="with --onnx: also int8 graphs (dynamic quantisation), "
+    p.add_argument("--int8", action="store_true", help="with --onnx: also int8 graphs (calibrated on the training split), "
                                                        "with their accuracy cost on the test folds")
     p = sub.add_parser("predict", help="class probabilities of recordings, with an exported bundle")
     p.add_argument("bundle", help="a folder written by 'export'")

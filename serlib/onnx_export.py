@@ -14,9 +14,9 @@ and scored by the PyTorch member and by the graph (onnxruntime); the largest abs
 difference of probabilities must stay within :data:`TOLERANCE` and the argmax must
 agree on at least :data:`MIN_AGREEMENT` of them, else nothing is written (a
 :class:`DataError` gives both numbers). ``int8=True`` adds ``foldNN-seedS.int8.onnx``:
-onnxruntime's dynamic quantisation of the network's convolutions and matrix products
-(weights int8 per channel, activations quantised per batch at run time; the front end
-and normaliser stay float32), with its accuracy on the same test utterances against
+onnxruntime's static quantisation of the network's convolutions and matrix products
+(int8 weights per channel, uint8 activations whose ranges are calibrated on the
+member's training split; the front end and normaliser stay float32), with its accuracy on the same test utterances against
 the float32 graph's, paired over folds (:func:`serlib.stats.sign_flip_test`).
 
 Exported with the TorchScript-based exporter (``torch.onnx.export(dynamo=False)``,
@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +50,23 @@ from .train import run_manifest
 OPSET = 17
 TOLERANCE = 1e-4       # largest |p_onnx - p_torch| allowed on the check inputs (float32 graph)
 MIN_AGREEMENT = 0.99   # share of check inputs whose argmax must agree
+CALIBRATION_ITEMS = 128  # training utterances per member that calibrate the int8 activations
 
 
 def _percentile_scale(wave: torch.Tensor, q: float = 0.999) -> torch.Tensor:
     """:func:`serlib.features.percentile_normalize` for a batch of equal-length items, in
-    exportable operators (a sort and a gather: ``torch.quantile``'s linear
-    interpolation)."""
+    exportable operators: ``torch.quantile``'s linear interpolation between the two
+    order statistics around ``q·(n − 1)``, read off a TopK of the few largest values
+    (its size follows the input's length in the graph)."""
+    ratio = Fraction(q).limit_denominator(100_000)
     a = wave.abs()
-    n = torch.ones_like(a).sum(-1, keepdim=True)
-    ordered, _ = torch.sort(a, dim=-1)
-    pos = q * (n - 1)
-    lo = pos.floor()
-    hi = torch.minimum(lo + 1, n - 1)
-    v_lo, v_hi = ordered.gather(-1, lo.long()), ordered.gather(-1, hi.long())
-    scale = (v_lo + (pos - lo) * (v_hi - v_lo)).clamp_min(1e-8)
+    n = a.shape[-1]
+    lo = (n - 1) * ratio.numerator // ratio.denominator  # integer arithmetic on the traced length
+    top, _ = torch.topk(a, n - lo, dim=-1)  # descending: the last is order statistic lo, the one before lo + 1
+    n_f = torch.ones_like(a).sum(-1, keepdim=True)
+    lo_f = n_f - torch.ones_like(top).sum(-1, keepdim=True)
+    v_lo, v_hi = top[:, -1:], top[:, -2:-1]
+    scale = (v_lo + (q * (n_f - 1) - lo_f) * (v_hi - v_lo)).clamp_min(1e-8)
     return (wave / scale).clamp(-1, 1)
 
 
@@ -146,7 +150,8 @@ def exportable(bundle: Bundle) -> None:
 def check_inputs(bundle: Bundle, records: list[dict]) -> dict[tuple[int, int], dict]:
     """Per member ``(fold, seed)``: its test utterances as the model's input waveforms
     (decoded and cropped as predict does) with their labels (``waves``, ``truth``,
-    ``utt_id``). The audio is read from the run's corpus."""
+    ``utt_id``), and up to :data:`CALIBRATION_ITEMS` utterances of its training split,
+    evenly spaced (``calibration``, for int8). The audio is read from the run's corpus."""
     manifest = run_manifest(experiments.make_config(records[0]["config"]["experiment"], records[0]["config"]))
     paths = dict(zip(manifest["utt_id"], manifest["path"]))
     out = {}
@@ -157,9 +162,12 @@ def check_inputs(bundle: Bundle, records: list[dict]) -> dict[tuple[int, int], d
             raise DataError(rec["path"], f"{len(missing)} test utterance(s) not in the corpus at "
                                          f"{rec['config'].get('data_root')} (e.g. {missing[0]}): the ONNX check "
                                          "needs the run's own test audio")
-        waves = [bundle.crop.apply(bundle._load(paths[u]), bundle.sample_rate).numpy() for u in truth["utt_id"]]
+        load = lambda u: bundle.crop.apply(bundle._load(paths[u]), bundle.sample_rate).numpy()  # noqa: E731
+        train = [u for u in rec.get("train_ids") or [] if u in paths]
+        pick = np.linspace(0, len(train) - 1, min(CALIBRATION_ITEMS, len(train))).round().astype(int) if train else []
         out[(rec["config"]["fold"], rec["config"]["seed"])] = {
-            "waves": waves, "truth": truth["truth"].tolist(), "utt_id": truth["utt_id"].tolist()}
+            "waves": [load(u) for u in truth["utt_id"]], "truth": truth["truth"].tolist(),
+            "utt_id": truth["utt_id"].tolist(), "calibration": [load(train[i]) for i in sorted(set(pick))]}
     return out
 
 
@@ -232,7 +240,9 @@ def export_onnx(bundle_dir: str | Path, source: str | Path, int8: bool = False) 
         entry["onnx"] = {"file": target.name, "sha256": file_hash(target), "check": fp32[key][0]}
         if int8:
             q_target = root / Path(entry["file"]).with_suffix(".int8.onnx").name
-            atomic.atomic_write(q_target, lambda tmp, src=target: quantize(src, tmp))
+            if not data["calibration"]:
+                raise DataError(records[key]["path"], "lists no training utterances (train_ids) to calibrate int8 on")
+            atomic.atomic_write(q_target, lambda tmp, src=target, d=data: quantize(src, tmp, d["calibration"]))
             got = run_sessions([ort.InferenceSession(str(q_target), options, providers=["CPUExecutionProvider"])],
                                data["waves"])
             q8[key] = got
@@ -252,9 +262,10 @@ def export_onnx(bundle_dir: str | Path, source: str | Path, int8: bool = False) 
     }
     if int8:
         summary["int8"] = {
-            "method": "onnxruntime.quantization.quantize_dynamic: int8 weights (per channel) of the network's "
-                      "Conv, MatMul and Gemm nodes, activations quantised per batch at run time; the front end, "
-                      "normaliser and softmax stay float32",
+            "method": "onnxruntime.quantization.quantize_static (QDQ): int8 weights (per output channel) and "
+                      "uint8 activations of the network's Conv (with its Relu), MatMul and Gemm nodes, activation ranges "
+                      f"calibrated (min/max) on up to {CALIBRATION_ITEMS} utterances of each member's training "
+                      "split; the front end, normaliser and softmax stay float32",
             "cost": int8_cost([inputs[k] for k in fp32], [fp32[k][1] for k in fp32], [q8[k] for k in fp32],
                               bundle.classes)}
     card["onnx"] = summary
@@ -272,21 +283,39 @@ def require_onnxruntime():
     return onnxruntime
 
 
+# Relu with its Conv (fused into QLinearConv); pooling stays float32: onnxruntime's
+# QLinearAveragePool was slower than the float pool in our profile (docs/predict.md)
+INT8_OPS = ["Conv", "Relu", "MatMul", "Gemm"]
 FRONT_PREFIXES = ("/front/", "/normalizer/")
 
 
-def quantize(source: Path, target: str) -> None:
-    """Dynamic int8 quantisation of the network's Conv/MatMul/Gemm nodes (the front end's
-    and normaliser's nodes excluded)."""
+def quantize(source: Path, target: str, calibration: list[np.ndarray]) -> None:
+    """Static int8 quantisation (QDQ) of the network's :data:`INT8_OPS` nodes: int8
+    weights per output channel, uint8 activations with ranges calibrated (min/max) on
+    ``calibration`` (training-split inputs, one at a time); the front end's and the
+    normaliser's nodes stay float32."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"wave": w[None].astype(np.float32)} for w in calibration])
+
+        def get_next(self):
+            return next(self.items, None)
 
     model = onnx.load(str(source))
     excluded = [n.name for n in model.graph.node if n.name.startswith(FRONT_PREFIXES)]
     logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves alone on the root logger
     try:
-        quantize_dynamic(str(source), target, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["Conv", "MatMul", "Gemm"], nodes_to_exclude=excluded)
+        quantize_static(str(source), target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=INT8_OPS, nodes_to_exclude=excluded)
     finally:
         logging.disable(logging.NOTSET)
 
