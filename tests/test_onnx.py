@@ -110,6 +110,7 @@ def test_export_onnx_and_predict_without_torch_through_the_program(runs, which, 
             assert hashlib.sha256(graph.read_bytes()).hexdigest() == m[entry]["sha256"]
         assert m["onnx"]["check"]["max_abs_diff"] <= onnx_export.TOLERANCE
         assert m["onnx"]["check"]["n_inputs"] == record["metrics"]["n"]
+    assert "calibrated" in card["onnx"]["int8"]["method"]  # the card says what was quantised, and on what
     cost = card["onnx"]["int8"]["cost"]
     assert cost["ua_fp32"] == pytest.approx(record["metrics"]["ua"], abs=1e-9)  # the record's own test UA
     # inputs: the fold's test files, a long file (windows), a bad one
