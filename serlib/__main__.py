@@ -101,8 +101,10 @@ def _values(args) -> dict:
 def _sweep(args) -> int:
     from .sweep import RayOptions, sweep
 
-    table = sweep(args.experiment, _values(args), folds=args.folds, seeds=args.seeds, jobs=args.jobs,
-                  threads=args.threads, force=args.force, backend=args.backend,
+    values = _values(args)  # a bad setting fails before the thread choice is printed
+    threads = args.threads if args.backend == "ray" else _choose_threads(args.threads, args.jobs)
+    table = sweep(args.experiment, values, folds=args.folds, seeds=args.seeds, jobs=args.jobs,
+                  threads=threads, force=args.force, backend=args.backend,
                   ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
     if len(table):
         print(table[["fold", "seed", "status", "wa", "ua", "seconds", "reason"]].to_string(
@@ -110,13 +112,30 @@ def _sweep(args) -> int:
     return 1 if table.attrs["failed"] else 0
 
 
+def _choose_threads(asked: int | None, jobs: int = 1) -> int:
+    """The torch threads of each run: ``--threads``, else ``$SERLIB_THREADS``, else the free
+    cores shared by the ``jobs`` parallel runs — the notebooks' choice (:mod:`serlib.threads`:
+    on a busy machine, more threads than free cores spin-wait). Printed; runs record it."""
+    import os
+
+    from .threads import free_cores, use_free_cores
+
+    if asked or os.environ.get("SERLIB_THREADS") or jobs == 1:
+        return use_free_cores(asked)
+    chosen = use_free_cores(max(1, free_cores() // jobs), echo=False)
+    print(f"torch threads: {chosen} per run ({jobs} parallel runs share the free cores: {os.cpu_count()} cores, "
+          f"1-min load {os.getloadavg()[0]:.1f}; --threads overrides; serlib.threads says why it matters)")
+    return chosen
+
+
 def _predict(args) -> int:
     """Exit 0 when every input was scored, 1 when some failed (listed; the rest written)."""
     from . import atomic
+    from .predictor import prediction_paths, write_prediction
 
     if args.out:  # before any scoring: a destination that cannot take the table fails now
-        _check_destination(Path(args.out), "--out")
-        _check_destination(Path(str(Path(args.out).with_suffix("")) + ".windows.csv"), "--out")
+        for target in prediction_paths(args.out):
+            _check_destination(target, "--out")
     if args.attention:
         _check_destination(Path(args.attention) / "x.attention.html", "--attention")
     if args.runtime == "torch":
@@ -134,8 +153,7 @@ def _predict(args) -> int:
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
-        atomic.write_text(args.out, out.files.to_csv(index=False))
-        atomic.write_text(str(Path(args.out).with_suffix("")) + ".windows.csv", out.windows.to_csv(index=False))
+        write_prediction(args.out, out)
         print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
     else:
         print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
@@ -162,10 +180,15 @@ def _check_destination(target: Path, flag: str) -> None:
     exists, when the rest is made) writable."""
     import os
 
+    from .atomic import check_target
     from .errors import DataError
 
-    if target.is_dir():
+    if target.is_dir() and not target.is_symlink():
         raise DataError(target, f"{flag}: is a folder; give a file name such as {target / 'predictions.csv'}")
+    try:
+        check_target(target)
+    except DataError as e:
+        raise DataError(target, f"{flag}: {e.reason}") from None
     folder = target.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -247,17 +270,22 @@ def main(argv: list[str] | None = None) -> int:
     except SerlibError as e:  # bad input or settings: the message names the file and the reason
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system refused (read-only, full, no permission): name the file, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was written is whole (atomic writes); no traceback
+        print(f"interrupted: {args.command} stopped (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        import torch
-
         from .train import resolve_values, run_fold
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        first, manifest = resolve_values(args.experiment, _values(args))
+        values = _values(args)
+        _choose_threads(args.threads)
+        first, manifest = resolve_values(args.experiment, values)
         rec = run_fold(dataclasses.replace(first, fold=args.fold, seed=args.seed), manifest)
         print(f"fold {args.fold}: test speakers {rec['test_speakers']}, WA {rec['metrics']['wa']:.3f}, "
               f"UA {rec['metrics']['ua']:.3f}, best epoch {rec['best_epoch']} -> {rec['path']}")

@@ -30,7 +30,15 @@ from .data import collate
 from .device import resolve_device
 from .errors import ConfigError, DataError
 from .features import FeatureConfig, Normalizer, prepare_input
-from .predictor import MAX_WINDOW_SECONDS, MAX_WINDOWS, Prediction, Predictor, expand_inputs  # noqa: F401
+from .predictor import (  # noqa: F401  (bundle's names since before serlib.predictor)
+    MAX_WINDOW_SECONDS,
+    MAX_WINDOWS,
+    Prediction,
+    Predictor,
+    expand_inputs,
+    prediction_paths,
+    write_prediction,
+)
 from .recipe import speaker_normalize
 from .weights import checkpoint_weights, normalizer_from_state, read_weights, save_weights
 
@@ -75,16 +83,34 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is not a folder; choose a new folder for the bundle")
+    created = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(out, f"cannot create the bundle folder ({e.strerror or e})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise DataError(out, "the bundle folder is not writable")
+    written: list[Path] = []
+    try:
+        return _write_bundle(runs, config, out, written)
+    except BaseException:  # a full disk, Ctrl-C: no half bundle, no empty folder left
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder in created:  # innermost first; only the folders this export made
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> Path:
+    first = runs[0]
     members = []
     for rec in sorted(runs, key=lambda r: (r["config"]["fold"], r["config"]["seed"])):
         fold, seed = rec["config"]["fold"], rec["config"]["seed"]
         name = f"fold{fold:02d}-seed{seed}.safetensors"
+        written += [] if (out / name).exists() else [out / name]  # a re-export's old files are not ours to delete
         found = checkpoint_weights(rec["path"])
         if isinstance(found, Path):
             _, _, meta = read_weights(found)  # a truncated or foreign file fails here, not at predict
@@ -116,6 +142,7 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
         "serlib_version": __version__, "commit": first["provenance"].get("git_commit"),
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    written += [p for p in (out / "config.json", out / "card.json") if not p.exists()]
     atomic.write_json(out / "config.json", first["config"])
     atomic.write_json(out / "card.json", card)
     return out

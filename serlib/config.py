@@ -116,8 +116,9 @@ def validate(config) -> None:
     """
     validate_fields(config)
     if not NAME_PATTERN.fullmatch(config.name):
-        raise ConfigError(f"name must be 1-{NAME_MAX} characters of letters, digits and . _ + - = , @, starting "
-                          f"with a letter, digit or _ (it names a folder of the results), got {config.name!r}")
+        raise ConfigError(f"name must be 1-{NAME_MAX} characters of ASCII letters (A-Z, a-z), digits and "
+                          ". _ + - = , @, starting with a letter, digit or _ (it names a folder of the results; "
+                          f"accents and other scripts are refused so that names travel), got {config.name!r}")
     for field_name in ("input_seconds", "segment_seconds", "max_seconds"):
         value = getattr(config, field_name, None)
         if isinstance(value, (int, float)) and value > MAX_INPUT_SECONDS:

@@ -16,6 +16,7 @@ import soundfile as sf
 from .errors import AudioError
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below the noise floor of any 16-bit recording
+RATES = (4_000, 768_000)  # sample rates a header may claim (Hz): telephone speech to studio oversampling
 
 
 def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
@@ -28,6 +29,9 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (time, channels)
     except Exception as e:
         raise AudioError(path, f"cannot decode audio ({e})") from e
+    if not RATES[0] <= rate <= RATES[1]:
+        raise AudioError(path, f"the header's sample rate {rate} Hz is not an audio rate "
+                               f"({RATES[0]}..{RATES[1]} Hz): a damaged or mislabelled file?")
     if data.shape[0] == 0:
         raise AudioError(path, "empty audio (0 samples)")
     if not np.isfinite(data).all():
@@ -37,7 +41,11 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def resample(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
-    """soxr's high-quality resampling of a mono float32 waveform."""
+    """soxr's polyphase resampling (quality ``HQ``) of a mono float32 waveform; both
+    rates must lie in :data:`RATES` (else an :class:`AudioError`)."""
+    for rate in (orig, new):
+        if not RATES[0] <= rate <= RATES[1]:
+            raise AudioError(None, f"sample rate {rate} Hz is not an audio rate ({RATES[0]}..{RATES[1]} Hz)")
     if orig == new:
         return wave
     import soxr

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import atomic
 from .errors import AudioError, ConfigError, DataError
 
 log = logging.getLogger("serlib.bundle")
@@ -40,6 +41,29 @@ class Prediction:
     @property
     def failures(self) -> pd.DataFrame:
         return self.files[self.files["error"].notna()][["path", "error"]]
+
+
+def prediction_paths(out: str | Path) -> tuple[Path, Path]:
+    """The per-file CSV ``out`` and its timeline ``OUT.windows.csv``."""
+    out = Path(out)
+    return out, Path(str(out.with_suffix("")) + ".windows.csv")
+
+
+def write_prediction(out: str | Path, prediction: Prediction) -> tuple[Path, Path]:
+    """Write a prediction's per-file table to ``out`` and its windows beside it
+    (:func:`prediction_paths`), each atomically and only as a regular file
+    (:func:`serlib.atomic.check_target`): a symlink, pipe or device there is refused.
+
+    Raises:
+        DataError: a destination that is not a regular file, or a write that fails (a
+            full disk): nothing half-written is left.
+    """
+    files_path, windows_path = prediction_paths(out)
+    for target in (files_path, windows_path):  # both refused before either is written
+        atomic.check_target(target)
+    atomic.write_text(windows_path, prediction.windows.to_csv(index=False))
+    atomic.write_text(files_path, prediction.files.to_csv(index=False))
+    return files_path, windows_path
 
 
 class Predictor:
@@ -164,6 +188,7 @@ class Predictor:
         columns = ["path", "seconds", "windows", "prediction", *[f"p_{c}" for c in self.classes], "error"]
         order = {name: i for i, (name, _) in enumerate(items)}
         files = pd.DataFrame(rows).reindex(columns=columns)
+        files["windows"] = files["windows"].astype("Int64")  # a failed file's row has none: stays integer
         files = files.sort_values("path", key=lambda s: s.map(order)).reset_index(drop=True)
         warned = {}
         for name, note in self.warnings:

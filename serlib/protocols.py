@@ -232,6 +232,9 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     return folds
 
 
+MAX_FOLD = 100_000  # a folds file's largest fold number: beyond it, a typo (1e30 would overflow int64)
+
+
 def folds_file_path(protocol: str) -> Path:
     """The file of ``folds_file:PATH``."""
     return Path(protocol.partition(":")[2]).expanduser()
@@ -275,9 +278,10 @@ def read_folds_file(path: str | Path) -> pd.DataFrame:
         i = bad_role.index[0]
         raise DataError(path, f"row {i + 1}: role {table['role'][i]!r} is not one of {sorted(FOLD_ROLES)}")
     folds = pd.to_numeric(table["fold"], errors="coerce")
-    if folds.isna().any() or (folds < 1).any() or (folds % 1 != 0).any():
-        i = folds.index[folds.isna() | (folds < 1) | (folds % 1 != 0)][0]
-        raise DataError(path, f"row {i + 1}: fold {table['fold'][i]!r} is not a whole number >= 1")
+    bad = folds.isna() | (folds < 1) | (folds % 1 != 0) | (folds > MAX_FOLD)
+    if bad.any():
+        i = folds.index[bad][0]
+        raise DataError(path, f"row {i + 1}: fold {table['fold'][i]!r} is not a whole number from 1 to {MAX_FOLD}")
     out = pd.DataFrame({"key": table[by].astype(str), "by": by, "fold": folds.astype(int), "role": roles.map(FOLD_ROLES)})
     twice = out[out.duplicated(["key", "fold"], keep=False)]
     if len(twice):
