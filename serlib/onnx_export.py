@@ -16,8 +16,9 @@ agree on at least :data:`MIN_AGREEMENT` of them, else nothing is written (a
 :class:`DataError` gives both numbers). ``int8=True`` adds ``foldNN-seedS.int8.onnx``:
 onnxruntime's static quantisation of the network's convolutions and matrix products
 (int8 weights per channel, uint8 activations whose ranges are calibrated on the
-member's training split; the front end and normaliser stay float32), with its accuracy on the same test utterances against
-the float32 graph's, paired over folds (:func:`serlib.stats.sign_flip_test`).
+member's training split; the front end and normaliser stay float32), with its accuracy
+on the same test utterances against the float32 graph's, paired over folds
+(:func:`serlib.stats.sign_flip_test`).
 
 Exported with the TorchScript-based exporter (``torch.onnx.export(dynamo=False)``,
 opset :data:`OPSET`): it needs no onnxscript and traces the front end's STFT.
@@ -179,17 +180,14 @@ def torch_probabilities(bundle: Bundle, member, waves: list[np.ndarray]) -> np.n
         x = torch.from_numpy(w)[None]
         n = torch.tensor([len(w)])
         feats, frames = bundle.frontend(x, n)
-        p, _ = bundle.experiment.predict(member.model, feats, frames,
-                                         lambda s, m=member, t=frames: _prepare(m, s, t), True)
+        prepare = lambda s, t=frames: prepare_input(member.normalizer, s, t)  # noqa: E731
+        p, _ = bundle.experiment.predict(member.model, feats, frames, prepare, True)
         out.append(p[0].numpy())
     return np.stack(out)
 
 
-def _prepare(member, x, frames):
-    return prepare_input(member.normalizer, x, frames)
-
-
 def file_hash(path: Path) -> str:
+    """SHA-256 of a graph file (the card's, checked at load)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
