@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
 from serlib.device import resolve_device
 from serlib.experiments import make_config
-from serlib.train import Trainer, make_loaders, resolve_values, setup_fold
+from serlib.fold_setup import make_loaders, setup_fold
+from serlib.manifests import resolve_values
+from serlib.train import Trainer
 
 
 def epoch_seconds(setup, config, device, on_device: bool) -> tuple[float, Trainer]:
     config = make_config(config.experiment, {**config.to_dict(), "features_on_device": on_device})
     generator = torch.Generator().manual_seed(config.seed)
     loaders = make_loaders(setup, config, generator, device)
-    trainer = Trainer(config, setup.experiment, setup.model, setup.normalizer, loaders, setup.classes,
-                      setup.stem.parent / "bench.run", setup.class_counts(), generator)
+    trainer = Trainer(replace(setup, config=config), loaders, generator, setup.stem.parent / "bench.run")
     trainer.train_epoch(0, None)  # warm-up
     start = time.perf_counter()
     trainer.train_epoch(1, None)

@@ -5,6 +5,7 @@
     python -m serlib baseline --corpus emodb --root DIR --classes all [--feature-set compare --classifier svm_linear]
     python -m serlib run --experiment cnn_lstm --corpus synthetic --fold 5 [--set key=value ...]
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
+    python -m serlib sweep --experiment cnn_lstm --corpus crema_d+savee --root DIR1+DIR2 --protocol cross:tess --test-root DIR3
     python -m serlib collect                                # results table (mean ± std, pooled)
     python -m serlib export RESULT_SET BUNDLE_DIR [--onnx --int8] ; python -m serlib predict BUNDLE_DIR FILES... [--runtime onnx]
 
@@ -47,8 +48,10 @@ def _merge(text: str) -> dict[str, str]:
 
 
 def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = ",".join(FOUR_CLASSES)) -> None:
-    p.add_argument("--corpus", default="synthetic", help="corpus name (default: synthetic)")
-    p.add_argument("--root", default=None, help="corpus folder as distributed")
+    p.add_argument("--corpus", default="synthetic",
+                   help="corpus name (default: synthetic); several trained together: crema_d+savee")
+    p.add_argument("--root", default=None,
+                   help="corpus folder as distributed; several corpora: one per corpus joined by '+' (empty for synthetic)")
     p.add_argument("--subset", default=None, choices=("improvised", "scripted", "all"),
                    help="IEMOCAP/synthetic subset")
     p.add_argument("--classes", default=classes_default,
@@ -63,11 +66,11 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help='JSON {"label": "class"} applied to both corpora (like --merge)')
 
 
-def _manifest(args):
+def _manifest(args, **options):
     from .corpora import prepare_manifest
 
     classes = "all" if args.classes == "all" else args.classes.split(",")
-    return prepare_manifest(args.corpus, args.root, args.subset, classes, args.merge)
+    return prepare_manifest(args.corpus, args.root, args.subset, classes, args.merge, **options)
 
 
 def _values(args) -> dict:
@@ -203,10 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("demo", "the data and folds notebook 03 trains on (CNN+LSTM settings)"),
-                            ("describe", "a corpus's manifest and folds")):
-        _add_corpus_args(sub.add_parser(name, help=help_text))
-    p = sub.add_parser("baseline", help="the functionals baseline on every fold (records like any sweep)")
+    _add_corpus_args(sub.add_parser("demo", help="the data and folds the demo notebook trains on (make demo)"))
+    _add_corpus_args(sub.add_parser("describe", help="a corpus as read: files, hours, speakers, labels × speakers, "
+                                                     "sample rates, channels, skipped files, folds"),
+                     classes_default="all")
+    p = sub.add_parser("baseline", help="the baseline experiment on every fold (records like any sweep)")
     _add_corpus_args(p)
     p.add_argument("--feature-set", default="mfcc_stats", help="mfcc_stats | egemaps | compare")
     p.add_argument("--classifier", default="logreg", help="logreg | svm_linear | svm_rbf")
@@ -281,12 +285,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        from .train import resolve_values, run_fold
+        from .manifests import resolve_values
+        from .planning import plan_run
+        from .train import run_fold
 
         values = _values(args)
         _choose_threads(args.threads)
         first, manifest = resolve_values(args.experiment, values)
-        rec = run_fold(dataclasses.replace(first, fold=args.fold, seed=args.seed), manifest)
+        config = dataclasses.replace(first, fold=args.fold, seed=args.seed)
+        rec = run_fold(config, plan_run(config, manifest))
         print(f"fold {args.fold}: test speakers {rec['test_speakers']}, WA {rec['metrics']['wa']:.3f}, "
               f"UA {rec['metrics']['ua']:.3f}, best epoch {rec['best_epoch']} -> {rec['path']}")
         for skip in rec["skipped_inputs"]:
@@ -295,10 +302,11 @@ def _dispatch(args) -> int:
     if args.command == "sweep":
         return _sweep(args)
     if args.command == "baseline":
+        from .experiments import declared
         from .sweep import sweep
 
         values = {**_values(args), "feature_set": args.feature_set, "classifier": args.classifier}
-        table = sweep("functionals", values, echo=None)
+        table = sweep(declared("is_baseline"), values, echo=None)
         print(table[["fold", "seed", "status", "wa", "ua", "reason"]].to_string(index=False))
         done = table[table.status != "failed"]
         if done.empty:
@@ -352,15 +360,26 @@ def _dispatch(args) -> int:
     from .overview import describe
     from .protocols import make_folds
 
-    if args.command == "demo":  # the data and folds notebook 03 (`make demo`) trains on: the CNN+LSTM's settings
-        from .train import resolve_values
+    if args.command == "demo":  # the data and folds the demo notebook (`make demo`) trains on, with its settings
+        from .experiments import declared
+        from .manifests import resolve_values
 
-        config, df = resolve_values("cnn_lstm", _values(args))
-        print(f"notebook 03's data (experiment cnn_lstm): subset {config.subset}, classes {', '.join(config.classes)}")
+        name = declared("is_demo")
+        config, df = resolve_values(name, _values(args))
+        print(f"the demo's data (experiment {name}): subset {config.subset}, classes {', '.join(config.classes)}")
         print(describe(df, make_folds(df, config.protocol, seed=config.seed)))
         return 0
-    df = _manifest(args)
-    print(describe(df, make_folds(df, args.protocol)))
+    from .errors import SplitError
+
+    df = _manifest(args, on_error="skip")  # describe reports bad files instead of stopping at the first
+    try:
+        folds = make_folds(df, args.protocol)
+    except SplitError as e:
+        folds = None
+        print(describe(df))
+        print(f"\nfolds ({args.protocol}): {e}")
+        return 0
+    print(describe(df, folds))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -12,9 +11,9 @@ from . import experiments
 from .cache import FeatureStore
 from .errors import DataError
 from .features import Normalizer
+from .fold_setup import setup_fold
 from .text import tokenize
-from .train import setup_fold
-from .weights import checkpoint_weights, normalizer_from_state, read_weights
+from .weights import checkpoint_weights, rebuild_model
 
 
 @dataclass
@@ -39,17 +38,16 @@ class TrainedRun:
 def load_trained(record: dict) -> TrainedRun:
     """Rebuild the model of ``record`` with its selected (best-epoch) weights."""
     config = experiments.make_config(record["config"]["experiment"], record["config"])
-    # the per-fold context (e.g. the vocabulary) is rebuilt from the same training ids
+    # the test utterances' features and the per-fold context (e.g. the token ids), from
+    # the same training ids
     setup = setup_fold(config, train_ids=record["train_ids"])
     if setup.fingerprint != record["fingerprint"]:
         raise DataError(record.get("path"), "the corpus or settings changed since this record was made "
                                             "(fingerprints differ); its model cannot be rebuilt faithfully")
-    found = checkpoint_weights(record["path"])  # the weights file, or the checkpoint of an older run
-    model_state, normalizer_state = read_weights(found)[:2] if isinstance(found, Path) else found
-    model = setup.model
-    model.load_state_dict(model_state)
-    normalizer = normalizer_from_state(config.normalization, normalizer_state)
-    return TrainedRun(record, config, model.eval(), normalizer, setup.store, pd.read_csv(record["predictions_path"]),
+    # the weights file, or the checkpoint of an older run (whose metadata the fold set-up stands in for)
+    model, normalizer, _ = rebuild_model(config, checkpoint_weights(record["path"]), record["classes"],
+                                         known={"n_features": setup.n_features, "context": setup.context})
+    return TrainedRun(record, config, model, normalizer, setup.store, pd.read_csv(record["predictions_path"]),
                       setup.context, setup.manifest)
 
 

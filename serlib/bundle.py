@@ -29,7 +29,7 @@ from .audio import SILENCE_PEAK, InputChecks, WaveCrop, resample
 from .data import collate
 from .device import resolve_device
 from .errors import ConfigError, DataError
-from .features import FeatureConfig, Normalizer, prepare_input
+from .features import FeatureConfig, Normalized, Normalizer, prepare_input
 from .predictor import (  # noqa: F401  (bundle's names since before serlib.predictor)
     MAX_WINDOW_SECONDS,
     MAX_WINDOWS,
@@ -40,7 +40,14 @@ from .predictor import (  # noqa: F401  (bundle's names since before serlib.pred
     write_prediction,
 )
 from .recipe import speaker_normalize
-from .weights import checkpoint_weights, normalizer_from_state, read_weights, save_weights
+from .weights import (
+    checkpoint_weights,
+    frontend_features,
+    read_meta,
+    read_weights,
+    rebuild_model,
+    save_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +125,8 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
                                              "fold": fold, "seed": seed}, rec["path"])
             atomic.atomic_write(out / name, lambda tmp, src=found: shutil.copyfile(src, tmp))
         else:
-            save_weights(out / name, *found, {"classes": rec["classes"], "fold": fold, "seed": seed,
-                                              "fingerprint": rec["fingerprint"], "n_features": rec.get("n_features")})
+            save_weights(out / name, *found, classes=rec["classes"], fold=fold, seed=seed,
+                         fingerprint=rec["fingerprint"], n_features=rec.get("n_features"))
         read_weights(out / name)  # the copy reads back whole
         members.append({"file": name, "fold": fold, "seed": seed, "test_speakers": rec["test_speakers"],
                         "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
@@ -212,8 +219,7 @@ class Bundle(Predictor):
         member's own for one member (e.g. CNN+LSTM's α vote), else the argmax of the mean."""
         probs, pred = [], None
         for m in self.members:
-            prepare = lambda s, n=lengths, m=m: prepare_input(m.normalizer, s, n)  # noqa: E731
-            p, pred = self.experiment.predict(m.model, x, lengths, prepare, True)
+            p, pred = self.experiment.predict(Normalized(m.model, m.normalizer), x, lengths, True)
             probs.append(p.float())
         mean = torch.stack(probs).mean(0)
         return mean, pred if len(self.members) == 1 else mean.argmax(-1)
@@ -287,25 +293,17 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
     chosen = [m for m in card["members"] if fold is None or m["fold"] == fold]
     if not chosen:
         raise ConfigError(f"{root}: no fold {fold} in this bundle (folds {[m['fold'] for m in card['members']]})")
-    exp = experiments.create(config)
+    features = frontend_features(experiments.create(config))  # the count every member's weights must state
     members = []
-    computed_features = None
     for m in chosen:
         weights_file = member_file(root, m)
-        model_state, norm_state, meta = read_weights(weights_file)
+        meta = read_meta(weights_file)
         check_weights_meta(weights_file, meta, {"classes": card["classes"], "fingerprint": card.get("fingerprint"),
                                                 "fold": m["fold"], "seed": m.get("seed")}, card_path)
-        computed_features = computed_features or _n_features(exp)
-        if meta.get("n_features") is not None and meta["n_features"] != computed_features:
+        if meta.get("n_features") not in (None, features):
             raise DataError(weights_file, f"n_features {meta['n_features']} in the weights, but config.json's "
-                                          f"features give {computed_features} ({config_path})")
-        n_features = meta.get("n_features") or computed_features
-        model = exp.model(n_features, len(card["classes"]), meta.get("context") or {})
-        try:
-            model.load_state_dict(model_state)
-        except RuntimeError as e:
-            raise DataError(root / m["file"], f"weights do not fit the model of config.json ({e})") from e
-        normalizer = normalizer_from_state(config.normalization, norm_state)
+                                          f"features give {features} ({config_path})")
+        model, normalizer, _ = rebuild_model(config, weights_file, card["classes"], known={"n_features": features})
         members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev)))
     return Bundle(root, config, card, members, dev)
 
@@ -355,14 +353,6 @@ def check_weights_meta(path: Path, meta: dict, expected: dict, source: Path | st
         if not same:
             raise DataError(path, f"its {key} is {have!r} but {source} says {want!r}: the weights belong to "
                                   "another run, or the card was edited")
-
-
-def _n_features(experiment) -> int:
-    """The feature count the experiment's front end gives (one second of silence through it)."""
-    rate = experiment.features()[0].sample_rate
-    with torch.no_grad():
-        x, _ = experiment.frontend(torch.device("cpu"))(torch.zeros(1, rate), torch.tensor([rate]))
-    return x.shape[-2] if x.dim() > 2 else x.shape[-1]
 
 
 def seconds_per_audio_second(bundle: Bundle, inputs, **kwargs) -> tuple[Prediction, float]:

@@ -16,58 +16,64 @@ from typing import Any
 from .constants import FOUR_CLASSES, LABELS
 from .device import check_device_name
 from .errors import ConfigError
-from .fields import validate_fields
+from .fields import setting, validate_fields
 from .protocols import parse_protocol
 from .recipe import RecipeConfig
+
+# an hour in one input: beyond it, a typo that would allocate without end
+MAX_INPUT_SECONDS = 3600.0
 
 
 @dataclass
 class ExperimentConfig:
-    """Fields every experiment has: data, protocol, run and engine settings."""
+    """Fields every experiment has: data, protocol, run and engine settings. Each field
+    declares its checks (:func:`serlib.fields.setting`); ``runtime=True`` marks a field
+    that changes how a run executes, never what it computes: it is left out of the run's
+    fingerprint (:func:`serlib.records.run_identity`)."""
 
     experiment: str = ""
-    name: str = "default"              # variant name (e.g. a Table 1 column); part of the result key
+    name: str = setting("default", runtime=True)  # variant name (e.g. a Table 1 column); part of the result key
     # data
     corpus: str = "synthetic"
-    data_root: str | None = None
-    subset: str | None = None          # IEMOCAP/synthetic: improvised | scripted | all
+    data_root: str | None = setting(None, runtime=True)  # the manifest's content is fingerprinted
+    subset: str | None = setting(None, choices=(None, "improvised", "scripted", "all"))  # IEMOCAP/synthetic: improvised | scripted | all
     classes: tuple[str, ...] = FOUR_CLASSES
     merge: dict[str, str] = field(default_factory=dict)
     protocol: str = "loso"             # or cross:TEST_CORPUS (serlib.transfer)
-    test_data_root: str | None = None  # cross:…: the test corpus's folder
-    test_subset: str | None = None     # cross:…: the test corpus's IEMOCAP/synthetic subset
-    fold: int = 1                      # 1-based
-    seed: int = 1
+    test_data_root: str | None = setting(None, runtime=True)  # cross:…: the test corpus's folder
+    test_subset: str | None = setting(None, choices=(None, "improvised", "scripted", "all"))  # cross:…: the test corpus's IEMOCAP/synthetic subset
+    fold: int = setting(1, ge=1, runtime=True)  # part of the record's key; 1-based
+    seed: int = setting(1, ge=0, runtime=True)
     # input checks (each failure is a counted skip listed in the record, or an error)
     dedup: bool = True                 # byte-identical audio never on two sides of a split
-    min_seconds: float = 0.25          # shorter files are skipped
-    max_seconds: float | None = 60.0   # longer files are centre-cropped to this, with a warning
-    bad_audio: str = "skip"            # "skip": undecodable/too short/silent files are counted skips; "raise"
-    normalization: str = "global"      # feature normalisation fitted on the training split: global | per_feature | none
+    min_seconds: float = setting(0.25, ge=0)  # shorter files are skipped
+    max_seconds: float | None = setting(60.0, gt=0, le=MAX_INPUT_SECONDS)  # longer files are centre-cropped to this, with a warning
+    bad_audio: str = setting("skip", choices=("skip", "raise"))  # "skip": undecodable/too short/silent files are counted skips; "raise"
+    normalization: str = setting("global", choices=("global", "per_feature", "none"))  # feature normalisation fitted on the training split: global | per_feature | none
     # training-recipe switches, all off by default (the paper's recipe): ``recipe=modern``
     # or ``recipe.mixup=0.2``… (:mod:`serlib.recipe`)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     # training
-    epochs: int = 30
-    batch_size: int = 16
-    patience: int | None = None        # early stopping on validation UA (epochs without improvement)
-    selection: str = "val"             # "val"; "test" reproduces a leaky published protocol
-    grad_clip: float | None = None
+    epochs: int = setting(30, ge=1)
+    batch_size: int = setting(16, ge=1)
+    patience: int | None = setting(None, ge=1)  # early stopping on validation UA (epochs without improvement)
+    selection: str = setting("val", choices=("val", "test"))  # "val"; "test" reproduces a leaky published protocol
+    grad_clip: float | None = setting(None, gt=0)
     bucket: bool = True                # batch utterances of similar length (less padding)
     # engine
-    device: str = "auto"               # auto -> cuda, then mps, then cpu
+    device: str = setting("auto", runtime=True)  # auto -> cuda, then mps, then cpu
     amp: bool = True                   # autocast on CUDA only
-    channels_last: bool = False
-    compile: bool | None = None        # None: on for long runs of models it speeds up (train.COMPILE_MIN_STEPS)
-    num_workers: int = 0
-    features_on_device: bool | None = None  # batches formed on the device; None: on for CUDA within the budget
-    device_feature_mb: int = 2048           # budget of features_on_device=None
-    feature_workers: int = 4
-    grad_norm_every: int = 10          # record per-layer gradient norms every N steps (0: never)
-    output_dir: str | None = None      # default: outputs/
-    resume: bool = False
-    resume_other_code: bool = False    # resume a checkpoint written by another code version (refused by default)
-    progress: bool = True
+    channels_last: bool = setting(False, runtime=True)
+    compile: bool | None = setting(None, runtime=True)  # None: on for long runs of models it speeds up (train.COMPILE_MIN_STEPS)
+    num_workers: int = setting(0, ge=0, runtime=True)
+    features_on_device: bool | None = setting(None, runtime=True)  # batches formed on the device; None: on for CUDA within the budget
+    device_feature_mb: int = setting(2048, ge=0, runtime=True)  # budget of features_on_device=None
+    feature_workers: int = setting(4, ge=1, runtime=True)
+    grad_norm_every: int = setting(10, ge=0, runtime=True)  # record per-layer gradient norms every N steps (0: never)
+    output_dir: str | None = setting(None, runtime=True)  # default: outputs/
+    resume: bool = setting(False, runtime=True)
+    resume_other_code: bool = setting(False, runtime=True)  # resume a checkpoint written by another code version (refused by default)
+    progress: bool = setting(True, runtime=True)
 
     def __post_init__(self):
         if isinstance(self.classes, list):
@@ -83,25 +89,12 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-# Fields that change how a run executes, never what it computes: left out of a run's
-# fingerprint (see :func:`serlib.results.fingerprint`). ``data_root`` is covered by the
-# manifest's content; ``name`` is a label; fold and seed are part of the record's key.
-RUNTIME_FIELDS = frozenset({
-    "name", "data_root", "fold", "seed", "device", "channels_last", "compile", "num_workers",
-    "feature_workers", "grad_norm_every", "output_dir", "resume", "progress", "features_on_device",
-    "device_feature_mb", "test_data_root", "resume_other_code",
-    # a nested field by its dotted name: where a checkpoint lies (its name and hash stay) and
-    # how many chunks go through the encoder at once
-    "upstream.path", "upstream.batch_size",
-})
-
 # Fields added after the first records: left out of a fingerprint while at these values,
 # so that runs made before them keep their fingerprints (see serlib.results.run_identity).
 LATER_FIELDS = {"test_subset": None}
 
 NAME_MAX = 80
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]{0,%d}" % (NAME_MAX - 1))  # noqa: UP031
-MAX_INPUT_SECONDS = 3600.0  # an hour in one input: beyond it, a typo that would allocate without end
 
 
 def validate(config) -> None:
@@ -119,10 +112,6 @@ def validate(config) -> None:
         raise ConfigError(f"name must be 1-{NAME_MAX} characters of ASCII letters (A-Z, a-z), digits and "
                           ". _ + - = , @, starting with a letter, digit or _ (it names a folder of the results; "
                           f"accents and other scripts are refused so that names travel), got {config.name!r}")
-    for field_name in ("input_seconds", "segment_seconds", "max_seconds"):
-        value = getattr(config, field_name, None)
-        if isinstance(value, (int, float)) and value > MAX_INPUT_SECONDS:
-            raise ConfigError(f"{field_name} must be <= {MAX_INPUT_SECONDS:g} s (one model input), got {value:g}")
     if getattr(config, "max_seconds", None) is not None and config.max_seconds < config.min_seconds:
         raise ConfigError(f"max_seconds ({config.max_seconds}) is below min_seconds ({config.min_seconds})")
     bad = [c for c in (*config.classes, *config.merge, *config.merge.values()) if c not in LABELS]

@@ -1,5 +1,5 @@
 """The device a run uses: ``auto`` (cuda, then mps, then cpu) or a named one, checked
-against this machine."""
+against this machine; and the precision it computes in there (:class:`Precision`)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     if kind not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     return torch.device(name)
+
+
+class Precision:
+    """Where and how precisely the loop computes: the device, autocast (bf16 where the GPU
+    has it, else fp16 with a gradient scaler; off on the CPU) and the scaler."""
+
+    def __init__(self, device: str = "auto", amp: bool = True):
+        self.device = resolve_device(device)
+        self.amp = amp and self.device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.dtype == torch.float16)
+
+    def autocast(self):
+        return torch.autocast(device_type="cuda", dtype=self.dtype, enabled=self.amp)

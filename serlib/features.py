@@ -293,9 +293,30 @@ class Normalizer(nn.Module):
         return {"mode": self.mode, "mean": self.mean.flatten().tolist(), "var": self.var.flatten().tolist()}
 
 
-def prepare_input(normalizer: Normalizer, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def prepare_input(normalizer: Normalizer, x: torch.Tensor, lengths: torch.Tensor,
+                  channels_last: bool = False) -> torch.Tensor:
     """Normalise with the training statistics and zero the padding: the model input of
-    training, evaluation and prediction alike."""
+    training, evaluation and prediction alike (``channels_last``: 4-D inputs in that
+    memory format, as the model's weights)."""
     x = normalizer(x)
     mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
-    return x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
+    x = x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+class Normalized(nn.Module):
+    """A trained model behind its normaliser: raw features ``(B, ..., F, T)`` and lengths
+    in, logits out (what :meth:`serlib.experiments.Experiment.predict` scores)."""
+
+    def __init__(self, model: nn.Module, normalizer: Normalizer, channels_last: bool = False):
+        super().__init__()
+        self.model, self.normalizer, self.channels_last = model, normalizer, channels_last
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, **extras) -> torch.Tensor:
+        return self.model(prepare_input(self.normalizer, x, lengths, self.channels_last), lengths, **extras)
+
+
+def n_features(item: torch.Tensor) -> int:
+    """The feature count of one utterance's features: the frequency axis of ``(..., F, T)``,
+    or the length of a vector (utterance-level functionals)."""
+    return item.shape[-2] if item.dim() > 1 else item.shape[-1]

@@ -2,15 +2,18 @@
 
 :func:`from_dict` builds any config dataclass, rejecting unknown keys (a misspelled key is
 an error, never silently ignored) and converting strings from the command line
-(``--set epochs=3``) to the field's type; :func:`validate_fields` checks types, choices
-and bounds by field name. Models, the recipe and the experiment configs all use it; it
-imports nothing of serlib but the errors.
+(``--set epochs=3``) to the field's type. Each field declares its own checks with
+:func:`setting` (bounds, choices, whether it is a run-time switch) as dataclass metadata;
+:func:`validate_fields` checks types, choices and bounds of any config generically. Models,
+the recipe and the experiment configs all use it; it imports nothing of serlib but the
+errors.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, TypeVar
@@ -19,25 +22,79 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-CHOICES = {
-    "selection": ("val", "test"),
-    "normalization": ("global", "per_feature", "none"),
-    "bad_audio": ("skip", "raise"),
-    "subset": (None, "improvised", "scripted", "all"),
-    "test_subset": (None, "improvised", "scripted", "all"),
-}
+BOUNDS = ("ge", "gt", "le", "lt")
 
-# (lower bound, inclusive?) by field name; applied to every config that has the field.
-LOWER_BOUNDS = {
-    "epochs": (1, True), "batch_size": (1, True), "fold": (1, True), "seed": (0, True),
-    "patience": (1, True), "grad_clip": (0, False), "num_workers": (0, True),
-    "feature_workers": (1, True), "grad_norm_every": (0, True), "min_seconds": (0, True),
-    "max_seconds": (0, False), "weight_decay": (0, True), "body_weight_decay": (0, True),
-    "focal_gamma": (0, True), "filters": (1, True), "fc_dim": (1, True), "embedding_dim": (1, True),
-    "lstm_hidden": (1, True), "n_conv": (1, True), "n_lstm": (1, True), "attention_dim": (1, True),
-    "input_seconds": (0, False), "segment_seconds": (0, False), "offset_seconds": (0, True),
-    "lr_decay_start": (1, True), "lr_decay_every": (1, True), "lr_decay": (0, False),
-}
+
+def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None, choices: tuple | None = None,
+            runtime: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its checks as metadata, which :func:`validate_fields` applies.
+
+    Args:
+        ge, gt, le, lt: bounds (``>=``, ``>``, ``<=``, ``<``) of a number, or of every
+            number of a tuple or dict value; ``None`` passes.
+        choices: the allowed values.
+        runtime: the field changes how a run executes, never what it computes (left out
+            of the run's fingerprint, :func:`runtime_fields`).
+
+    >>> @dataclasses.dataclass
+    ... class C:
+    ...     hidden: int = setting(128, ge=1)
+    >>> validate_fields(C(0))
+    Traceback (most recent call last):
+    ...
+    serlib.errors.ConfigError: hidden must be >= 1, got 0
+    """
+    metadata = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}.items()
+                if v is not None}
+    if runtime:
+        metadata["runtime"] = True
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def range_text(meta: typing.Mapping) -> str:
+    """``">= 1"``, ``"in [0, 1)"``… for a field's declared bounds."""
+    low = [(k, meta[k]) for k in ("ge", "gt") if k in meta]
+    high = [(k, meta[k]) for k in ("le", "lt") if k in meta]
+    if low and high:
+        return (f"in {'[' if low[0][0] == 'ge' else '('}{low[0][1]:g}, "
+                f"{high[0][1]:g}{']' if high[0][0] == 'le' else ')'}")
+    symbol = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return " and ".join(f"{symbol[k]} {v:g}" for k, v in low + high)
+
+
+def checks_of(cls: type, name: str) -> typing.Mapping:
+    """The checks declared for field ``name`` of dataclass ``cls``: its own metadata, or
+    that of the nearest base class that declares the field (a subclass that only changes
+    a default, ``epochs: int = 40``, keeps its base's bounds)."""
+    for klass in cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and f.metadata:
+            return f.metadata
+    return {}
+
+
+def _within(value: float, meta: typing.Mapping) -> bool:
+    return (("ge" not in meta or value >= meta["ge"]) and ("gt" not in meta or value > meta["gt"])
+            and ("le" not in meta or value <= meta["le"]) and ("lt" not in meta or value < meta["lt"]))
+
+
+def _numbers(value: Any) -> list:
+    """The numbers a field's value holds: itself, or the items of a tuple or dict."""
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else (value,)
+    return [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def runtime_fields(config) -> set[str]:
+    """The names (nested ones dotted: ``upstream.path``) of the fields of ``config``
+    declared ``runtime=True``."""
+    out = set()
+    for f in dataclasses.fields(config):
+        if checks_of(type(config), f.name).get("runtime"):
+            out.add(f.name)
+        elif dataclasses.is_dataclass(getattr(config, f.name)):
+            out |= {f"{f.name}.{name}" for name in runtime_fields(getattr(config, f.name))}
+    return out
 
 
 def _matches(value: Any, annotation: Any) -> bool:
@@ -70,35 +127,26 @@ def _matches(value: Any, annotation: Any) -> bool:
 
 
 def validate_fields(config, prefix: str = "") -> None:
-    """The generic checks of :func:`validate` for any config dataclass (types, choices,
-    lower bounds, learning rates, dropout, momentum); raises :class:`ConfigError`."""
+    """Check every field of a config dataclass against its annotation and the checks it
+    declares with :func:`setting` (choices, bounds); raises :class:`ConfigError` naming
+    the field, the value and what it should be."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if f.name in hints and not _matches(value, hints[f.name]):
             raise ConfigError(f"{prefix}{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
-        if isinstance(value, float) and value != value:
+        if any(v != v for v in _numbers(value)):
             raise ConfigError(f"{prefix}{f.name} must be a number, got NaN")
         if hints.get(f.name) is float and isinstance(value, int):
             setattr(config, f.name, float(value))
-    for name, allowed in CHOICES.items():
-        if hasattr(config, name) and getattr(config, name) not in allowed:
-            raise ConfigError(f"{prefix}{name} must be one of {allowed}, got {getattr(config, name)!r}")
-    for name, (low, inclusive) in LOWER_BOUNDS.items():
-        value = getattr(config, name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if value < low or (value == low and not inclusive):
-                raise ConfigError(f"{prefix}{name} must be {'>=' if inclusive else '>'} {low}, got {value}")
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if not isinstance(value, float):
-            continue
-        if (f.name == "lr" or f.name.startswith("lr_")) and f.name not in LOWER_BOUNDS and not value > 0:
-            raise ConfigError(f"{prefix}{f.name} must be > 0, got {value}")
-        if f.name == "dropout" and not 0 <= value < 1:
-            raise ConfigError(f"{prefix}dropout must be in [0, 1), got {value}")
-        if f.name.startswith("momentum") and not 0 <= value <= 1:
-            raise ConfigError(f"{prefix}{f.name} must be in [0, 1], got {value}")
+        meta = checks_of(type(config), f.name)
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{prefix}{f.name} must be one of {meta['choices']}, got {value!r}")
+        if any(k in meta for k in BOUNDS):
+            bad = [v for v in _numbers(value) if not _within(v, meta)]
+            if bad:
+                got = value if not isinstance(value, (tuple, dict)) else f"{value!r} ({bad[0]})"
+                raise ConfigError(f"{prefix}{f.name} must be {range_text(meta)}, got {got}")
 
 
 def _type_name(annotation: Any) -> str:
@@ -176,8 +224,13 @@ def from_dict(cls: type[T], values: dict[str, Any] | None = None, prefix: str = 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(f"{prefix}{k}" for k in (set(values) | set(nested)) - set(fields))
     if unknown:
-        close = {k: [f"{prefix}{n}" for n in fields if n.startswith(k.removeprefix(prefix)[:3])] for k in unknown}
-        raise ConfigError(f"unknown config key(s) for {cls.__name__}: {unknown} (similar: {close})")
+        hints_text = []
+        for k in unknown:
+            close = difflib.get_close_matches(k.removeprefix(prefix), list(fields), n=3)
+            if close:
+                hints_text.append(f"{k}: did you mean {', '.join(prefix + c for c in close)}?")
+        raise ConfigError(f"unknown config key(s) for {cls.__name__}: {', '.join(unknown)}"
+                          + (f" ({'; '.join(hints_text)})" if hints_text else ""))
     out = {}
     for name in set(values) | set(nested):
         hint = hints[name]

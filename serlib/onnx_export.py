@@ -43,10 +43,10 @@ from . import atomic, experiments, metrics
 from .bundle import Bundle, load_model, result_set_records
 from .errors import ConfigError, DataError
 from .experiments.base import Experiment
-from .features import FrontEnd, Normalizer, compress, prepare_input
+from .features import FrontEnd, Normalized, Normalizer, compress
+from .manifests import run_manifest
 from .onnx_predict import run_sessions
 from .stats import sign_flip_test
-from .train import run_manifest
 
 OPSET = 17
 TOLERANCE = 1e-4       # largest |p_onnx - p_torch| allowed on the check inputs (float32 graph)
@@ -180,8 +180,7 @@ def torch_probabilities(bundle: Bundle, member, waves: list[np.ndarray]) -> np.n
         x = torch.from_numpy(w)[None]
         n = torch.tensor([len(w)])
         feats, frames = bundle.frontend(x, n)
-        prepare = lambda s, t=frames: prepare_input(member.normalizer, s, t)  # noqa: E731
-        p, _ = bundle.experiment.predict(member.model, feats, frames, prepare, True)
+        p, _ = bundle.experiment.predict(Normalized(member.model, member.normalizer), feats, frames, True)
         out.append(p[0].numpy())
     return np.stack(out)
 

@@ -1,8 +1,12 @@
-"""Optimisers that the papers define themselves."""
+"""Optimisers that the papers define themselves, and per-layer gradient norms."""
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+
 import torch
+from torch import nn
 
 
 class LayerwiseMomentumSGD(torch.optim.Optimizer):
@@ -41,3 +45,13 @@ class LayerwiseMomentumSGD(torch.optim.Optimizer):
                 v.mul_(gamma).add_(grad, alpha=eta)   # v_t = γ v_{t-1} + η ∇J
                 p.add_(v, alpha=-beta)                # w = w − β v_t
         return loss
+
+
+def layer_grad_norms(model: nn.Module) -> dict[str, float]:
+    """L2 norm of the gradient per layer (parameters grouped by their module path)."""
+    sq = defaultdict(float)
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            layer = name.rsplit(".", 1)[0] if "." in name else name
+            sq[layer.removesuffix(".conv")] += float(p.grad.detach().float().pow(2).sum())
+    return {k: math.sqrt(v) for k, v in sq.items()}

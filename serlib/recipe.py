@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import VTLP, vtlp_warp
 from .errors import ConfigError
-from .fields import validate_fields
+from .fields import setting, validate_fields
 
 SCHEDULES = ("paper", "cosine")
 
@@ -30,33 +31,22 @@ SCHEDULES = ("paper", "cosine")
 class RecipeConfig:
     """Training-recipe switches; the defaults are the paper's recipe (all off)."""
 
-    time_masks: int = 0                 # SpecAugment time masks per utterance
-    time_mask_width: float = 0.1        # max width of one, as a fraction of the utterance's frames
-    freq_masks: int = 0                 # frequency masks per utterance
-    freq_mask_width: float = 0.15       # max width of one, as a fraction of the feature bins
-    mixup: float = 0.0                  # α of mixup's Beta(α, α); 0: off
-    label_smoothing: float = 0.0
-    schedule: str = "paper"             # "paper": the experiment's own; "cosine": warm-up + cosine by step
-    warmup: float = 0.05                # schedule="cosine": fraction of all steps spent warming up
-    lr_scale: float = 1.0               # multiplies the experiment's learning rate(s)
-    ema: float | None = None            # decay of the weights' moving average; None: off
+    time_masks: int = setting(0, ge=0)                  # SpecAugment time masks per utterance
+    time_mask_width: float = setting(0.1, gt=0, le=1)   # max width of one, as a fraction of the utterance's frames
+    freq_masks: int = setting(0, ge=0)                  # frequency masks per utterance
+    freq_mask_width: float = setting(0.15, gt=0, le=1)  # max width of one, as a fraction of the feature bins
+    mixup: float = setting(0.0, ge=0)                   # α of mixup's Beta(α, α); 0: off
+    label_smoothing: float = setting(0.0, ge=0, lt=1)
+    # "paper": the experiment's own; "cosine": warm-up + cosine by step
+    schedule: str = setting("paper", choices=SCHEDULES)
+    warmup: float = setting(0.05, ge=0, lt=1)           # schedule="cosine": fraction of all steps spent warming up
+    lr_scale: float = setting(1.0, gt=0)                # multiplies the experiment's learning rate(s)
+    ema: float | None = setting(None, ge=0, lt=1)       # decay of the weights' moving average; None: off
     vtlp: bool = False                  # VTLP (α ~ U(0.9, 1.1) per example) on training spectrograms
     speaker_norm: bool = False          # standardise features per speaker (uses the test speaker's audio)
 
     def __post_init__(self):
         validate_fields(self, "recipe.")
-        for name in ("time_mask_width", "freq_mask_width"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ConfigError(f"recipe.{name} must be in (0, 1], got {getattr(self, name)}")
-        for name in ("label_smoothing", "warmup", "ema"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < 1:
-                raise ConfigError(f"recipe.{name} must be in [0, 1), got {value}")
-        for name in ("time_masks", "freq_masks", "mixup"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"recipe.{name} must be >= 0, got {getattr(self, name)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"recipe.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
     @property
     def is_paper(self) -> bool:
@@ -227,6 +217,70 @@ def ema_model(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedM
 
 
 # -- per-speaker normalisation -----------------------------------------------------------
+class Hooks:
+    """The recipe's switches as the hooks the training loop calls: :meth:`setup` once
+    (learning-rate scale, schedule, smoothing, moving average), :meth:`warp` on raw
+    features, :meth:`batch` on normalised ones (masks, mixup), :meth:`loss`, and
+    :meth:`after_step`. Their random draws (masks, mixup pairs, VTLP α) come from a
+    generator of their own, saved in checkpoints, so that turning a switch on does not
+    change the batches' order."""
+
+    def __init__(self, config: RecipeConfig, seed: int, feature_kind: str):
+        if config.vtlp and feature_kind not in ("spectrogram", "logmel"):
+            raise ConfigError(f"recipe.vtlp warps spectrograms; this experiment uses {feature_kind} features")
+        self.config = config
+        self.generator = torch.Generator().manual_seed(seed + 1_000_003)
+        self.ema: torch.optim.swa_utils.AveragedModel | None = None
+        self.step_scheduler = None
+
+    def setup(self, model: nn.Module, optimizer, scheduler, loss_fn: nn.Module, n_classes: int,
+              total_steps: int) -> tuple[object, nn.Module]:
+        """Apply the switches to the experiment's optimiser, schedule and loss; returns the
+        per-epoch scheduler (None when ``schedule="cosine"`` replaces it) and the loss."""
+        r = self.config
+        scale_lr(optimizer, scheduler, r.lr_scale)
+        if r.schedule == "cosine":  # replaces the experiment's own per-epoch schedule
+            scheduler, self.step_scheduler = None, step_scheduler(optimizer, r, total_steps)
+        self.ema = ema_model(model, r.ema) if r.ema is not None else None
+        return scheduler, smooth(loss_fn, r.label_smoothing, n_classes)
+
+    def warp(self, x: torch.Tensor) -> torch.Tensor:
+        """VTLP on a batch of raw training spectrograms ``(B, ..., F, T)``."""
+        return vtlp_warp(x, VTLP().draw(x.shape[0], x.device, self.generator)) if self.config.vtlp else x
+
+    def batch(self, x: torch.Tensor, lengths: torch.Tensor, has_extras: bool) -> tuple[torch.Tensor, tuple | None]:
+        """Masks and mixup on a normalised training batch: ``(x, mixing)``, where
+        ``mixing`` is ``(λ, permutation)`` or None."""
+        x = spec_augment(x, lengths, self.config, self.generator)
+        if not self.config.mixup:
+            return x, None
+        if has_extras:
+            raise ConfigError("recipe.mixup mixes audio features only; this experiment also has text inputs")
+        lam, perm = draw_mixup(self.config.mixup, x.shape[0], self.generator)
+        return mix(x, lam, perm), (lam, perm)
+
+    @staticmethod
+    def loss(loss_fn: Callable, logits: torch.Tensor, y: torch.Tensor, mixing: tuple | None) -> torch.Tensor:
+        return loss_fn(logits, y) if mixing is None else mixed_loss(loss_fn, logits, y, *mixing)
+
+    def after_step(self, model: nn.Module) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(model)
+        if self.step_scheduler is not None:
+            self.step_scheduler.step()
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        for name in ("ema", "step_scheduler"):
+            if getattr(self, name) is not None and state.get(name) is not None:
+                getattr(self, name).load_state_dict(state[name])
+
+
 def speaker_statistics(features: Mapping[str, torch.Tensor], speaker_of: Mapping[str, str]) -> dict:
     """Per speaker, the mean and standard deviation of each feature row over all frames
     of all the speaker's utterances (a 1-D feature vector counts as one frame)."""

@@ -27,11 +27,12 @@ import torch
 from torch import nn
 
 from . import __version__, atomic
-from .config import LATER_FIELDS, RUNTIME_FIELDS
+from .config import LATER_FIELDS
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
 from .errors import DataError
+from .fields import runtime_fields
 from .paths import outputs_dir
-from .protocols import folds_file_path, is_cross, test_corpus
+from .protocols import folds_source_sha256, is_cross, test_corpus
 from .weights import weights_path
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,12 @@ def run_stem(config, fingerprint: str) -> Path:
 
 def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict:
     """What determines a run's result, fold and seed aside: the settings (the config
-    without its run-time switches, :data:`serlib.config.RUNTIME_FIELDS`), the classes,
+    without the fields it declares ``runtime``, :func:`serlib.fields.runtime_fields`), the classes,
     and the manifest's content (utterance ids, labels, speakers and each file's content
     hash, or size and modification time when no hash is there)."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
-    for dotted in (f for f in RUNTIME_FIELDS if "." in f):  # run-time fields of a nested config
+    runtime = runtime_fields(config)
+    settings = {k: v for k, v in config.to_dict().items() if k not in runtime}
+    for dotted in (f for f in runtime if "." in f):  # run-time fields of a nested config
         head, _, rest = dotted.partition(".")
         if isinstance(settings.get(head), dict):
             settings[head] = {k: v for k, v in settings[head].items() if k != rest}
@@ -133,10 +135,7 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     if getattr(config, "recipe", None) is not None and config.recipe.is_paper:
         del settings["recipe"]  # runs from before the recipe switches keep their fingerprints
     if config.protocol.startswith("folds_file:"):  # the folds are the file's content, not its name
-        path = folds_file_path(config.protocol)
-        if not path.is_file():
-            raise DataError(path, "no such folds file (protocol folds_file:PATH)")
-        settings["folds_file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        settings["folds_file_sha256"] = folds_source_sha256(config.protocol)
         settings["protocol"] = "folds_file"  # the same file by another path is the same run
     h = hashlib.sha256()
     columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])

@@ -35,6 +35,7 @@ import pandas as pd
 
 from . import metrics
 from .errors import SplitError
+from .experiments import is_baseline
 from .records import (
     FINGERPRINT_CHARS,
     load_records,
@@ -406,8 +407,8 @@ def versus(sets, baseline: ResultSet, n_boot: int = N_BOOT, mixed_test_audio: bo
 def baseline_columns(mean: pd.DataFrame, records: list[dict], n_boot: int = N_BOOT,
                      baseline: str | None = None) -> pd.DataFrame:
     """``mean`` (the "mean" table of :func:`serlib.results.summarise`) with the 95 % interval
-    of the pooled UA (``ua_pooled_low/high``) and, for every row that has ``functionals``
-    result sets of the same kind on the same folds — same corpus, protocol, leakiness and
+    of the pooled UA (``ua_pooled_low/high``) and, for every row that has result sets of a
+    baseline experiment (one that declares ``is_baseline``) of the same kind on the same folds — same corpus, protocol, leakiness and
     use of test-speaker audio (``uses_test_speaker_audio``: a normalised row is compared
     only with a normalised baseline) — a comparison with one of them:
 
@@ -434,7 +435,7 @@ def baseline_columns(mean: pd.DataFrame, records: list[dict], n_boot: int = N_BO
     out["ua_vs_baseline"], out["p_raw_vs_baseline"] = np.nan, np.nan
     for i, row in out.iterrows():
         ids = sets[i].test_ids()
-        candidates = [j for j, other in out.iterrows() if other.experiment == "functionals"
+        candidates = [j for j, other in out.iterrows() if is_baseline(other.experiment)
                       and other.corpus == row.corpus and other.protocol == row.protocol
                       and bool(other.leaky) == bool(row.leaky)
                       and sets[j].uses_test_speaker_audio == sets[i].uses_test_speaker_audio

@@ -29,133 +29,23 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .config import ExperimentConfig
-from .device import resolve_device
-from .errors import ConfigError, DataError, SerlibError
+from .errors import ConfigError, SerlibError
 from .paths import outputs_dir
+from .planning import Outcome, Plan, plan
 from .progress import bar as progress_bar
-from .records import identity_diff, read_record, run_fingerprint, run_stem
-from .train import Planned, RunBusy, plan_run, resolve_values, run_fold
+from .train import RunBusy, run_fold
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Outcome:
-    """What became of one planned run."""
-
-    fold: int
-    seed: int
-    status: str                 # done | skipped | failed
-    wa: float | None = None
-    ua: float | None = None
-    path: str | None = None
-    reason: str = ""
-    seconds: float = 0.0
-
-    def line(self) -> str:
-        head = f"fold {self.fold} seed {self.seed}"
-        if self.status == "failed":
-            return f"{head} FAILED: {self.reason}"
-        scores = f" WA {self.wa:.3f} UA {self.ua:.3f}" if self.wa is not None else ""
-        where = f" -> {self.path}" if self.path else ""
-        return f"{head}: {self.status}{scores}{where}" + (f" ({self.reason})" if self.reason else "")
-
-
-def parse_folds(folds: str | Iterable[int], n_folds: int) -> list[int]:
-    """``"all"``, ``"1,2,5"`` or an iterable of fold numbers, checked against ``n_folds``.
-
-    >>> parse_folds("2,1", 10), parse_folds("all", 3)
-    ([1, 2], [1, 2, 3])
-    """
-    if isinstance(folds, int):
-        folds = [folds]
-    if isinstance(folds, str):
-        if folds == "all":
-            return list(range(1, n_folds + 1))
-        try:
-            folds = [int(f) for f in folds.split(",") if f.strip()]
-        except ValueError:
-            raise ConfigError(f"folds must be 'all' or numbers such as 1,2,3, got {folds!r}") from None
-    folds = sorted(set(int(f) for f in folds))
-    bad = [f for f in folds if not 1 <= f <= n_folds]
-    if bad or not folds:
-        raise ConfigError(f"folds {bad or '(none)'} do not exist: the protocol has folds 1..{n_folds}")
-    return folds
-
-
-@dataclass
-class Plan:
-    """A sweep's runs, computed once: the first config, the manifest, the runs to do
-    (each with what its run needs from the plan and a note) and those already recorded."""
-
-    first: ExperimentConfig
-    manifest: pd.DataFrame
-    todo: list[tuple[ExperimentConfig, Planned, str]] = field(default_factory=list)
-    skipped: list[Outcome] = field(default_factory=list)
-
-
-def plan(experiment: str, values: dict | None = None, folds: str | Iterable[int] = "all",
-         seeds: int | Iterable[int] = 1, force: bool = False) -> Plan:
-    """The runs of a sweep (:class:`Plan`): the manifest is prepared, the fingerprint
-    computed and the folds made once, and every run gets them.
-
-    A run is skipped when a record with its fingerprint exists; a damaged record or one
-    made with other settings is re-run, and the plan says so in the run's note.
-    """
-    first, manifest = resolve_values(experiment, values)
-    resolve_device(first.device)  # one clear error, not one failure per fold
-    seed_list = list(range(1, seeds + 1)) if isinstance(seeds, int) else sorted(set(seeds))
-    if not seed_list or min(seed_list) < 0:
-        raise ConfigError(f"seeds must be >= 1 (a count) or a list of seeds >= 0, got {seeds!r}")
-    fingerprint = run_fingerprint(first, manifest)  # fold and seed are not part of it
-    fp, identity = fingerprint
-    out = Plan(first, manifest)
-    fold_list = None
-    for seed in seed_list:
-        planned = plan_run(replace(first, seed=seed), manifest, fingerprint)  # folds may depend on the seed
-        fold_list = fold_list or parse_folds(folds, len(planned.folds))
-        for fold in fold_list:
-            config = replace(first, fold=fold, seed=seed, resume=not force)
-            stem = run_stem(config, fp)
-            note = _other_settings(stem, identity)
-            if stem.with_suffix(".json").is_file() and not force:
-                try:
-                    rec = read_record(stem.with_suffix(".json"))
-                    if rec["fingerprint"] == fp:
-                        out.skipped.append(Outcome(fold, seed, "skipped", rec["metrics"]["wa"], rec["metrics"]["ua"],
-                                                   str(stem.with_suffix(".json")), "already recorded"))
-                        continue
-                except DataError as e:
-                    note = f"{e}; running again"
-                    log.warning("%s", note)
-            out.todo.append((config, planned, note))
-    return out
-
-
-def _other_settings(stem: Path, identity: dict) -> str:
-    """A note when records of this fold and seed exist with other settings."""
-    others = []
-    for path in sorted(stem.parent.parent.glob(f"*/{stem.name}.json")):
-        if path.parent == stem.parent:
-            continue
-        try:
-            diff = identity_diff(read_record(path).get("identity", {}), identity)
-        except DataError:
-            continue
-        others.append(f"{path.parent.name} (differs in {', '.join(diff) or 'nothing recorded'})")
-    return ("records with other settings exist: " + "; ".join(others) + "; kept, and these settings run too"
-            if others else "")
-
-
-def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = None, note: str = "",
-            planned: Planned | None = None, lock_owner: str | None = None) -> Outcome:
+def execute(config, plan: Plan | None = None, threads: int | None = None, note: str = "",
+            lock_owner: str | None = None) -> Outcome:
     """Run one fold and report it; a :class:`SerlibError` or any other exception becomes a
     failed outcome (with the reason) instead of stopping the sweep. Module-level, so that
     spawned worker processes can import it."""
@@ -164,7 +54,7 @@ def execute(config, manifest: pd.DataFrame | None = None, threads: int | None = 
     start = time.perf_counter()
     try:
         owner = {"lock_owner": lock_owner} if lock_owner else {}  # a Ray sweep's token (see run_fold)
-        rec = run_fold(config, manifest, planned, **owner)
+        rec = run_fold(config, plan, **owner)
     except RunBusy as e:  # another sweep trains it now: its record will be there
         return Outcome(config.fold, config.seed, "skipped", reason=f"running elsewhere: {e}",
                        seconds=time.perf_counter() - start)
@@ -254,25 +144,25 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
         raise ConfigError(f"threads must be >= 1, got {threads}")
     say = echo or (lambda _: None)
     the_plan = plan(experiment, values, folds, seeds, force)
-    manifest, todo, outcomes = the_plan.manifest, the_plan.todo, list(the_plan.skipped)
+    todo, outcomes = the_plan.todo, list(the_plan.skipped)
     say(f"sweep {experiment} on {the_plan.first.corpus}: {len(todo)} runs to do, {len(outcomes)} already recorded")
-    for config, _, note in todo:
+    for config, note in todo:
         if note:
             say(f"fold {config.fold} seed {config.seed}: {note}")
     if jobs > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     if backend == "ray":
-        outcomes += run_on_ray(todo, manifest, ray_options or RayOptions(), threads, say)
+        outcomes += run_on_ray(the_plan, ray_options or RayOptions(), threads, say)
     elif jobs == 1 or len(todo) <= 1:
-        for config, planned, note in todo:
-            outcome = execute(config, manifest, threads, note, planned)
+        for config, note in todo:
+            outcome = execute(config, the_plan, threads, note)
             outcomes.append(outcome)
             say(outcome.line())
     else:
         with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
                                  initializer=_die_with, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(execute, replace(c, progress=False), manifest, threads, note, planned): c
-                       for c, planned, note in todo}
+            futures = {pool.submit(execute, replace(c, progress=False), the_plan, threads, note): c
+                       for c, note in todo}
             for future in as_completed(futures):
                 c = futures[future]
                 try:
@@ -319,8 +209,7 @@ def _import_ray(local: bool = False):
     return ray
 
 
-def _ray_task(config, manifest, threads: int, note: str, pid_dir: str, planned: Planned | None = None,
-              lock_owner: str | None = None) -> Outcome:
+def _ray_task(config, plan: Plan, threads: int, note: str, pid_dir: str, lock_owner: str | None = None) -> Outcome:
     """One run inside a Ray worker. Its pid is written to ``pid_dir`` while it runs (to
     see, or stop, which process trains which fold); the record is written by the worker,
     atomically, into the shared outputs folder."""
@@ -328,14 +217,14 @@ def _ray_task(config, manifest, threads: int, note: str, pid_dir: str, planned: 
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))
     try:
-        return execute(config, manifest, threads, note, planned, lock_owner)
+        return execute(config, plan, threads, note, lock_owner)
     finally:
         pid_file.unlink(missing_ok=True)
 
 
-def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads: int | None,
+def run_on_ray(plan: Plan, options: RayOptions, threads: int | None,
                say: Callable[[str], None]) -> list[Outcome]:
-    """Run ``todo`` as Ray tasks (one per (fold, seed, variant)) and collect outcomes.
+    """Run the plan's ``todo`` as Ray tasks (one per (fold, seed, variant)) and collect outcomes.
 
     Semantics are the local backend's: each task calls :func:`execute`, which trains (or
     resumes from the checkpoint, when the outputs folder is shared storage), writes the
@@ -346,6 +235,7 @@ def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads:
     the other tasks go on.
     """
     ray = _import_ray(local=options.address is None)
+    todo = plan.todo
     if not todo:
         return []
     try:
@@ -362,12 +252,12 @@ def run_on_ray(todo: list, manifest: pd.DataFrame, options: RayOptions, threads:
     threads = threads or max(1, round(options.cpus_per_run))
     task = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
                       max_retries=options.max_retries, retry_exceptions=False)(_ray_task)
-    manifest_ref = ray.put(manifest)
+    plan_ref = ray.put(plan)  # the manifest and folds go to the object store once
     out_root = Path(todo[0][0].output_dir) if todo[0][0].output_dir else outputs_dir()
     pid_dir = str(out_root / "sweeps" / "running")
     token = uuid.uuid4().hex[:12]  # a retried task takes over its own earlier attempt's run lock
-    refs = {task.remote(replace(c, progress=False), manifest_ref, threads, note, pid_dir, planned, token): c
-            for c, planned, note in todo}
+    refs = {task.remote(replace(c, progress=False), plan_ref, threads, note, pid_dir, token): c
+            for c, note in todo}
     say(f"ray: {len(refs)} tasks, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU each, "
         f"cluster resources {ray.cluster_resources()}")
     outcomes, pending = [], list(refs)

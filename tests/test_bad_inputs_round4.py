@@ -148,7 +148,8 @@ def test_a_full_disk_leaves_no_empty_lock(tmp_path, monkeypatch):
 def test_a_fold_with_an_empty_lock_is_trained_through_the_program(tmp_path):
     csv = write_csv_corpus(tmp_path / "c")
     config = tiny_config(csv, tmp_path / "out")
-    from serlib.train import plan_run, run_manifest
+    from serlib.manifests import run_manifest
+    from serlib.planning import plan_run
 
     stem = records.run_stem(config, plan_run(config, run_manifest(config)).fingerprint)
     stem.parent.mkdir(parents=True)
@@ -418,7 +419,7 @@ def test_a_folds_file_with_a_long_path_trains(tmp_path):
 
 
 def test_one_folds_file_by_two_paths_is_one_fingerprint(tmp_path, monkeypatch):
-    from serlib.train import run_manifest
+    from serlib.manifests import run_manifest
 
     csv = write_csv_corpus(tmp_path / "c")
     _folds_file(csv, tmp_path / "f" / "official.csv")

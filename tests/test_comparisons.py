@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from serlib import experiments, metrics, protocols, records, results, stats
-from serlib.config import RUNTIME_FIELDS
 from serlib.errors import DataError, SplitError
+from serlib.fields import runtime_fields
 from serlib.train import TrainingError, run_fold
 from tests.fixtures import tiny_config, write_csv_corpus
 
@@ -169,7 +169,7 @@ def test_a_checkpoint_of_other_code_is_refused_unless_asked(tmp_path, monkeypatc
     assert rec["resumed_from_code"] == "0" * 10
     assert results.collect([records.read_record(rec["path"])]).code_version[0].endswith("(resumed from 0000000000)")
     # asking to resume is a run-time switch: it never changes the fingerprint
-    assert "resume_other_code" in RUNTIME_FIELDS
+    assert "resume_other_code" in runtime_fields(tiny_config(corpus, tmp_path / "out"))
     assert rec["fingerprint"] == records.read_record(rec["path"])["fingerprint"]
     plain = records.run_fingerprint(tiny_config(corpus, tmp_path / "out"), pd.read_csv(corpus).assign(
         utt_id=lambda d: d.path, audio_hash=lambda d: d.path))[0]
@@ -329,6 +329,6 @@ def test_a_run_on_a_folds_file_is_flagged_and_fingerprinted_by_its_content(tmp_p
     first = rec["fingerprint"]
     pd.DataFrame({"utt_id": ids, "fold": 1, "role": roles[::-1]}).to_csv(folds_file, index=False)
     config = tiny_config(corpus, tmp_path / "out", protocol=f"folds_file:{folds_file}")
-    from serlib.train import run_manifest
+    from serlib.manifests import run_manifest
 
     assert records.run_fingerprint(config, run_manifest(config))[0] != first

@@ -1,90 +1,64 @@
-"""CONTRIBUTING.md's recipe, followed once: a paper added from this file alone (its model,
-its experiment with @register) is trained, tabled and compared like the four papers,
-with no edit anywhere else in serlib."""
+"""CONTRIBUTING.md's recipe, followed once: a paper added as its own files alone (the toy of
+``tests/toy_paper.py``: a model, an experiment with its attention) is trained, tabled,
+exported, predicted with attention maps and checked like the shipped papers, with no edit
+anywhere else in serlib."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
-from serlib import experiments, results
-from serlib.config import ExperimentConfig
-from serlib.experiments import Experiment, Reference, register
-from serlib.features import FeatureConfig, lengths_to_mask
-from serlib.fields import validate_fields
+from serlib import bundle, experiments, results
+from serlib.__main__ import main
 from serlib.train import run_fold
-from tests.fixtures import write_csv_corpus
+from tests import fixtures, toy_paper
+from tests.test_fields import without_range
+from tests.toy_paper import Toy, ToyConfig
 
-
-# -- "serlib/models/toy.py": tensors in, logits out, its own dataclass ------------------------
-@dataclass
-class ToyConfig:
-    n_features: int = 40
-    n_classes: int = 4
-    hidden: int = 8
-
-    def __post_init__(self):
-        validate_fields(self, "model.")
-
-
-class Toy(nn.Module):
-    """Masked mean over time of log-mel frames, then a small MLP."""
-
-    def __init__(self, config: ToyConfig):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(config.n_features, config.hidden), nn.ReLU(),
-                                 nn.Linear(config.hidden, config.n_classes))
-
-    def forward(self, x, lengths):  # (B, F, T)
-        mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)[:, None]
-        return self.net((x * mask).sum(-1) / mask.sum(-1).clamp_min(1))
-
-
-# -- "serlib/experiments/toy.py": config with the paper's values, then the experiment --------
-@dataclass
-class ToyExperimentConfig(ExperimentConfig):
-    experiment: str = "toy_paper"
-    epochs: int = 2
-    batch_size: int = 8
-    lr: float = 1e-2
-    model: ToyConfig = field(default_factory=ToyConfig)
+ROOT = Path(__file__).resolve().parents[1]
+# the program as a user runs it, with the toy paper's files loaded (as serlib loads its own)
+PROGRAM = ("import sys; from tests import toy_paper; toy_paper.register(); from serlib.__main__ import main; "
+           "sys.exit(main(sys.argv[1:]))")
 
 
 @pytest.fixture
 def toy():
-    @register
-    class ToyExperiment(Experiment):
-        name = "toy_paper"
-        Config = ToyExperimentConfig
-        feature_presets = {"toy_logmel": FeatureConfig("logmel", 16000, 25, 10, 512, "hann", 2.0, n_mels=40)}
-        preset_lr_scale = {"modern": 3.0}
-        reference = (Reference("Toy et al. 2031", "best", "csv", "loso", 55.0, 50.0, True, "Table 9"),)
-
-        def features(self):
-            return self.feature_presets["toy_logmel"], None
-
-        def model(self, n_features, n_classes, context=None):
-            return Toy(ToyConfig(n_features, n_classes, self.config.model.hidden))
-
-        def optimizer(self, model):
-            return torch.optim.Adam(model.parameters(), lr=self.config.lr), None
-
-    yield ToyExperiment
-    del experiments.EXPERIMENTS["toy_paper"]
+    yield toy_paper.register()
+    toy_paper.unregister()
 
 
-def test_a_paper_registered_from_one_file_runs_and_is_tabled(toy, tmp_path):
+def program(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", PROGRAM, *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=600, cwd=cwd, env=env)
+
+
+def test_a_paper_registered_from_its_own_files_is_known_everywhere(toy):
     assert experiments.get("toy_paper") is toy
     assert experiments.feature_preset("toy_logmel").n_mels == 40
     assert experiments.make_config("toy_paper", {"recipe": "modern"}).recipe.lr_scale == 3.0
     table = experiments.reference_table()
     row = table[table.experiment == "toy_paper"].iloc[0]
     assert (row.paper, row.wa, row.ua, row.protocol) == ("Toy et al. 2031", 55.0, 50.0, "loso")
+    # every numeric field declares its range (tests/test_fields.py checks the shipped papers)
+    assert without_range(toy.Config) == []
+    # the generated tables of the docs list it (tests/test_docs.py checks them against the registry)
+    assert "toy_paper" in experiments.papers_table()
 
-    csv = write_csv_corpus(tmp_path / "corpus")
+
+def test_a_bad_value_of_the_papers_own_field_is_a_clear_error(toy, tmp_path, capsys):
+    code = main(["run", "--experiment", "toy_paper", "--set", "model.hidden=0", f"output_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "model.hidden must be >= 1, got 0" in err
+
+
+@pytest.mark.slow  # trains, exports, and runs the program in subprocesses
+def test_a_new_paper_goes_through_collect_export_and_predict(toy, tmp_path):
+    csv = fixtures.write_csv_corpus(tmp_path / "corpus")
     config = experiments.make_config("toy_paper", {"corpus": "csv", "data_root": str(csv), "output_dir": str(tmp_path),
                                                    "progress": False, "feature_workers": 1, "fold": 2})
     record = run_fold(config)
@@ -95,7 +69,22 @@ def test_a_paper_registered_from_one_file_runs_and_is_tabled(toy, tmp_path):
     beside = results.compare_with_papers(results.summarise(collected)["mean"])
     assert set(beside[beside.experiment == "toy_paper"].source) == {"measured", "paper"}
 
+    listed = program("collect", "--path", tmp_path / "results", cwd=tmp_path)
+    assert listed.returncode == 0 and "toy_paper" in listed.stdout, listed.stderr
+    exported = program("export", record["path"], tmp_path / "bundle", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    wav = fixtures.write_wav(tmp_path / "new" / "clip.wav", seconds=1.5, sr=16000)
+    drawn = program("predict", tmp_path / "bundle", wav, "--attention", tmp_path / "maps", cwd=tmp_path)
+    assert drawn.returncode == 0 and "no attention weights" not in drawn.stderr, drawn.stderr
+    assert (tmp_path / "maps" / "clip.attention.html").stat().st_size > 10_000
+    entry = bundle.load_model(tmp_path / "bundle").predict([wav], attention=True).attention[str(wav)]
+    assert entry["windows"] and all(len(profile) > 0 for *_, profile in entry["windows"])
+
+    bad = program("run", "--experiment", "toy_paper", "--set", "model.hidden=0", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "model.hidden must be >= 1, got 0" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
 
 def test_a_second_experiment_cannot_take_a_registered_name(toy):
     with pytest.raises(Exception, match="taken"):
-        register(type("Other", (Experiment,), {"name": "toy_paper"}))
+        experiments.register(type("Other", (experiments.Experiment,), {"name": "toy_paper"}))

@@ -328,19 +328,50 @@ def test_readme_opens_with_the_two_commands():
     assert text.index("make demo") < sections[1]
 
 
-def test_the_map_names_every_paper():
-    """Every experiment defined in serlib/experiments/ has a row in the README's map, and every
-    `--experiment` name of the map is registered."""
+def test_the_map_is_the_registrys():
+    """The README's map of the papers is the table the registry generates
+    (``serlib.experiments.papers_table()``): a new paper appears once its experiment file
+    declares ``title``, ``notebook`` and ``docs``; every page and notebook it links exists."""
     from serlib import experiments
 
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## The map"):]
-    section = section[:section.index("\n## ", 1)]
-    names_in_map = set(re.findall(r"^\|[^|\n]*\|[^|\n]*\|\s*`(\w+)`", section, re.M))
-    for name in names_in_map:
-        experiments.get(name)  # raises for an unknown name
-    ours = {name for name, cls in experiments.EXPERIMENTS.items() if cls.__module__.startswith("serlib.experiments.")}
-    assert ours <= names_in_map, f"experiments without a README map row: {sorted(ours - names_in_map)}"
+    generated = experiments.papers_table()
+    assert generated in text, ("the README's map differs from the registry's; paste the output of\n"
+                               "  python -c 'from serlib.experiments import papers_table; print(papers_table())'\n"
+                               f"under '## The map'. It is now:\n{generated}")
+    for name, cls in experiments.EXPERIMENTS.items():
+        assert cls.title and (ROOT / cls.docs).is_file() and (ROOT / "notebooks" / f"{cls.notebook}.ipynb").is_file(), name
+
+
+def _linked_notebooks(text: str) -> set[str]:
+    return set(re.findall(r"`(\d\d_\w+)`", text))
+
+
+def test_every_notebook_is_listed():
+    """README's notebook table and docs/notebooks.md (its table and its run times) name every notebook."""
+    notebooks = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    readme = (ROOT / "README.md").read_text()
+    readme = readme[readme.index("## The notebooks"):readme.index("## Where to read more")]
+    guide = (ROOT / "docs" / "notebooks.md").read_text()
+    times = guide[guide.index("## Run times of the defaults"):]
+    for where, text in (("README.md", readme), ("docs/notebooks.md", guide[:guide.index("## Running them")])):
+        assert _linked_notebooks(text) == notebooks, f"{where}: missing {sorted(notebooks - _linked_notebooks(text))}, " \
+                                                     f"unknown {sorted(_linked_notebooks(text) - notebooks)}"
+    assert set(re.findall(r"^\| (\d\d) \|", times, re.M)) == {n[:2] for n in notebooks}
+
+
+def test_every_paper_page_is_listed():
+    """docs/papers/README.md and the README link every paper page, and name each page's experiments."""
+    from serlib import experiments
+
+    pages = {p.name for p in (ROOT / "docs" / "papers").glob("*.md")} - {"README.md"}
+    index = (ROOT / "docs" / "papers" / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for page in pages:
+        assert f"({page})" in index and f"(docs/papers/{page})" in readme, page
+    for name, cls in experiments.EXPERIMENTS.items():
+        if cls.docs.startswith("docs/papers/"):
+            assert f"`{name}`" in index, f"docs/papers/README.md does not name experiment {name}"
 
 
 BROKEN = [
@@ -381,3 +412,19 @@ def test_broken_links_are_found(tmp_path):
                    " [self](#title) [web](https://example.org) ![img](b.md)\n")
     problems = link_problems(doc)
     assert len(problems) == 2 and "no-such.md" in problems[0] and "#not-a-heading" in problems[1]
+
+
+def test_the_notebooks_point_at_places_that_exist():
+    """A notebook's pointer to a README section ("README, \"Section\"", README.md#anchor) or to
+    a document (docs/x.md) names one that exists."""
+    readme = (ROOT / "README.md").read_text()
+    headings = {h.strip().lower() for h in re.findall(r"^#+ (.+)$", readme, re.M)}
+    readme_anchors = anchors(ROOT / "README.md")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = "".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"])
+        for section in re.findall(r'README, "([^"]+)"', text):
+            assert section.lower() in headings, f"{path.name}: no README section {section!r}"
+        for anchor in re.findall(r"README\.md#([\w-]+)", text):
+            assert anchor in readme_anchors, f"{path.name}: no README anchor #{anchor}"
+        for doc in re.findall(r"\bdocs/[\w/]+\.md", text):
+            assert (ROOT / doc).is_file(), f"{path.name}: no {doc}"

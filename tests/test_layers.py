@@ -17,7 +17,7 @@ LAYERS = [
     ["audio", "decode", "predictor", "features", "augment", "text", "losses", "optim"],
     ["corpora", "protocols", "recipe", "models", "cache", "functionals", "upstream"],
     ["config", "experiments", "weights"],
-    ["data", "records", "train"],
+    ["data", "records", "manifests", "planning", "fold_setup", "checkpoint", "train"],
     ["results", "bundle", "sweep", "transfer", "stats", "onnx_predict", "onnx_export"],
     ["viz", "analysis", "upstream_analysis", "overview", "__main__"],
 ]

@@ -136,5 +136,5 @@ def test_functionals_bad_settings():
         make_config("functionals", {"feature_set": "gemaps"})
     with pytest.raises(ConfigError, match="classifier must be one of"):
         make_config("functionals", {"classifier": "svm"})
-    with pytest.raises(ConfigError, match="c_grid values must be > 0"):
+    with pytest.raises(ConfigError, match="c_grid must be > 0"):
         make_config("functionals", {"c_grid": (0.0, 1.0)})

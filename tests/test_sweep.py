@@ -128,7 +128,7 @@ def test_sweep_loads_the_corpus_once(corpus, tmp_path, monkeypatch):
 
 
 def test_all_classes_follow_the_merge(iemocap_root):
-    from serlib.train import resolve_values
+    from serlib.manifests import resolve_values
 
     config, manifest = resolve_values("cnn_lstm", {"corpus": "iemocap", "data_root": str(iemocap_root), "subset": "all",
                                                    "classes": "all", "merge": {"excited": "happy"}})

@@ -13,8 +13,8 @@ import pytest
 from serlib import records, results, transfer
 from serlib.errors import ConfigError
 from serlib.experiments import make_config
+from serlib.manifests import run_manifest
 from serlib.protocols import make_folds
-from serlib.train import run_manifest
 from tests import fixtures
 
 FAST = {"epochs": "1", "batch_size": "4", "input_seconds": "0.4", "offset_seconds": "0", "progress": "false",
@@ -80,7 +80,7 @@ def test_cross_corpus_through_the_program(corpora, tmp_path):
 
 def test_shared_classes_and_errors(corpora):
     _, a, b = corpora
-    from serlib.train import resolve_values
+    from serlib.manifests import resolve_values
 
     config, _ = resolve_values("attention_fcn_1d", {"corpus": "csv", "data_root": str(a), "subset": None,
                                                     "protocol": "cross:csv", "test_data_root": str(b), "classes": "all"})

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..audio import WaveCrop
-from ..config import ExperimentConfig
+from ..config import MAX_INPUT_SECONDS, ExperimentConfig
 from ..errors import ConfigError
 from ..features import FeatureConfig
+from ..fields import setting
 from ..models.attention_fcn import AttentionFCN, AttentionFCNConfig
 from .base import Experiment, Reference, register
 
@@ -24,9 +25,9 @@ class AttentionFCNExperimentConfig(ExperimentConfig):
     subset: str | None = "improvised"
     epochs: int = 100
     batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 1e-2           # AdamW's default
-    segment_seconds: float | None = None  # 3.0: score 3-s segments, utterance = model.segment_pool of them
+    lr: float = setting(1e-4, gt=0)
+    weight_decay: float = setting(1e-2, ge=0)  # AdamW's default
+    segment_seconds: float | None = setting(None, gt=0, le=MAX_INPUT_SECONDS)  # 3.0: score 3-s segments, utterance = model.segment_pool of them
     normalization: str = "per_feature"
     encoder_checkpoint: str | None = None  # a state_dict file (e.g. ImageNet AlexNet features.*)
     # λ = 0.3, attention width, dropout, segment pooling (``model.attention_lambda=…``);
@@ -47,9 +48,9 @@ class AttentionFCN1DExperimentConfig(ExperimentConfig):
     experiment: str = "attention_fcn_1d"
     epochs: int = 200
     batch_size: int = 51
-    lr: float = 1e-3
-    input_seconds: float = 3.0
-    offset_seconds: float = 0.5
+    lr: float = setting(1e-3, gt=0)
+    input_seconds: float = setting(3.0, gt=0, le=MAX_INPUT_SECONDS)
+    offset_seconds: float = setting(0.5, ge=0)
     model: AttentionFCNConfig = field(default_factory=lambda: AttentionFCNConfig(variant="1d", attention_lambda=0.8))
 
     def __post_init__(self):
@@ -82,6 +83,8 @@ class _AttentionMaps:
 @register
 class AttentionFCNExperiment(_AttentionMaps, Experiment):
     name = "attention_fcn"
+    title = "Attention-based FCN, 2-D (Zhang et al. 2019)"
+    notebook, docs = "04_attention_fcn", "docs/papers/attention_fcn.md"
     Config = AttentionFCNExperimentConfig
     # best public reproduction: Hamming 40 ms / 10 ms, n_fft 800, 0–4 kHz (200 bins),
     # static + Δ + ΔΔ as 3 channels
@@ -112,6 +115,8 @@ class AttentionFCNExperiment(_AttentionMaps, Experiment):
 @register
 class AttentionFCN1DExperiment(_AttentionMaps, Experiment):
     name = "attention_fcn_1d"
+    title = 'its 1-D RAVDESS reproduction ("Emotion in Motion")'
+    notebook, docs = "04_attention_fcn", "docs/papers/attention_fcn.md"
     Config = AttentionFCN1DExperimentConfig
     # librosa at 44.1 kHz, 128 mels (n_fft 2048, hop 512) in dB, averaged over frequency
     # -> 259 steps for 3 s

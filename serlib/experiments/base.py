@@ -48,10 +48,18 @@ class Experiment:
     name = ""
     Config: type[ExperimentConfig] = ExperimentConfig
     neural = True  # False: the experiment fits itself (``fit_select_test``) instead of the Trainer
+    is_baseline = False  # the rows of other experiments are compared with (``collect``, ``baseline``)
+    is_demo = False      # the experiment whose data ``python -m serlib demo`` shows (notebook 03, ``make demo``)
     compile_speedup = 1.0  # measured step-time ratio compiled/eager on the CPU (docs/engine.md); > 1.2: compile long runs
     reference: tuple[Reference, ...] = ()          # the paper's reported numbers
     feature_presets: dict[str, FeatureConfig] = {}  # the paper's front ends, by name
     preset_lr_scale: dict[str, float] = {}          # recipe preset -> learning-rate factor (serlib.recipe)
+    # the README's map of the papers (:func:`serlib.experiments.papers_table`)
+    title = ""          # the paper, e.g. "CNN+LSTM with VTLP (Etienne et al. 2018)"
+    notebook = ""       # its notebook, e.g. "03_train_cnn_lstm"
+    docs = ""           # its page, e.g. "docs/papers/cnn_lstm.md"
+    model_file = ""     # default: the module of the config's ``model`` dataclass
+    features_note = ""  # default: the names of ``feature_presets``
     # config values that loading a trained model for inference replaces (e.g. a file
     # needed only to initialise training)
     inference_values: dict = {}
@@ -116,11 +124,12 @@ class Experiment:
         input's frames (for overlays on the audio)."""
         raise ConfigError(f"{self.name} has no attention map to draw")
 
-    def predict(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
-                prepare, test: bool, extras: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class probabilities ``(B, C)`` and predicted indices ``(B,)``; ``prepare``
-        normalises and masks raw features; ``test`` is True for the final test pass."""
-        probs = torch.softmax(model(prepare(x), lengths, **(extras or {})).float(), -1)
+    def predict(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor, test: bool,
+                extras: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities ``(B, C)`` and predicted indices ``(B,)`` of raw features
+        ``x``; ``model`` normalises them itself (:class:`serlib.features.Normalized`);
+        ``test`` is True for the final test pass and for prediction."""
+        probs = torch.softmax(model(x, lengths, **(extras or {})).float(), -1)
         return probs, probs.argmax(-1)
 
 

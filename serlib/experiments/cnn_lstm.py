@@ -16,8 +16,8 @@ import torch
 
 from ..augment import STRATEGIES, TEST_ALPHAS, VTLP, predict_with_voting, vtlp_warp
 from ..config import ExperimentConfig
-from ..errors import ConfigError
 from ..features import FeatureConfig
+from ..fields import setting
 from ..models.cnn_lstm import CNNLSTM, CNNLSTMConfig
 from ..optim import LayerwiseMomentumSGD
 from .base import Experiment, Reference, register
@@ -42,34 +42,31 @@ class CNNLSTMExperimentConfig(ExperimentConfig):
     subset: str | None = "improvised"          # IEMOCAP improvised, 4 classes, excited not merged
     batch_size: int = 16                       # section 3
     epochs: int = 40
-    freq_khz: int = 8                          # 4 (baseline) or 8 (best)
-    vtlp: str = "per_example"                  # strategy 2 (best); "per_epoch" = strategy 1; "none"
-    vtlp_low: float = 0.9
-    vtlp_high: float = 1.1
+    freq_khz: int = setting(8, choices=(4, 8))  # 4 (baseline) or 8 (best)
+    # strategy 2 (best); "per_epoch" = strategy 1; "none"
+    vtlp: str = setting("per_example", choices=STRATEGIES)
+    vtlp_low: float = setting(0.9, gt=0)
+    vtlp_high: float = setting(1.1, gt=0)
     test_voting: bool = True                   # majority vote over 11 copies α = 0.90…1.10
-    oversample: dict[str, int] = field(default_factory=lambda: {"happy": 2, "angry": 2})
+    oversample: dict[str, int] = setting(default_factory=lambda: {"happy": 2, "angry": 2}, ge=1)
     # the architecture (``model.n_conv=3``…); n_classes and n_freq are set from the data
     model: CNNLSTMConfig = field(default_factory=CNNLSTMConfig)
     # layer-wise optimiser, eq. 6: (η, γ, β) per part, L2 weight
-    lr_conv: float = 0.03
-    momentum_conv: float = 0.9
-    beta_conv: float = 1.0
-    lr_lstm: float = 0.03
-    momentum_lstm: float = 0.9
-    beta_lstm: float = 1.0
-    weight_decay: float = 1e-4
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.vtlp not in STRATEGIES:
-            raise ConfigError(f"vtlp must be one of {STRATEGIES}, got {self.vtlp!r}")
-        if self.freq_khz not in (4, 8):
-            raise ConfigError(f"freq_khz must be 4 or 8, got {self.freq_khz}")
+    lr_conv: float = setting(0.03, gt=0)
+    momentum_conv: float = setting(0.9, ge=0, le=1)
+    beta_conv: float = setting(1.0, ge=0)
+    lr_lstm: float = setting(0.03, gt=0)
+    momentum_lstm: float = setting(0.9, ge=0, le=1)
+    beta_lstm: float = setting(1.0, ge=0)
+    weight_decay: float = setting(1e-4, ge=0)
 
 
 @register
 class CNNLSTMExperiment(Experiment):
     name = "cnn_lstm"
+    is_demo = True
+    title = "CNN+LSTM with VTLP (Etienne et al. 2018)"
+    notebook, docs = "03_train_cnn_lstm", "docs/papers/cnn_lstm.md"
     Config = CNNLSTMExperimentConfig
     # 64 ms / 32 ms spectrogram, 0–4 kHz (baseline) or 0–8 kHz (best) (section 3). Window
     # type, magnitude vs power and the log are not stated: Hamming, log-magnitude.
@@ -115,9 +112,9 @@ class CNNLSTMExperiment(Experiment):
             return VTLP(self.config.vtlp_low, self.config.vtlp_high).train()(x)
         return x
 
-    def predict(self, model, x, lengths, prepare, test, extras=None):
-        def proba(spec):
-            return torch.softmax(model(prepare(spec), lengths).float(), -1)
+    def predict(self, model, x, lengths, test, extras=None):
+        def proba(spec):  # spec warped by α, before normalisation (the model normalises)
+            return torch.softmax(model(spec, lengths).float(), -1)
 
         if test and self.config.test_voting and self.config.vtlp != "none":
             votes, mean = predict_with_voting(proba, x, TEST_ALPHAS)

@@ -23,7 +23,8 @@ from .. import metrics
 from ..audio import InputChecks
 from ..config import ExperimentConfig
 from ..constants import LABEL, UTT_ID
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..fields import setting
 from ..functionals import FEATURE_SETS, FunctionalsConfig, extract_functionals
 from .base import Experiment, register
 
@@ -41,23 +42,12 @@ class FunctionalsExperimentConfig(ExperimentConfig):
     weights (UA is the headline metric), RBF ``gamma="scale"``."""
 
     experiment: str = "functionals"
-    feature_set: str = "egemaps"          # egemaps | compare | mfcc_stats
-    classifier: str = "svm_linear"        # svm_linear | svm_rbf | logreg
-    c_grid: tuple[float, ...] = ()        # () = the classifier's default grid
-    class_weight: str | None = "balanced"
+    feature_set: str = setting("egemaps", choices=tuple(FEATURE_SETS))  # egemaps | compare | mfcc_stats
+    classifier: str = setting("svm_linear", choices=CLASSIFIERS)
+    c_grid: tuple[float, ...] = setting((), gt=0)  # () = the classifier's default grid
+    class_weight: str | None = setting("balanced", choices=(None, "balanced"))
     normalization: str = "none"           # the pipeline standardises (training split only)
     epochs: int = 1                       # no epochs: one fit per C
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.feature_set not in FEATURE_SETS:
-            raise ConfigError(f"feature_set must be one of {sorted(FEATURE_SETS)}, got {self.feature_set!r}")
-        if self.classifier not in CLASSIFIERS:
-            raise ConfigError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
-        if any(not c > 0 for c in self.c_grid):
-            raise ConfigError(f"c_grid values must be > 0, got {self.c_grid}")
-        if self.class_weight not in (None, "balanced"):
-            raise ConfigError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
 
     @property
     def grid(self) -> tuple[float, ...]:
@@ -82,6 +72,10 @@ def pipeline(config: FunctionalsExperimentConfig, c: float):
 @register
 class FunctionalsExperiment(Experiment):
     name = "functionals"
+    is_baseline = True
+    title = "baseline: openSMILE functionals or MFCC statistics + SVM / logistic regression (scikit-learn)"
+    notebook, docs = "08_compare_models", "docs/statistics.md"
+    model_file, features_note = "serlib/functionals.py", "`feature_set=egemaps`, `compare`, `mfcc_stats`"
     Config = FunctionalsExperimentConfig
     neural = False
 

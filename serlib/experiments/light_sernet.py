@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..audio import WaveCrop
-from ..config import ExperimentConfig
-from ..errors import ConfigError
+from ..config import MAX_INPUT_SECONDS, ExperimentConfig
 from ..features import FeatureConfig
+from ..fields import setting
 from ..losses import classification_loss
 from ..models.light_sernet import LightSERNet, LightSERNetConfig
 from .base import Experiment, Reference, register
@@ -27,29 +27,21 @@ class LightSERNetExperimentConfig(ExperimentConfig):
     experiment: str = "light_sernet"
     epochs: int = 300
     batch_size: int = 32
-    input_seconds: float = 3.0          # 3 or 7 s (centre crop / zero pad); the reproduction used 2 s on EMO-DB
-    front_end: str = "light_sernet"     # or "light_sernet_paper" (Hamming, 40 Hz)
+    input_seconds: float = setting(3.0, gt=0, le=MAX_INPUT_SECONDS)  # 3 or 7 s (centre crop / zero pad); the reproduction used 2 s on EMO-DB
+    front_end: str = setting("light_sernet", choices=("light_sernet", "light_sernet_paper"))  # paper: Hamming, 40 Hz
     normalization: str = "none"         # the front end already scales and clips
-    loss: str = "ce"                    # "ce" or "focal"
-    focal_gamma: float = 2.0
+    loss: str = setting("ce", choices=("ce", "focal"))
+    focal_gamma: float = setting(2.0, ge=0)
     class_weights: bool = False         # inverse-frequency weights in the loss
-    lr: float = 1e-4
+    lr: float = setting(1e-4, gt=0)
     # lr × e^-0.15 at epoch lr_decay_start and every lr_decay_every epochs after it
-    lr_decay: float = math.exp(-0.15)
-    lr_decay_start: int = 50
-    lr_decay_every: int = 20
+    lr_decay: float = setting(math.exp(-0.15), gt=0)
+    lr_decay_start: int = setting(50, ge=1)
+    lr_decay_every: int = setting(20, ge=1)
     # TF's L2(1e-6) adds 1e-6·Σw² to the loss, i.e. 2e-6·w to the gradient (Adam's weight_decay)
-    body_weight_decay: float = 2e-6
+    body_weight_decay: float = setting(2e-6, ge=0)
     # the architecture (``model.dropout=0.3``…); n_classes and n_mfcc are set from the data
     model: LightSERNetConfig = field(default_factory=LightSERNetConfig)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.loss not in ("ce", "focal"):
-            raise ConfigError(f"loss must be 'ce' or 'focal', got {self.loss!r}")
-        if self.front_end not in LightSERNetExperiment.feature_presets:
-            raise ConfigError(f"front_end must be one of {sorted(LightSERNetExperiment.feature_presets)}, "
-                              f"got {self.front_end!r}")
 
 
 def decay_factor(epoch: int, start: int, every: int, rate: float) -> float:
@@ -72,6 +64,8 @@ _OFFICIAL = FeatureConfig("mfcc", 16000, 64, 16, 1024, "hann", 1.0, fmin=80, fma
 @register
 class LightSERNetExperiment(Experiment):
     name = "light_sernet"
+    title = "Light-SERNet (Aftab et al. 2022) and its PyTorch reproduction"
+    notebook, docs = "06_light_sernet", "docs/papers/light_sernet.md"
     Config = LightSERNetExperimentConfig
     compile_speedup = 1.5  # benchmarks/train_step.py, 2-s batches of 32: 1.52× (docs/engine.md)
     # the paper's text says Hamming and 40 Hz where its code has Hann and 80 Hz

@@ -16,6 +16,7 @@ from ..config import ExperimentConfig
 from ..constants import UTT_ID
 from ..errors import ConfigError, DataError
 from ..features import FeatureConfig
+from ..fields import setting
 from ..models.mscnn_spu import MSCNNSPU, MSCNNSPUConfig
 from ..text import Vocabulary, load_glove, read_utterance_embeddings
 from .base import Experiment, Reference, register
@@ -31,10 +32,10 @@ class MSCNNSPUExperimentConfig(ExperimentConfig):
     merge: dict[str, str] = field(default_factory=lambda: {"excited": "happy"})
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float = setting(5e-4, gt=0)
     grad_clip: float | None = 1.0
     glove_path: str | None = None            # GloVe text file; None = trainable embeddings
-    text_column: str = "text"                # or "asr_text" (with asr_csv)
+    text_column: str = setting("text", choices=("text", "asr_text"))  # asr_text: with asr_csv
     asr_csv: str | None = None               # CSV with utt_id,asr_text (the paper's ASR setting)
     utterance_embeddings: str | None = None  # x-vectors: .npz (key = utt_id) or .csv (utt_id, e0, e1, …)
     normalization: str = "per_feature"
@@ -46,6 +47,8 @@ class MSCNNSPUExperimentConfig(ExperimentConfig):
 @register
 class MSCNNSPUExperiment(Experiment):
     name = "mscnn_spu"
+    title = "MSCNN-SPU-ATT, audio + text (Peng et al. 2021)"
+    notebook, docs = "05_mscnn_spu_att", "docs/papers/mscnn_spu.md"
     Config = MSCNNSPUExperimentConfig
     # 32 MFCC + Δ + ΔΔ (96 dims), 25 ms Hamming, 10 ms hop (librosa) (section 4.1); n_fft
     # and the number of mel bands are not stated: 512 and 40

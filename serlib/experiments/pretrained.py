@@ -32,10 +32,9 @@ from ..audio import InputChecks, WaveCrop
 from ..config import ExperimentConfig
 from ..device import resolve_device
 from ..errors import ConfigError
-from ..fields import validate_fields
+from ..fields import setting, validate_fields
 from ..losses import classification_loss
 from ..models.upstream import UpstreamHead, UpstreamHeadConfig
-from ..models.upstream import check as check_head
 from ..upstream import (
     KINDS,
     Checkpoint,
@@ -53,30 +52,26 @@ from .base import Experiment, register
 class UpstreamConfig:
     """Which encoder, and how its states are taken."""
 
-    path: str = ""                    # a local Hugging Face checkpoint folder (config.json, preprocessor_config.json, weights)
-    kind: str = "auto"                # auto (config.json's model_type) | wav2vec2 | hubert | wavlm | whisper
+    # a local Hugging Face checkpoint folder (config.json, preprocessor_config.json, weights);
+    # where it lies is not part of a run's fingerprint (its name and hash are)
+    path: str = setting("", runtime=True)
+    kind: str = setting("auto", choices=("auto", *KINDS))  # auto: config.json's model_type
     name: str = ""                    # filled from the checkpoint (config.json's _name_or_path, else the folder's name)
     hash: str = ""                    # filled from the checkpoint's files; a different folder content is refused
-    layers: tuple[int, ...] = ()      # hidden states used (0 = the CNN/embedding output); () = all
+    layers: tuple[int, ...] = setting((), ge=0)  # hidden states used (0 = the CNN/embedding output); () = all
     freeze: bool = True               # the encoder is frozen (fine-tuning is not built: docs/pretrained.md)
-    max_seconds: float = 20.0         # longer files are cut into equal chunks of at most this, states joined
+    max_seconds: float = setting(20.0, gt=0)  # longer files are cut into equal chunks of at most this, states joined
     frames: bool = False              # cache frame-level states (fp16, large) and train on them; else pooled statistics
-    batch_size: int = 8               # chunks per encoder pass during extraction
+    batch_size: int = setting(8, ge=1, runtime=True)  # chunks per encoder pass during extraction
 
     def __post_init__(self):
         validate_fields(self, "upstream.")
-        if self.kind not in ("auto", *KINDS):
-            raise ConfigError(f"upstream.kind must be auto or one of {KINDS}, got {self.kind!r}")
         if not self.freeze:
             raise ConfigError("upstream.freeze=false (fine-tuning the encoder) is not available: serlib trains a head "
                               "on cached states of a frozen encoder; use upstream.freeze=true")
-        if any(not isinstance(k, int) or k < 0 for k in self.layers) or len(set(self.layers)) != len(self.layers):
-            raise ConfigError(f"upstream.layers must be distinct hidden-state indices >= 0 (or () for all), "
+        if len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"upstream.layers must be distinct hidden-state indices (or () for all), "
                               f"got {self.layers!r}")
-        if not self.max_seconds > 0:
-            raise ConfigError(f"upstream.max_seconds must be > 0, got {self.max_seconds}")
-        if self.batch_size < 1:
-            raise ConfigError(f"upstream.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass
@@ -92,20 +87,14 @@ class PretrainedExperimentConfig(ExperimentConfig):
     epochs: int = 30
     batch_size: int = 32
     patience: int | None = 10
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    loss: str = "ce"                    # "ce" or "focal"
-    focal_gamma: float = 2.0
+    lr: float = setting(1e-3, gt=0)
+    weight_decay: float = setting(1e-4, ge=0)
+    loss: str = setting("ce", choices=("ce", "focal"))
+    focal_gamma: float = setting(2.0, ge=0)
     class_weights: bool = False         # inverse-frequency weights in the loss
 
     def __post_init__(self):
         super().__post_init__()
-        if self.loss not in ("ce", "focal"):
-            raise ConfigError(f"loss must be 'ce' or 'focal', got {self.loss!r}")
-        try:  # the head's own checks, with n_layers/n_features/n_classes still at their defaults
-            check_head(self.model)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
         if self.model.pooling == "attentive" and not self.upstream.frames:
             raise ConfigError("model.pooling=attentive weighs frames: it needs upstream.frames=true")
         if self.recipe.time_masks and not self.upstream.frames:
@@ -167,6 +156,10 @@ class UpstreamFrontEnd(torch.nn.Module):
 @register
 class PretrainedExperiment(Experiment):
     name = "pretrained"
+    title = ("pretrained speech encoders (wav2vec 2.0, HuBERT, WavLM, Whisper's encoder; SUPERB-style head: a "
+             "learned weighted sum of the frozen encoder's layers, pooled, then a small MLP)")
+    notebook, docs = "11_pretrained_upstreams", "docs/pretrained.md"
+    features_note = "the checkpoint's own (`upstream.path=DIR`)"
     Config = PretrainedExperimentConfig
 
     def checkpoint(self) -> Checkpoint:

@@ -1,7 +1,6 @@
-"""One module per paper; each model takes its config and returns logits."""
+"""One module per paper; each model takes its config and returns logits.
 
-from .attention_fcn import AttentionFCN, AttentionFCNConfig
-from .cnn_lstm import CNNLSTM, CNNLSTMConfig
-from .light_sernet import LightSERNet, LightSERNetConfig
-
-__all__ = ["CNNLSTM", "AttentionFCN", "AttentionFCNConfig", "CNNLSTMConfig", "LightSERNet", "LightSERNetConfig"]
+Nothing is re-exported here: import a model from its own module
+(``from serlib.models.cnn_lstm import CNNLSTM``), so that loading one paper's model loads
+no other, and a new paper's model needs no edit to this file.
+"""

@@ -33,33 +33,28 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from ..features import conv_lengths, lengths_to_mask
-from ..fields import validate_fields
+from ..fields import setting, validate_fields
 
 
 @dataclass
 class AttentionFCNConfig:
-    n_classes: int = 4
-    variant: str = "2d"                  # "2d" (Zhang et al.) or "1d" (Emotion in Motion)
-    attention_lambda: float = 0.3        # λ; 0.8 in Emotion in Motion
-    attention_dim: int = 256             # width of W in e_i = uᵀ tanh(W a_i + b) (not stated)
+    n_classes: int = setting(4, ge=1)
+    variant: str = setting("2d", choices=("2d", "1d"))  # Zhang et al. (2d) or Emotion in Motion (1d)
+    attention_lambda: float = setting(0.3, gt=0)  # λ; 0.8 in Emotion in Motion
+    attention_dim: int = setting(256, ge=1)  # width of W in e_i = uᵀ tanh(W a_i + b) (not stated)
     # 1-D variant
-    channels_1d: tuple[int, ...] = (5, 10, 20, 30)
-    kernels_1d: tuple[int, ...] = (11, 5, 3, 3)
-    strides_1d: tuple[int, ...] = (4, 1, 1, 1)
-    pool_after: tuple[int, ...] = (0, 1)
-    dense_1d: int = 30
-    dropout: float = 0.0
-    segment_frames: int | None = None    # e.g. 300 (3 s at 10 ms)
-    segment_pool: str = "max"            # "max" or "mean" over segments
+    channels_1d: tuple[int, ...] = setting((5, 10, 20, 30), ge=1)
+    kernels_1d: tuple[int, ...] = setting((11, 5, 3, 3), ge=1)
+    strides_1d: tuple[int, ...] = setting((4, 1, 1, 1), ge=1)
+    pool_after: tuple[int, ...] = setting((0, 1), ge=0)  # indices of the conv layers followed by a pool
+    dense_1d: int = setting(30, ge=1)
+    dropout: float = setting(0.0, ge=0, lt=1)
+    segment_frames: int | None = setting(None, ge=1)  # e.g. 300 (3 s at 10 ms)
+    segment_pool: str = setting("max", choices=("max", "mean"))  # over segments
 
     def __post_init__(self):
         validate_fields(self)
-        if self.variant not in ("2d", "1d"):
-            raise ConfigError(f"variant must be '2d' or '1d', got {self.variant!r}")
-        if self.segment_pool not in ("max", "mean"):
-            raise ConfigError(f"segment_pool must be 'max' or 'mean', got {self.segment_pool!r}")
 
 
 class Attention(nn.Module):

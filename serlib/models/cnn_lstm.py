@@ -26,32 +26,30 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..errors import ConfigError
 from ..features import conv_lengths, lengths_to_mask
-from ..fields import validate_fields
+from ..fields import setting, validate_fields
 
 
 @dataclass
 class CNNLSTMConfig:
     """Architecture of the CNN+LSTM; the paper's best model is 4 conv + 1 BiLSTM."""
 
-    n_classes: int = 4
-    n_freq: int = 256                      # input frequency bins (4 kHz: 256, 8 kHz: 512)
-    n_conv: int = 4                        # 1–6 in the paper
-    conv_channels: tuple[int, ...] = (32, 32, 64, 64, 64, 64)
-    conv_kernel: tuple[int, int] = (3, 3)  # (freq, time)
+    n_classes: int = setting(4, ge=1)
+    n_freq: int = setting(256, ge=1)       # input frequency bins (4 kHz: 256, 8 kHz: 512)
+    n_conv: int = setting(4, ge=1)         # 1–6 in the paper
+    conv_channels: tuple[int, ...] = setting((32, 32, 64, 64, 64, 64), ge=1)
+    conv_kernel: tuple[int, int] = setting((3, 3), ge=1)  # (freq, time)
     conv_strides: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 1), (2, 1), (1, 1), (1, 1))
-    n_lstm: int = 1                        # 1–4 in the paper
-    lstm_hidden: int = 128                 # per direction
+    n_lstm: int = setting(1, ge=1)         # 1–4 in the paper
+    lstm_hidden: int = setting(128, ge=1)  # per direction
     bidirectional: bool = True
     recurrent_bn: bool = False             # eq. 3–5
-    dropout: float = 0.0
-    pooling: str = "last"                  # "last" hidden states, or masked "mean" over time
+    dropout: float = setting(0.0, ge=0, lt=1)
+    pooling: str = setting("last", choices=("last", "mean"))  # last hidden states, or masked mean over time
 
     def __post_init__(self):
         validate_fields(self)
-        if not 1 <= self.n_conv <= len(self.conv_channels) or len(self.conv_strides) < self.n_conv:
+        if self.n_conv > len(self.conv_channels) or len(self.conv_strides) < self.n_conv:
             raise ConfigError(f"n_conv={self.n_conv} needs that many conv_channels and conv_strides")
-        if self.pooling not in ("last", "mean"):
-            raise ConfigError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
 
 
 class MaskedConv(nn.Module):

@@ -21,17 +21,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..fields import validate_fields
+from ..fields import setting, validate_fields
 
 
 @dataclass
 class LightSERNetConfig:
-    n_classes: int = 4
-    n_mfcc: int = 40
-    path_channels: int = 32
-    body_channels: tuple[int, ...] = (64, 96, 128, 160, 320)
+    n_classes: int = setting(4, ge=1)
+    n_mfcc: int = setting(40, ge=1)
+    path_channels: int = setting(32, ge=1)
+    body_channels: tuple[int, ...] = setting((64, 96, 128, 160, 320), ge=1)
     body_pools: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 1), (2, 1))
-    dropout: float = 0.3
+    dropout: float = setting(0.3, ge=0, lt=1)
 
     def __post_init__(self):
         validate_fields(self)

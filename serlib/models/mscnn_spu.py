@@ -30,9 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
 from ..features import lengths_to_mask
-from ..fields import validate_fields
+from ..fields import setting, validate_fields
 from ..text import swem
 
 VARIANTS = ("audio", "text", "mscnn_spu", "mscnn_spu_att")
@@ -40,29 +39,24 @@ VARIANTS = ("audio", "text", "mscnn_spu", "mscnn_spu_att")
 
 @dataclass
 class MSCNNSPUConfig:
-    n_classes: int = 4
-    variant: str = "mscnn_spu_att"
-    audio_dim: int = 96
-    vocab_size: int = 2
-    embedding_dim: int = 300
-    audio_kernels: tuple[int, ...] = (5, 7, 9, 11)
-    text_kernels: tuple[int, ...] = (2, 3, 4, 5)
-    filters: int = 128
-    audio_spu: str = "all"           # "all" (max, avg, std) or "max" (Table 2 ablation)
-    text_spu: str = "all"
+    n_classes: int = setting(4, ge=1)
+    variant: str = setting("mscnn_spu_att", choices=VARIANTS)
+    audio_dim: int = setting(96, ge=1)
+    vocab_size: int = setting(2, ge=2)
+    embedding_dim: int = setting(300, ge=1)
+    audio_kernels: tuple[int, ...] = setting((5, 7, 9, 11), ge=1)
+    text_kernels: tuple[int, ...] = setting((2, 3, 4, 5), ge=1)
+    filters: int = setting(128, ge=1)
+    audio_spu: str = setting("all", choices=("all", "max"))  # (max, avg, std) or max (Table 2 ablation)
+    text_spu: str = setting("all", choices=("all", "max"))
     swem: bool = True
-    utterance_dim: int = 0           # x-vector size; 0 = none
-    fc_dim: int = 256
-    dropout: float = 0.3
+    utterance_dim: int = setting(0, ge=0)  # x-vector size; 0 = none
+    fc_dim: int = setting(256, ge=1)
+    dropout: float = setting(0.3, ge=0, lt=1)
     freeze_embeddings: bool = False
 
     def __post_init__(self):
         validate_fields(self)
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        for name in ("audio_spu", "text_spu"):
-            if getattr(self, name) not in ("all", "max"):
-                raise ConfigError(f"{name} must be 'all' or 'max', got {getattr(self, name)!r}")
 
     @property
     def uses_audio(self) -> bool:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..fields import setting, validate_fields
+
 POOLINGS = ("mean", "mean_std", "attentive")
 
 
@@ -35,26 +37,16 @@ class UpstreamHeadConfig:
     """The head's settings; ``n_layers``, ``n_features`` and ``n_classes`` come from the
     checkpoint and the data."""
 
-    n_layers: int = 13          # hidden states used (a base encoder: the CNN output + 12 layers)
-    n_features: int = 768       # the encoder's hidden size
-    n_classes: int = 4
-    pooling: str = "mean"       # mean | mean_std | attentive (needs frame-level states)
-    hidden: int = 256           # MLP width (0: a linear classifier on the pooled vector)
-    dropout: float = 0.2
-    attention_dim: int = 128    # attentive statistics pooling's hidden size
+    n_layers: int = setting(13, ge=1)    # hidden states used (a base encoder: the CNN output + 12 layers)
+    n_features: int = setting(768, ge=1)  # the encoder's hidden size
+    n_classes: int = setting(4, ge=1)
+    pooling: str = setting("mean", choices=POOLINGS)  # attentive needs frame-level states
+    hidden: int = setting(256, ge=0)     # MLP width (0: a linear classifier on the pooled vector)
+    dropout: float = setting(0.2, ge=0, lt=1)
+    attention_dim: int = setting(128, ge=1)  # attentive statistics pooling's hidden size
 
-
-def check(config: UpstreamHeadConfig) -> None:
-    """Raise ValueError naming a field that makes no head."""
-    if config.pooling not in POOLINGS:
-        raise ValueError(f"model.pooling must be one of {POOLINGS}, got {config.pooling!r}")
-    for name in ("n_layers", "n_features", "n_classes", "attention_dim"):
-        if not isinstance(getattr(config, name), int) or getattr(config, name) < 1:
-            raise ValueError(f"model.{name} must be an integer >= 1, got {getattr(config, name)!r}")
-    if not isinstance(config.hidden, int) or config.hidden < 0:
-        raise ValueError(f"model.hidden must be an integer >= 0, got {config.hidden!r}")
-    if not 0 <= config.dropout < 1:
-        raise ValueError(f"model.dropout must be in [0, 1), got {config.dropout}")
+    def __post_init__(self):
+        validate_fields(self)
 
 
 class LayerWeights(nn.Module):
@@ -111,7 +103,6 @@ class UpstreamHead(nn.Module):
 
     def __init__(self, config: UpstreamHeadConfig):
         super().__init__()
-        check(config)
         c = self.config = config
         self.layers = LayerWeights(c.n_layers)
         self.attentive = AttentiveStatsPooling(c.n_features, c.attention_dim) if c.pooling == "attentive" else None

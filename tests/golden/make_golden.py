@@ -31,8 +31,8 @@ FINGERPRINTS = {
 
 
 def fingerprints() -> dict:
+    from serlib.manifests import resolve_values
     from serlib.records import run_fingerprint
-    from serlib.train import resolve_values
 
     out = {}
     for key, values in FINGERPRINTS.items():
