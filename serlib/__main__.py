@@ -7,7 +7,7 @@
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
     python -m serlib sweep --experiment cnn_lstm --corpus crema_d+savee --root DIR1+DIR2 --protocol cross:tess --test-root DIR3
     python -m serlib collect                                # results table (mean ± std, pooled)
-    python -m serlib export RESULT_SET BUNDLE_DIR ; python -m serlib predict BUNDLE_DIR FILES...
+    python -m serlib export RESULT_SET BUNDLE_DIR [--onnx --int8] ; python -m serlib predict BUNDLE_DIR FILES... [--runtime onnx]
 
 The commands import what they need when they run (torch, the corpora, the trainer), so
 that ``--help`` and argument errors answer at once.
@@ -191,15 +191,26 @@ def _choose_threads(asked: int | None, jobs: int = 1) -> int:
 
 def _predict(args) -> int:
     """Exit 0 when every input was scored, 1 when some failed (listed; the rest written)."""
-    from . import atomic, viz
-    from .bundle import load_model, prediction_paths, write_prediction
+    from . import atomic
+    from .predictor import prediction_paths, write_prediction
 
     if args.out:  # before any scoring: a destination that cannot take the table fails now
         for target in prediction_paths(args.out):
             _check_destination(target, "--out")
     if args.attention:
         _check_destination(Path(args.attention) / "x.attention.html", "--attention")
-    bundle = load_model(args.bundle, fold=args.fold, device=args.device)
+    if args.runtime == "torch":
+        from .bundle import load_model
+
+        bundle = load_model(args.bundle, fold=args.fold, device=args.device)
+    else:  # onnxruntime, and no torch in the process (serlib.onnx_predict)
+        from .errors import ConfigError
+        from .onnx_predict import load_onnx
+
+        if args.attention or args.device != "cpu":
+            raise ConfigError(f"--runtime {args.runtime} scores on the CPU without attention overlays: "
+                              "use --runtime torch for --attention or --device")
+        bundle = load_onnx(args.bundle, fold=args.fold, runtime=args.runtime)
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
@@ -210,6 +221,8 @@ def _predict(args) -> int:
         print(out.files.drop(columns=["error", "warning"]).dropna(subset=[scored]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     if args.attention:
+        from . import viz
+
         if not bundle.has_attention:
             print(f"{bundle.config.experiment} has no attention weights to draw", file=sys.stderr)
         for name, entry in out.attention.items():
@@ -287,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("result_set", help="a record (.json) or a result-set folder: results/EXPERIMENT/NAME/CORPUS/"
                                       "PROTOCOL[/FINGERPRINT], absolute or under outputs/results")
     p.add_argument("out_dir", help="the bundle folder to write")
+    p.add_argument("--onnx", action="store_true", help="also one ONNX graph per fold model, front end included, "
+                                                       "checked against PyTorch on the run's test audio")
+    p.add_argument("--int8", action="store_true", help="with --onnx: also int8 graphs (calibrated on the training split), "
+                                                       "with their accuracy cost on the test folds")
     p = sub.add_parser("predict", help="class probabilities of recordings, with an exported bundle")
     p.add_argument("bundle", help="a folder written by 'export'")
     p.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or a CSV with a 'path' column")
@@ -301,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker-norm", action="store_true",
                    help="models trained with per-speaker normalisation: standardise all inputs together (one speaker)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
+                   help="PyTorch, or the bundle's ONNX graphs through onnxruntime (export --onnx; no torch imported)")
     p = sub.add_parser("collect", help="results table of outputs/results")
     p.add_argument("--path", default=None)
     return parser
@@ -371,6 +390,10 @@ def _dispatch(args) -> int:
         score = f"test UA {scores['ua_mean']:.3f}" if "ua_mean" in scores else f"test mean CCC {scores['ccc_mean']:.3f}"
         print(f"exported {len(card['members'])} fold model(s) of {card['experiment']}/{card['name']} on "
               f"{card['corpus']} ({card['protocol']}; {score}) -> {out}")
+        if args.onnx or args.int8:
+            from .onnx_export import export_onnx, report_lines
+
+            print("\n".join(report_lines(export_onnx(out, source, int8=args.int8), out)))
         return 0
     if args.command == "predict":
         return _predict(args)
