@@ -12,7 +12,7 @@ NBSTRIP_KEYS := metadata.language_info metadata.papermill cell.metadata.papermil
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (serlib needs Python >= 3.11; set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[dev,ray,pretrained]"
+	$(PY) -m pip install --quiet -e ".[dev,ray,pretrained,onnx]"
 	touch $(STAMP)
 
 # notebooks: git commits them through the filter .gitattributes names (nbstripout + serlib.nbclean), so

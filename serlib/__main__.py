@@ -7,7 +7,7 @@
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
     python -m serlib sweep --experiment cnn_lstm --corpus crema_d+savee --root DIR1+DIR2 --protocol cross:tess --test-root DIR3
     python -m serlib collect                                # results table (mean ± std, pooled)
-    python -m serlib export RESULT_SET BUNDLE_DIR ; python -m serlib predict BUNDLE_DIR FILES...
+    python -m serlib export RESULT_SET BUNDLE_DIR [--onnx --int8] ; python -m serlib predict BUNDLE_DIR FILES... [--runtime onnx]
 
 The commands import what they need when they run (torch, the corpora, the trainer), so
 that ``--help`` and argument errors answer at once.
@@ -58,7 +58,7 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help="comma-separated classes to keep ('all' keeps every label)")
     p.add_argument("--merge", default={}, type=_merge, help="label merges, e.g. excited=happy")
     p.add_argument("--protocol", default="loso",
-                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH")
+                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH | partition")
     p.add_argument("--test-root", default=None, help="cross:TEST_CORPUS: the test corpus's folder (csv: its file)")
     p.add_argument("--test-subset", default=None, choices=("improvised", "scripted", "all"),
                    help="cross:TEST_CORPUS: the test corpus's IEMOCAP/synthetic subset")
@@ -110,7 +110,8 @@ def _sweep(args) -> int:
                   threads=threads, force=args.force, backend=args.backend,
                   ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
     if len(table):
-        print(table[["fold", "seed", "status", "wa", "ua", "seconds", "reason"]].to_string(
+        scores = [c for c in ("wa", "ua", "ccc") if table[c].notna().any()] or ["wa", "ua"]
+        print(table[["fold", "seed", "status", *scores, "seconds", "reason"]].to_string(
             index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=80))
     return 1 if table.attrs["failed"] else 0
 
@@ -119,18 +120,28 @@ def _collect(args) -> int:
     """The results table, one table per comparability group (rows of one group may be
     compared; rows of two groups never are): each headed by what its rows share, how it
     differs from the other groups, and with the class count and the baseline in every row."""
-    from .records import comparability_key, describe_key, key_diff, key_id, load_records
+    from . import dimensional
+    from .records import (
+        comparability_key,
+        describe_key,
+        key_diff,
+        key_id,
+        load_records,
+        record_task,
+    )
     from .results import collect, summarise
     from .stats import baseline_columns
 
     damaged = []
     runs = load_records(args.path, damaged)
+    rated = dimensional.table(runs)  # task=dimensional/multitask: tables of their own, below
+    runs = [r for r in runs if record_task(r) == "categorical"]
     table = summarise(collect(runs), runs)["mean"]
     table = baseline_columns(table, runs) if len(table) else table
     columns = ["experiment", "name", "fingerprint", "n_classes", "leaky", "n_folds", "n_seeds", "wa_mean", "wa_std",
                "ua_mean", "ua_std", "ua_seed_std", "val_ua_mean", "ua_pooled", "ua_pooled_low", "ua_pooled_high",
                "baseline", "baseline_chosen_on", "ua_vs_baseline", "p_raw_vs_baseline", "p_holm_vs_baseline"]
-    if not len(table):
+    if not len(table) and not len(rated):
         print("no records")
     keys = {key_id(comparability_key(r)): comparability_key(r) for r in runs}
     groups = list(table.groupby("comparable", sort=False)) if len(table) else []
@@ -146,6 +157,11 @@ def _collect(args) -> int:
                 print(f"   note on {row.experiment}/{row.name} [{row.fingerprint}]: {row.baseline_note}")
     if len(groups) > 1:
         print(f"\n{len(groups)} groups of rows that may not be compared with one another (see each group's head)")
+    for gid, g in (rated.groupby("comparable", sort=False) if len(rated) else []):
+        print(f"\n== dimensional group {gid} ({len(g)} row(s)): {g['key'].iloc[0]}\n   CCC per dimension (std over "
+              "folds); pooled CCC with a speaker-bootstrap 95% interval; paired sign-flip test across folds against "
+              "the baseline chosen on validation CCC, Holm")
+        print(dimensional.shown(g).to_string(index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=60))
     for note in (table["versions_note"] if "versions_note" in table else []):
         if note:
             print(f"code versions: {note}", file=sys.stderr)
@@ -175,24 +191,38 @@ def _choose_threads(asked: int | None, jobs: int = 1) -> int:
 
 def _predict(args) -> int:
     """Exit 0 when every input was scored, 1 when some failed (listed; the rest written)."""
-    from . import atomic, viz
-    from .bundle import load_model, prediction_paths, write_prediction
+    from . import atomic
+    from .predictor import prediction_paths, write_prediction
 
     if args.out:  # before any scoring: a destination that cannot take the table fails now
         for target in prediction_paths(args.out):
             _check_destination(target, "--out")
     if args.attention:
         _check_destination(Path(args.attention) / "x.attention.html", "--attention")
-    bundle = load_model(args.bundle, fold=args.fold, device=args.device, calibrated=args.calibrated)
+    if args.runtime == "torch":
+        from .bundle import load_model
+
+        bundle = load_model(args.bundle, fold=args.fold, device=args.device, calibrated=args.calibrated)
+    else:  # onnxruntime, and no torch in the process (serlib.onnx_predict)
+        from .errors import ConfigError
+        from .onnx_predict import load_onnx
+
+        if args.attention or args.device != "cpu" or args.calibrated:
+            raise ConfigError(f"--runtime {args.runtime} scores on the CPU without attention overlays: "
+                              "(and uncalibrated): use --runtime torch for --attention, --device or --calibrated")
+        bundle = load_onnx(args.bundle, fold=args.fold, runtime=args.runtime)
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
         write_prediction(args.out, out)
         print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
     else:
-        print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
+        scored = "prediction" if "prediction" in out.files else bundle.dims[0]  # dimensional: the values only
+        print(out.files.drop(columns=["error", "warning"]).dropna(subset=[scored]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     if args.attention:
+        from . import viz
+
         if not bundle.has_attention:
             print(f"{bundle.config.experiment} has no attention weights to draw", file=sys.stderr)
         for name, entry in out.attention.items():
@@ -270,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("result_set", help="a record (.json) or a result-set folder: results/EXPERIMENT/NAME/CORPUS/"
                                       "PROTOCOL[/FINGERPRINT], absolute or under outputs/results")
     p.add_argument("out_dir", help="the bundle folder to write")
+    p.add_argument("--onnx", action="store_true", help="also one ONNX graph per fold model, front end included, "
+                                                       "checked against PyTorch on the run's test audio")
+    p.add_argument("--int8", action="store_true", help="with --onnx: also int8 graphs (calibrated on the training split), "
+                                                       "with their accuracy cost on the test folds")
     p = sub.add_parser("predict", help="class probabilities of recordings, with an exported bundle")
     p.add_argument("bundle", help="a folder written by 'export'")
     p.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or a CSV with a 'path' column")
@@ -286,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrated", action="store_true",
                    help="scale each fold model's probabilities by the temperature fitted on its validation split")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
+                   help="PyTorch, or the bundle's ONNX graphs through onnxruntime (export --onnx; no torch imported)")
     p = sub.add_parser("calibration", help="ECE/MCE of a result set before and after temperature scaling "
                                           "(fitted on each run's validation split)")
     p.add_argument("result_set", help="a result-set folder (or one below outputs/results), as for export")
@@ -356,8 +392,14 @@ def _dispatch(args) -> int:
             source = outputs_dir() / "results" / source
         out = export(source, args.out_dir)
         card = json.loads((out / "card.json").read_text())
+        scores = card["test_scores"]
+        score = f"test UA {scores['ua_mean']:.3f}" if "ua_mean" in scores else f"test mean CCC {scores['ccc_mean']:.3f}"
         print(f"exported {len(card['members'])} fold model(s) of {card['experiment']}/{card['name']} on "
-              f"{card['corpus']} ({card['protocol']}; test UA {card['test_scores']['ua_mean']:.3f}) -> {out}")
+              f"{card['corpus']} ({card['protocol']}; {score}) -> {out}")
+        if args.onnx or args.int8:
+            from .onnx_export import export_onnx, report_lines
+
+            print("\n".join(report_lines(export_onnx(out, source, int8=args.int8), out)))
         return 0
     if args.command == "calibration":
         return _calibration(args)

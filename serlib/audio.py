@@ -20,15 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 import torch
 
+from . import decode
+from .decode import RATES, SILENCE_PEAK, wav_length_mismatch
 from .errors import AudioError
 
 log = logging.getLogger(__name__)
-
-RATES = (4_000, 768_000)  # sample rates a header may claim (Hz): telephone speech to studio oversampling
-
 
 def info(path: str | Path) -> sf._SoundFileInfo:
     """Header information (rate, frames, channels) without decoding the samples."""
@@ -102,47 +100,18 @@ def load(
     return wav
 
 
-def wav_length_mismatch(path: str | Path) -> str | None:
-    """A message when a WAV header promises more audio than the file holds (a truncated
-    copy: libsndfile then quietly reads only what is there), else None.
-
-    Reads the RIFF chunk headers only; other formats return None.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        offset = 12
-        while offset + 8 <= size:
-            f.seek(offset)
-            chunk = f.read(8)
-            name, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
-            if name == b"data":
-                actual = size - offset - 8
-                if length > actual and length != 0xFFFFFFFF:  # 0xFFFFFFFF: streamed, length unknown
-                    return (f"header says {length} bytes of audio, the file holds {actual} "
-                            f"({100 * actual / length:.0f} %): truncated?")
-                return None
-            offset += 8 + length + (length & 1)
-    return None
 
 
 def resample(wav: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     """soxr's polyphase resampling (quality ``HQ``) of a mono ``(time,)`` waveform: the
-    cost is bounded for any pair of rates in :data:`RATES`.
+    cost is bounded for any pair of rates in :data:`RATES` (:func:`serlib.decode.resample`,
+    which the torch-free prediction path uses too).
 
     >>> resample(torch.ones(22050), 22050, 16000).shape
     torch.Size([16000])
     """
-    for rate in (orig, new):
-        if not RATES[0] <= rate <= RATES[1]:
-            raise AudioError(None, f"sample rate {rate} Hz is not an audio rate ({RATES[0]}..{RATES[1]} Hz)")
-    if orig == new:
-        return wav
-    out = soxr.resample(wav.detach().cpu().numpy().astype(np.float32, copy=False), orig, new, quality="HQ")
-    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+    out = decode.resample(wav.detach().cpu().numpy().astype(np.float32, copy=False), orig, new)
+    return wav if orig == new else torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
 
 
 def crop_or_pad(x: torch.Tensor, n: int, mode: str = "center") -> torch.Tensor:
@@ -192,9 +161,6 @@ def file_hash(path: str | Path) -> str:
     """SHA-1 of the file bytes: identical audio stored under two names gets one hash."""
     with open(path, "rb") as f:  # streamed: a checkpoint of gigabytes is never read into memory at once
         return hashlib.file_digest(f, "sha1").hexdigest()
-
-
-SILENCE_PEAK = 1e-4  # -80 dBFS: below the noise floor of any 16-bit recording
 
 
 @dataclass

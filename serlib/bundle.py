@@ -14,15 +14,13 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -30,9 +28,19 @@ from . import __version__, atomic, calibration, experiments, metrics, records
 from .audio import SILENCE_PEAK, InputChecks, WaveCrop, resample
 from .data import collate
 from .device import resolve_device
-from .errors import AudioError, ConfigError, DataError
+from .errors import ConfigError, DataError
 from .features import FeatureConfig, Normalized, Normalizer, prepare_input
+from .predictor import (  # noqa: F401  (bundle's names since before serlib.predictor)
+    MAX_WINDOW_SECONDS,
+    MAX_WINDOWS,
+    Prediction,
+    Predictor,
+    expand_inputs,
+    prediction_paths,
+    write_prediction,
+)
 from .recipe import speaker_normalize
+from .targets import SCALER_KEY, TargetScaler
 from .weights import (
     checkpoint_weights,
     frontend_features,
@@ -45,9 +53,6 @@ from .weights import (
 log = logging.getLogger(__name__)
 
 BUNDLE_VERSION = 1
-MAX_WINDOW_SECONDS = 600.0  # a longer --window / --hop is a typo (10 minutes in one model input)
-MAX_WINDOWS = 10_000        # per file: beyond this the --hop is far too small for the file's length
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 ENSEMBLE_NOTE = ("The ensemble averages the probabilities of the fold models. Each fold model has been tested "
                  "on speakers it never saw, but together the folds of a leave-one-speaker-out protocol have "
                  "trained on every speaker of the corpus: the ensemble has no held-out score of its own, and "
@@ -124,14 +129,20 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
             save_weights(out / name, *found, classes=rec["classes"], fold=fold, seed=seed,
                          fingerprint=rec["fingerprint"], n_features=rec.get("n_features"))
         read_weights(out / name)  # the copy reads back whole
+        scores = {k: rec["metrics"][k] for k in ("wa", "ua", "ccc_mean") if k in rec["metrics"]}
         members.append({"file": name, "fold": fold, "seed": seed, "temperature": _temperature(rec),
                         "test_speakers": rec["test_speakers"],
-                        "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
+                        **scores, "n_test": rec["metrics"]["n"],
                         "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
                         "selected_weights": rec.get("best_weights", "raw")})
     fold_of = [m["fold"] for m in members]
-    (wa_mean, wa_std, wa_seed_std), (ua_mean, ua_std, ua_seed_std) = (
-        metrics.fold_stats(fold_of, [m[k] for m in members]) for k in ("wa", "ua"))
+    test_scores = {}
+    for key in ("wa", "ua", "ccc_mean"):  # ccc_mean: dimensional result sets
+        if all(key in m for m in members):
+            mean, std, seed_std = metrics.fold_stats(fold_of, [m[key] for m in members])
+            k = key.removesuffix("_mean")
+            test_scores.update({f"{k}_mean": mean, f"{k}_std": std,
+                                f"{k}_seed_std": None if np.isnan(seed_std) else seed_std})
     card = {
         "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": records.record_name(first),
         "corpus": first["corpus_label"], "protocol": config.protocol, "classes": first["classes"],
@@ -140,9 +151,8 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
         "leaky": first["leaky"], "uses_test_speaker_audio": first.get("uses_test_speaker_audio", False),
         "recipe": first.get("recipe", {}),
         "members": members,
-        "test_scores": {"wa_mean": wa_mean, "ua_mean": ua_mean, "wa_std": wa_std, "ua_std": ua_std,
-                        "wa_seed_std": None if np.isnan(wa_seed_std) else wa_seed_std,
-                        "ua_seed_std": None if np.isnan(ua_seed_std) else ua_seed_std,
+        **({"task": config.task, "dims": list(config.dims)} if config.task != "categorical" else {}),
+        "test_scores": {**test_scores,
                         "std": "over folds of the per-fold means over seeds (ddof 0); seed std: within a fold, "
                                "averaged over folds (serlib.metrics.fold_stats)",
                         "note": f"each member scored once on the held-out test split of its own fold "
@@ -184,48 +194,11 @@ class Member:
     seed: int
     model: nn.Module
     normalizer: Normalizer
+    scaler: TargetScaler | None = None  # task=dimensional/multitask: its training split's target scaler
     temperature: float | None = None  # applied to its probabilities when the bundle is loaded calibrated
 
 
-@dataclass
-class Prediction:
-    """What :meth:`Bundle.predict` returns: one row per file (``p_<class>``, the
-    prediction, the number of windows, or the error that stopped it), one row per
-    window of each file (the timeline), and per-file attention when asked for."""
-
-    files: pd.DataFrame
-    windows: pd.DataFrame
-    attention: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def failures(self) -> pd.DataFrame:
-        return self.files[self.files["error"].notna()][["path", "error"]]
-
-
-def prediction_paths(out: str | Path) -> tuple[Path, Path]:
-    """The per-file CSV ``out`` and its timeline ``OUT.windows.csv``."""
-    out = Path(out)
-    return out, Path(str(out.with_suffix("")) + ".windows.csv")
-
-
-def write_prediction(out: str | Path, prediction: Prediction) -> tuple[Path, Path]:
-    """Write a prediction's per-file table to ``out`` and its windows beside it
-    (:func:`prediction_paths`), each atomically and only as a regular file
-    (:func:`serlib.atomic.check_target`): a symlink, pipe or device there is refused.
-
-    Raises:
-        DataError: a destination that is not a regular file, or a write that fails (a
-            full disk): nothing half-written is left.
-    """
-    files_path, windows_path = prediction_paths(out)
-    for target in (files_path, windows_path):  # both refused before either is written
-        atomic.check_target(target)
-    atomic.write_text(windows_path, prediction.windows.to_csv(index=False))
-    atomic.write_text(files_path, prediction.files.to_csv(index=False))
-    return files_path, windows_path
-
-
-class Bundle:
+class Bundle(Predictor):
     """Fold models rebuilt from an exported bundle (:func:`load_model`)."""
 
     def __init__(self, root: Path, config, card: dict, members: list[Member], device: torch.device,
@@ -233,12 +206,14 @@ class Bundle:
         self.root, self.config, self.card, self.members, self.device = root, config, card, members, device
         self.calibrated = calibrated  # each member's probabilities temperature-scaled
         self.classes: list[str] = card["classes"]
+        self.task, self.dims = config.task, list(config.dims)  # the dimensions are given in the corpus's scale
         self.experiment = experiments.create(config)
         self.feature_config: FeatureConfig
         self.feature_config, crop = self.experiment.features()
         self.crop = crop or WaveCrop()
         self.frontend = self.experiment.frontend(device)
         self.checks = InputChecks(config.min_seconds, None, SILENCE_PEAK)
+        self.max_seconds = config.max_seconds
         self.warnings: list[tuple[str, str]] = []  # (file, note) of the current predict call
 
     def __repr__(self) -> str:
@@ -254,6 +229,17 @@ class Bundle:
     @property
     def has_attention(self) -> bool:
         return self.experiment.has_attention
+
+    def _check_call(self, speaker_norm: bool) -> None:
+        if self.experiment.needs_transcripts:
+            raise ConfigError(f"{self.config.experiment} with these settings reads transcripts; predict scores "
+                              "audio only (train an audio-only variant)")
+        if self.config.recipe.speaker_norm and not speaker_norm:
+            raise ConfigError("this model was trained with per-speaker normalisation: pass speaker_norm=True "
+                              "(--speaker-norm) with recordings of one speaker, which are standardised together")
+        if speaker_norm and not self.config.recipe.speaker_norm:  # one rule: refuse, never change the inputs
+            raise ConfigError("--speaker-norm: this model was trained without per-speaker normalisation "
+                              "(recipe.speaker_norm is off in config.json); predict without it")
 
     # -- pieces ------------------------------------------------------------------------
     @torch.no_grad()
@@ -273,138 +259,21 @@ class Bundle:
         return mean, pred if len(self.members) == 1 else mean.argmax(-1)
 
     @torch.no_grad()
+    def values(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``task=dimensional``/``multitask``: the members' mean dimensions ``(B, D)`` in
+        the corpus's scale (each member's outputs through its own training scaler)."""
+        skip = len(self.classes) if self.task == "multitask" else 0
+        out = [torch.as_tensor(m.scaler.inverse(self.experiment.outputs(Normalized(m.model, m.normalizer), x, lengths,
+                                                                        True)[:, skip:].cpu().numpy()))
+               for m in self.members]
+        return torch.stack(out).mean(0)
+
+    @torch.no_grad()
     def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
         """Per item, the first member's attention weights as a profile over its input's
         frames (averaged over frequency; segments joined)."""
         m = self.members[0]
         return self.experiment.attention(m.model, prepare_input(m.normalizer, x, lengths), lengths)
-
-    def windows(self, n_samples: int, window: float | None, hop: float | None = None) -> list[tuple[int, int]]:
-        """``(start, end)`` samples of the timeline's windows: the whole file when it fits
-        one window; else windows of ``window`` s (default: the model's crop, or 3 s for
-        models that take any length) every ``hop`` s, the last one ending at the end of
-        the file (no padding, no audio left out)."""
-        sr = self.sample_rate
-        window, hop = self.check_timeline(window, hop)
-        if n_samples <= round(window * sr):
-            return [(0, n_samples)]
-        size, step = round(window * sr), max(1, round(hop * sr))
-        count = (n_samples - size) // step + 2
-        if count > MAX_WINDOWS:
-            raise AudioError(None, f"{n_samples / sr:.1f} s in windows of {window:g} s every {hop:g} s makes about "
-                                   f"{count} windows, more than {MAX_WINDOWS} per file; use a larger --hop")
-        starts = list(range(0, n_samples - size + 1, step))
-        if starts[-1] + size < n_samples:
-            starts.append(n_samples - size)
-        return [(s, s + size) for s in starts]
-
-    def check_timeline(self, window: float | None, hop: float | None) -> tuple[float, float]:
-        """``(window, hop)`` in seconds, checked: finite, positive, at most
-        :data:`MAX_WINDOW_SECONDS`, and the hop no longer than the window (no audio left
-        out between windows). ``window=None``: the model's crop, or 3 s; ``hop=None``:
-        1 s, or the window when it is shorter."""
-        if window is None:
-            window = self.crop.seconds or 3.0
-        if hop is None and isinstance(window, (int, float)):
-            hop = min(1.0, window)
-        for flag, value in (("--window", window), ("--hop", hop)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not 0 < value <= MAX_WINDOW_SECONDS:
-                raise ConfigError(f"{flag} must be a number of seconds in (0, {MAX_WINDOW_SECONDS}], got {value!r}")
-        if round(window * self.sample_rate) < 1 or round(hop * self.sample_rate) < 1:
-            raise ConfigError(f"--window {window:g} / --hop {hop:g} s is shorter than one sample at {self.sample_rate} Hz")
-        if hop > window:
-            raise ConfigError(f"--hop ({hop:g} s) must not exceed --window ({window:g} s): audio between windows "
-                              "would be left out")
-        return float(window), float(hop)
-
-    # -- the whole job ---------------------------------------------------------------------
-    def predict(self, inputs, window: float | None = None, hop: float | None = None, per_file: str = "model",
-                attention: bool = False, speaker_norm: bool = False, batch_size: int = 32) -> Prediction:
-        """Score files: paths, a folder, a CSV with a ``path`` column, or waveforms by name
-        (``{"name": (wave, sample_rate)}``).
-
-        Each file gets a timeline of windows (:meth:`windows`) and one result:
-        ``per_file="model"`` applies the model's own input rule to the whole file, as in
-        its training and test (a centre crop for fixed-length models; the whole file, up
-        to ``max_seconds``, for the others, beyond which the windows' mean is used);
-        ``per_file="windows"`` averages the windows. A file that cannot be used gets its
-        error in the ``error`` column; the others go on.
-        """
-        if per_file not in ("model", "windows"):
-            raise ConfigError(f"per_file must be 'model' or 'windows', got {per_file!r}")
-        if self.experiment.needs_transcripts:
-            raise ConfigError(f"{self.config.experiment} with these settings reads transcripts; predict scores "
-                              "audio only (train an audio-only variant)")
-        if self.config.recipe.speaker_norm and not speaker_norm:
-            raise ConfigError("this model was trained with per-speaker normalisation: pass speaker_norm=True "
-                              "(--speaker-norm) with recordings of one speaker, which are standardised together")
-        if speaker_norm and not self.config.recipe.speaker_norm:  # one rule: refuse, never change the inputs
-            raise ConfigError("--speaker-norm: this model was trained without per-speaker normalisation "
-                              "(recipe.speaker_norm is off in config.json); predict without it")
-        window, hop = self.check_timeline(window, hop)
-        items = expand_inputs(inputs)
-        rows, window_rows, attn, loaded, spans_of = [], [], {}, [], {}
-        for name, source in items:
-            try:
-                wave, notes = self._load_noted(source)
-                spans_of[name] = self.windows(wave.numel(), window, hop)
-            except AudioError as e:
-                rows.append({"path": name, "error": e.reason})
-                continue
-            loaded.append((name, wave))
-            for note in notes:  # e.g. a header that promises more audio than the file holds
-                log.warning("%s: %s", name, note)
-            self.warnings += [(name, note) for note in notes]
-        sr, max_samples = self.sample_rate, (self.config.max_seconds or float("inf")) * self.sample_rate
-        segments = []
-        for name, wave in loaded:
-            spans = spans_of[name]
-            segments += [(name, "window", s, e, wave[s:e]) for s, e in spans]
-            whole = per_file == "model" and (self.crop.seconds is not None or wave.numel() <= max_samples)
-            if whole and len(spans) > 1:
-                segments.append((name, "file", 0, wave.numel(), wave))
-        outputs = self._score(segments, batch_size, attention, speaker_norm)
-        for name, wave in loaded:
-            wins = [o for o in outputs if o["name"] == name and o["kind"] == "window"]
-            whole = [o for o in outputs if o["name"] == name and o["kind"] == "file"]
-            if whole or len(wins) == 1:
-                result = (whole or wins)[0]
-                probs, label = result["p"], self.classes[result["pred"]]
-            else:
-                probs = np.stack([o["p"] for o in wins]).mean(0)
-                label = self.classes[int(probs.argmax())]
-            rows.append({"path": name, "seconds": wave.numel() / sr, "windows": len(wins), "prediction": label,
-                         **{f"p_{c}": float(v) for c, v in zip(self.classes, probs)}, "error": None})
-            for o in wins:
-                window_rows.append({"path": name, "start": o["start"] / sr, "end": o["end"] / sr,
-                                    "prediction": self.classes[int(o["p"].argmax())],
-                                    **{f"p_{c}": float(v) for c, v in zip(self.classes, o["p"])}})
-            if attention and self.has_attention:
-                attn[name] = {"wave": wave, "sample_rate": sr,
-                              "windows": [(*self.input_span(o["start"], o["end"]), o["attention"]) for o in wins]}
-        columns = ["path", "seconds", "windows", "prediction", *[f"p_{c}" for c in self.classes], "error"]
-        order = {name: i for i, (name, _) in enumerate(items)}
-        files = pd.DataFrame(rows).reindex(columns=columns)
-        files["windows"] = files["windows"].astype("Int64")  # a failed file's row has none: stays integer
-        files = files.sort_values("path", key=lambda s: s.map(order)).reset_index(drop=True)
-        warned = {}
-        for name, note in self.warnings:
-            warned.setdefault(name, []).append(note)
-        files["warning"] = files["path"].map(lambda n: "; ".join(warned.get(n, [])) or None)
-        self.warnings = []
-        return Prediction(files, pd.DataFrame(window_rows), attn)
-
-    def input_span(self, start: int, end: int) -> tuple[float, float]:
-        """The seconds of a window (samples ``start:end``) that the model's crop keeps."""
-        sr, c = self.sample_rate, self.crop
-        start, end = start / sr + c.offset, end / sr
-        if c.seconds is None or end - start <= c.seconds:
-            return start, end
-        if c.mode == "start":
-            return start, start + c.seconds
-        middle = (start + end) / 2
-        return middle - c.seconds / 2, middle + c.seconds / 2
 
     def _load(self, source) -> torch.Tensor:
         """A mono waveform at the model's rate from a path (checked as the corpora are)
@@ -442,40 +311,16 @@ class Bundle:
             chunk, feats = segments[i:i + batch_size], feats_all[i:i + batch_size]
             batch = collate([(f, 0, "", {}) for f, _ in feats]).to(self.device)
             x, lengths = batch.x, batch.lengths
-            probs, pred = self.probabilities(x, lengths)
-            alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * len(chunk)
-            for (name, kind, s, e, _), p, k, a in zip(chunk, probs.cpu().numpy(), pred.cpu().tolist(), alphas):
-                out.append({"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "attention": a})
+            n = len(chunk)
+            probs, pred = self.probabilities(x, lengths) if self.task != "dimensional" else ([None] * n, None)
+            values = self.values(x, lengths).numpy() if self.task != "categorical" else [None] * n
+            probs = probs.cpu().numpy() if isinstance(probs, torch.Tensor) else probs
+            pred = pred.cpu().tolist() if pred is not None else [None] * n
+            alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * n
+            for (name, kind, s, e, _), p, k, v, a in zip(chunk, probs, pred, values, alphas):
+                out.append({"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "v": v,
+                            "attention": a})
         return out
-
-
-def expand_inputs(inputs) -> list[tuple[str, object]]:
-    """``(name, path or (wave, rate))`` pairs from a path, a folder (audio files in it,
-    recursively), a CSV with a ``path`` column (relative to the CSV), a list of any of
-    these, or a dict of waveforms."""
-    if isinstance(inputs, dict):
-        return list(inputs.items())
-    if isinstance(inputs, (str, Path)):
-        path = Path(inputs)
-        if path.is_dir():  # macOS resource forks (._name.wav) are not audio: the corpora skip them too
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
-                           and not p.name.startswith("._") and p.is_file())
-            if not files:
-                raise DataError(path, f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
-            return [(str(p), p) for p in files]
-        if path.suffix.lower() == ".csv":
-            try:
-                table = pd.read_csv(path)
-            except (OSError, ValueError) as e:
-                raise DataError(path, f"cannot read the list ({e})") from e
-            if "path" not in table.columns:
-                raise DataError(path, f"a list of files needs a 'path' column (has {list(table.columns)})")
-            listed = [path.parent / str(v) for v in table["path"].dropna()]
-            if not listed:
-                raise DataError(path, "the list names no files (a 'path' column with no rows)")
-            return [pair for p in listed for pair in (expand_inputs(p) if p.is_dir() else [(str(p), p)])]
-        return [(str(path), path)]
-    return [pair for item in inputs for pair in expand_inputs(item)]
 
 
 def load_model(path: str | Path, fold: int | None = None, device: str = "cpu", calibrated: bool = False) -> Bundle:
@@ -516,8 +361,14 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu", c
         if meta.get("n_features") not in (None, features):
             raise DataError(weights_file, f"n_features {meta['n_features']} in the weights, but config.json's "
                                           f"features give {features} ({config_path})")
-        model, normalizer, _ = rebuild_model(config, weights_file, card["classes"], known={"n_features": features})
-        members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev), m.get("temperature")))
+        model, normalizer, meta = rebuild_model(config, weights_file, card["classes"], known={"n_features": features})
+        scaler = None
+        if config.task != "categorical":
+            state = (meta.get("context") or {}).get(SCALER_KEY)
+            if state is None:
+                raise DataError(weights_file, f"task={config.task} but the weights hold no target scaler")
+            scaler = TargetScaler.from_state(state)
+        members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev), scaler, m.get("temperature")))
     return Bundle(root, config, card, members, dev, calibrated)
 
 

@@ -42,7 +42,7 @@ class NotCategorical(DataError):
 def check_categorical(result_set: ResultSet) -> None:
     """Raise :class:`NotCategorical` naming the set unless its records are categorical and
     their predictions hold a probability per class."""
-    tasks = sorted({r.get("task", "categorical") for r in result_set.records})
+    tasks = sorted({(r.get("config") or {}).get("task") or r.get("task", "categorical") for r in result_set.records})
     if tasks != ["categorical"]:
         raise NotCategorical(None, f"{result_set.label}: task {tasks}; the error browser shows class labels only")
     missing = [f"p_{c}" for c in result_set.classes if f"p_{c}" not in result_set.predictions.columns]
