@@ -355,8 +355,10 @@ class Bundle:
         return wave, []
 
     def _score(self, segments, batch_size, attention, speaker_norm) -> list[dict]:
-        out = []
-        feats_all = []
+        # Each batch is scored as soon as its features are made and its outputs leave the
+        # device: the device holds one batch at a time however long the audio (speaker_norm
+        # needs every input's features first, and keeps them).
+        out, feats_all = [], []
         for i in range(0, len(segments), batch_size):
             chunk = segments[i:i + batch_size]
             waves = [self.crop.apply(w, self.sample_rate) for *_, w in chunk]
@@ -364,20 +366,26 @@ class Bundle:
             batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True).to(self.device)
             with torch.no_grad():
                 feats, frames = self.frontend(batch, lengths.to(self.device))
-            feats_all += [(f[..., :t], t) for f, t in zip(feats, frames.tolist())]
+            feats = [(f[..., :t], t) for f, t in zip(feats, frames.tolist())]
+            if speaker_norm:
+                feats_all += feats
+            else:
+                out += self._score_batch(chunk, feats, attention)
         if speaker_norm and feats_all:  # all inputs of this call as one speaker
             normed = speaker_normalize({str(i): f for i, (f, _) in enumerate(feats_all)},
                                        {str(i): "inputs" for i in range(len(feats_all))})
             feats_all = [(normed[str(i)], t) for i, (_, t) in enumerate(feats_all)]
-        for i in range(0, len(segments), batch_size):
-            chunk, feats = segments[i:i + batch_size], feats_all[i:i + batch_size]
-            batch = collate([(f, 0, "", {}) for f, _ in feats]).to(self.device)
-            x, lengths = batch.x, batch.lengths
-            probs, pred = self.probabilities(x, lengths)
-            alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * len(chunk)
-            for (name, kind, s, e, _), p, k, a in zip(chunk, probs.cpu().numpy(), pred.cpu().tolist(), alphas):
-                out.append({"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "attention": a})
+            for i in range(0, len(segments), batch_size):
+                out += self._score_batch(segments[i:i + batch_size], feats_all[i:i + batch_size], attention)
         return out
+
+    def _score_batch(self, chunk, feats, attention) -> list[dict]:
+        batch = collate([(f, 0, "", {}) for f, _ in feats]).to(self.device)
+        x, lengths = batch.x, batch.lengths
+        probs, pred = self.probabilities(x, lengths)
+        alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * len(chunk)
+        return [{"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "attention": a}
+                for (name, kind, s, e, _), p, k, a in zip(chunk, probs.cpu().numpy(), pred.cpu().tolist(), alphas)]
 
 
 def expand_inputs(inputs) -> list[tuple[str, object]]:
