@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +24,8 @@ from serlib.fold_setup import make_loaders, setup_fold
 from serlib.sweep import RayOptions, _worker_init, gpu_slots, gpus_for
 from serlib.train import LOG_EVERY, Trainer, run_fold
 from tests.test_train import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -198,3 +203,18 @@ def test_a_training_step_reads_the_device_at_most_once(iemocap_root, tmp_path, e
     # model's own and those of the log points (the loss, a non-finite check), plus the
     # normaliser's one check
     assert syncs.count <= per_step * steps + 2 * (steps // LOG_EVERY + 2) + 1, (syncs.count, steps)
+
+
+@pytest.mark.slow  # trains a tiny model a few times
+def test_gpu_check_runs_on_the_cpu_as_a_smoke_test(iemocap_root):
+    tiny = ["epochs=2", "batch_size=4", "model.n_conv=1", "model.conv_channels=(4,)", "model.conv_strides=((2, 2),)",
+            "model.lstm_hidden=8", "freq_khz=4", "feature_workers=1"]
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--corpus", "iemocap",
+                           "--root", str(iemocap_root), "--experiment", "cnn_lstm", "--models", "cnn_lstm",
+                           *(f"--set={s}" for s in tiny)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "precision the Trainer picks: fp32" in out and "PASS  resume after one epoch" in out
+    assert "PASS  CPU checkpoint resumed on the device" in out and "PASS  two identical runs on the device" in out
+    assert " 0 failed" in out and "ms/s" in out
