@@ -5,6 +5,7 @@
     python -m serlib baseline --corpus emodb --root DIR --classes all [--feature-set compare --classifier svm_linear]
     python -m serlib run --experiment cnn_lstm --corpus synthetic --fold 5 [--set key=value ...]
     python -m serlib sweep --experiment cnn_lstm --corpus emodb --root DIR --folds all --seeds 1 --jobs 2
+    python -m serlib sweep --experiment cnn_lstm --corpus crema_d+savee --root DIR1+DIR2 --protocol cross:tess --test-root DIR3
     python -m serlib collect                                # results table (mean ± std, pooled)
     python -m serlib export RESULT_SET BUNDLE_DIR ; python -m serlib predict BUNDLE_DIR FILES...
 
@@ -47,8 +48,10 @@ def _merge(text: str) -> dict[str, str]:
 
 
 def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = ",".join(FOUR_CLASSES)) -> None:
-    p.add_argument("--corpus", default="synthetic", help="corpus name (default: synthetic)")
-    p.add_argument("--root", default=None, help="corpus folder as distributed")
+    p.add_argument("--corpus", default="synthetic",
+                   help="corpus name (default: synthetic); several trained together: crema_d+savee")
+    p.add_argument("--root", default=None,
+                   help="corpus folder as distributed; several corpora: one per corpus joined by '+' (empty for synthetic)")
     p.add_argument("--subset", default=None, choices=("improvised", "scripted", "all"),
                    help="IEMOCAP/synthetic subset")
     p.add_argument("--classes", default=classes_default,
@@ -63,11 +66,11 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help='JSON {"label": "class"} applied to both corpora (like --merge)')
 
 
-def _manifest(args):
+def _manifest(args, **options):
     from .corpora import prepare_manifest
 
     classes = "all" if args.classes == "all" else args.classes.split(",")
-    return prepare_manifest(args.corpus, args.root, args.subset, classes, args.merge)
+    return prepare_manifest(args.corpus, args.root, args.subset, classes, args.merge, **options)
 
 
 def _values(args) -> dict:
@@ -101,8 +104,10 @@ def _values(args) -> dict:
 def _sweep(args) -> int:
     from .sweep import RayOptions, sweep
 
-    table = sweep(args.experiment, _values(args), folds=args.folds, seeds=args.seeds, jobs=args.jobs,
-                  threads=args.threads, force=args.force, backend=args.backend,
+    values = _values(args)  # a bad setting fails before the thread choice is printed
+    threads = args.threads if args.backend == "ray" else _choose_threads(args.threads, args.jobs)
+    table = sweep(args.experiment, values, folds=args.folds, seeds=args.seeds, jobs=args.jobs,
+                  threads=threads, force=args.force, backend=args.backend,
                   ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
     if len(table):
         print(table[["fold", "seed", "status", "wa", "ua", "seconds", "reason"]].to_string(
@@ -110,22 +115,37 @@ def _sweep(args) -> int:
     return 1 if table.attrs["failed"] else 0
 
 
+def _choose_threads(asked: int | None, jobs: int = 1) -> int:
+    """The torch threads of each run: ``--threads``, else ``$SERLIB_THREADS``, else the free
+    cores shared by the ``jobs`` parallel runs — the notebooks' choice (:mod:`serlib.threads`:
+    on a busy machine, more threads than free cores spin-wait). Printed; runs record it."""
+    import os
+
+    from .threads import free_cores, use_free_cores
+
+    if asked or os.environ.get("SERLIB_THREADS") or jobs == 1:
+        return use_free_cores(asked)
+    chosen = use_free_cores(max(1, free_cores() // jobs), echo=False)
+    print(f"torch threads: {chosen} per run ({jobs} parallel runs share the free cores: {os.cpu_count()} cores, "
+          f"1-min load {os.getloadavg()[0]:.1f}; --threads overrides; serlib.threads says why it matters)")
+    return chosen
+
+
 def _predict(args) -> int:
     """Exit 0 when every input was scored, 1 when some failed (listed; the rest written)."""
     from . import atomic, viz
-    from .bundle import load_model
+    from .bundle import load_model, prediction_paths, write_prediction
 
     if args.out:  # before any scoring: a destination that cannot take the table fails now
-        _check_destination(Path(args.out), "--out")
-        _check_destination(Path(str(Path(args.out).with_suffix("")) + ".windows.csv"), "--out")
+        for target in prediction_paths(args.out):
+            _check_destination(target, "--out")
     if args.attention:
         _check_destination(Path(args.attention) / "x.attention.html", "--attention")
     bundle = load_model(args.bundle, fold=args.fold, device=args.device)
     out = bundle.predict(args.inputs, window=args.window, hop=args.hop, per_file=args.per_file,
                          attention=bool(args.attention), speaker_norm=args.speaker_norm)
     if args.out:
-        atomic.write_text(args.out, out.files.to_csv(index=False))
-        atomic.write_text(str(Path(args.out).with_suffix("")) + ".windows.csv", out.windows.to_csv(index=False))
+        write_prediction(args.out, out)
         print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
     else:
         print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
@@ -150,10 +170,15 @@ def _check_destination(target: Path, flag: str) -> None:
     exists, when the rest is made) writable."""
     import os
 
+    from .atomic import check_target
     from .errors import DataError
 
-    if target.is_dir():
+    if target.is_dir() and not target.is_symlink():
         raise DataError(target, f"{flag}: is a folder; give a file name such as {target / 'predictions.csv'}")
+    try:
+        check_target(target)
+    except DataError as e:
+        raise DataError(target, f"{flag}: {e.reason}") from None
     folder = target.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -168,9 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("demo", "the data and folds the demo notebook trains on (make demo)"),
-                            ("describe", "a corpus's manifest and folds")):
-        _add_corpus_args(sub.add_parser(name, help=help_text))
+    _add_corpus_args(sub.add_parser("demo", help="the data and folds the demo notebook trains on (make demo)"))
+    _add_corpus_args(sub.add_parser("describe", help="a corpus as read: files, hours, speakers, labels × speakers, "
+                                                     "sample rates, channels, skipped files, folds"),
+                     classes_default="all")
     p = sub.add_parser("baseline", help="the baseline experiment on every fold (records like any sweep)")
     _add_corpus_args(p)
     p.add_argument("--feature-set", default="mfcc_stats", help="mfcc_stats | egemaps | compare")
@@ -231,19 +257,24 @@ def main(argv: list[str] | None = None) -> int:
     except SerlibError as e:  # bad input or settings: the message names the file and the reason
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system refused (read-only, full, no permission): name the file, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was written is whole (atomic writes); no traceback
+        print(f"interrupted: {args.command} stopped (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        import torch
-
         from .manifests import resolve_values
         from .planning import plan_run
         from .train import run_fold
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        first, manifest = resolve_values(args.experiment, _values(args))
+        values = _values(args)
+        _choose_threads(args.threads)
+        first, manifest = resolve_values(args.experiment, values)
         config = dataclasses.replace(first, fold=args.fold, seed=args.seed)
         rec = run_fold(config, plan_run(config, manifest))
         print(f"fold {args.fold}: test speakers {rec['test_speakers']}, WA {rec['metrics']['wa']:.3f}, "
@@ -317,8 +348,17 @@ def _dispatch(args) -> int:
         print(f"the demo's data (experiment {name}): subset {config.subset}, classes {', '.join(config.classes)}")
         print(describe(df, make_folds(df, config.protocol, seed=config.seed)))
         return 0
-    df = _manifest(args)
-    print(describe(df, make_folds(df, args.protocol)))
+    from .errors import SplitError
+
+    df = _manifest(args, on_error="skip")  # describe reports bad files instead of stopping at the first
+    try:
+        folds = make_folds(df, args.protocol)
+    except SplitError as e:
+        folds = None
+        print(describe(df))
+        print(f"\nfolds ({args.protocol}): {e}")
+        return 0
+    print(describe(df, folds))
     return 0
 
 

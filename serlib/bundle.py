@@ -86,16 +86,34 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is not a folder; choose a new folder for the bundle")
+    created = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(out, f"cannot create the bundle folder ({e.strerror or e})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise DataError(out, "the bundle folder is not writable")
+    written: list[Path] = []
+    try:
+        return _write_bundle(runs, config, out, written)
+    except BaseException:  # a full disk, Ctrl-C: no half bundle, no empty folder left
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder in created:  # innermost first; only the folders this export made
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> Path:
+    first = runs[0]
     members = []
     for rec in sorted(runs, key=lambda r: (r["config"]["fold"], r["config"]["seed"])):
         fold, seed = rec["config"]["fold"], rec["config"]["seed"]
         name = f"fold{fold:02d}-seed{seed}.safetensors"
+        written += [] if (out / name).exists() else [out / name]  # a re-export's old files are not ours to delete
         found = checkpoint_weights(rec["path"])
         if isinstance(found, Path):
             _, _, meta = read_weights(found)  # a truncated or foreign file fails here, not at predict
@@ -127,6 +145,7 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
         "serlib_version": __version__, "commit": first["provenance"].get("git_commit"),
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    written += [p for p in (out / "config.json", out / "card.json") if not p.exists()]
     atomic.write_json(out / "config.json", first["config"])
     atomic.write_json(out / "card.json", card)
     return out
@@ -163,6 +182,29 @@ class Prediction:
     @property
     def failures(self) -> pd.DataFrame:
         return self.files[self.files["error"].notna()][["path", "error"]]
+
+
+def prediction_paths(out: str | Path) -> tuple[Path, Path]:
+    """The per-file CSV ``out`` and its timeline ``OUT.windows.csv``."""
+    out = Path(out)
+    return out, Path(str(out.with_suffix("")) + ".windows.csv")
+
+
+def write_prediction(out: str | Path, prediction: Prediction) -> tuple[Path, Path]:
+    """Write a prediction's per-file table to ``out`` and its windows beside it
+    (:func:`prediction_paths`), each atomically and only as a regular file
+    (:func:`serlib.atomic.check_target`): a symlink, pipe or device there is refused.
+
+    Raises:
+        DataError: a destination that is not a regular file, or a write that fails (a
+            full disk): nothing half-written is left.
+    """
+    files_path, windows_path = prediction_paths(out)
+    for target in (files_path, windows_path):  # both refused before either is written
+        atomic.check_target(target)
+    atomic.write_text(windows_path, prediction.windows.to_csv(index=False))
+    atomic.write_text(files_path, prediction.files.to_csv(index=False))
+    return files_path, windows_path
 
 
 class Bundle:
@@ -318,6 +360,7 @@ class Bundle:
         columns = ["path", "seconds", "windows", "prediction", *[f"p_{c}" for c in self.classes], "error"]
         order = {name: i for i, (name, _) in enumerate(items)}
         files = pd.DataFrame(rows).reindex(columns=columns)
+        files["windows"] = files["windows"].astype("Int64")  # a failed file's row has none: stays integer
         files = files.sort_values("path", key=lambda s: s.map(order)).reset_index(drop=True)
         warned = {}
         for name, note in self.warnings:

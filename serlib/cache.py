@@ -32,7 +32,7 @@ from .progress import line as progress_line
 log = logging.getLogger(__name__)
 
 
-CACHE_VERSION = 2    # bump when the stored layout changes: old entries are re-extracted
+CACHE_VERSION = 3    # bump when the stored layout or the decoding changes (3: soxr resampling): re-extracted
 
 
 @dataclass
@@ -200,10 +200,14 @@ def read_store(path: Path, config, key: str) -> FeatureStore | None:
     return FeatureStore(features, config, key, path, skipped, 0.0, True, warnings)
 
 
-def audio_hashes(manifest: pd.DataFrame, cache_dir: str | Path | None = None) -> list[str]:
+def audio_hashes(manifest: pd.DataFrame, cache_dir: str | Path | None = None, exact: bool = False) -> list[str]:
     """SHA-1 of every file's bytes (the manifest's order), cached by path, size and
     modification time in ``outputs/cache/audio-hashes.json``: byte-identical audio under
-    two names gets one hash, and a re-run hashes only new or changed files."""
+    two names gets one hash, and a re-run hashes only new or changed files.
+
+    ``exact=True`` (checkpoint weights) also keys the cache by inode and status-change
+    time: a file replaced by another of the same size and modification time (``cp -p``,
+    ``touch -r``) is hashed again, since no program can set the change time back."""
     cache_path = (Path(cache_dir) if cache_dir is not None else outputs_dir() / "cache") / "audio-hashes.json"
     try:
         known = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -217,7 +221,7 @@ def audio_hashes(manifest: pd.DataFrame, cache_dir: str | Path | None = None) ->
     out, changed = [], damaged
     for wav in manifest[PATH]:
         st = os.stat(wav)
-        entry = f"{wav}\0{st.st_size}\0{st.st_mtime_ns}"
+        entry = f"{wav}\0{st.st_size}\0{st.st_mtime_ns}" + (f"\0{st.st_ino}\0{st.st_ctime_ns}" if exact else "")
         if entry not in known:
             known[entry], changed = file_hash(wav), True
         out.append(known[entry])

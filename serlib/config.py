@@ -109,8 +109,9 @@ def validate(config) -> None:
     """
     validate_fields(config)
     if not NAME_PATTERN.fullmatch(config.name):
-        raise ConfigError(f"name must be 1-{NAME_MAX} characters of letters, digits and . _ + - = , @, starting "
-                          f"with a letter, digit or _ (it names a folder of the results), got {config.name!r}")
+        raise ConfigError(f"name must be 1-{NAME_MAX} characters of ASCII letters (A-Z, a-z), digits and "
+                          ". _ + - = , @, starting with a letter, digit or _ (it names a folder of the results; "
+                          f"accents and other scripts are refused so that names travel), got {config.name!r}")
     if getattr(config, "max_seconds", None) is not None and config.max_seconds < config.min_seconds:
         raise ConfigError(f"max_seconds ({config.max_seconds}) is below min_seconds ({config.min_seconds})")
     bad = [c for c in (*config.classes, *config.merge, *config.merge.values()) if c not in LABELS]

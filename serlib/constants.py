@@ -17,10 +17,12 @@ AUDIO_HASH = "audio_hash"
 ROLE = "role"  # cross-corpus manifests: which corpus a row comes from ("train" or "test")
 IMPROVISED = "improvised"
 
-# Canonical label names (lower case); every adapter maps its codes onto these.
+# Canonical label names (lower case); every adapter maps its codes onto these. Labels
+# that a corpus defines apart from the basic ones stay apart (RAVDESS "calm", TESS
+# "pleasant_surprise"); a run merges them only when asked (``merge``).
 LABELS = (
     "neutral", "happy", "sad", "angry", "fear", "disgust", "surprise",
-    "calm", "boredom", "excited", "frustrated", "other",
+    "calm", "boredom", "excited", "frustrated", "other", "pleasant_surprise",
 )
 
 # The classic IEMOCAP 4-class set.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, TypeVar
@@ -223,8 +224,13 @@ def from_dict(cls: type[T], values: dict[str, Any] | None = None, prefix: str = 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(f"{prefix}{k}" for k in (set(values) | set(nested)) - set(fields))
     if unknown:
-        close = {k: [f"{prefix}{n}" for n in fields if n.startswith(k.removeprefix(prefix)[:3])] for k in unknown}
-        raise ConfigError(f"unknown config key(s) for {cls.__name__}: {unknown} (similar: {close})")
+        hints_text = []
+        for k in unknown:
+            close = difflib.get_close_matches(k.removeprefix(prefix), list(fields), n=3)
+            if close:
+                hints_text.append(f"{k}: did you mean {', '.join(prefix + c for c in close)}?")
+        raise ConfigError(f"unknown config key(s) for {cls.__name__}: {', '.join(unknown)}"
+                          + (f" ({'; '.join(hints_text)})" if hints_text else ""))
     out = {}
     for name in set(values) | set(nested):
         hint = hints[name]
@@ -255,14 +261,33 @@ def fields_of(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.init]
 
 
+MAX_OVERRIDE_CHARS = 10_000  # a longer --set value is a mistake (and would exhaust the literal parser)
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
-    """``["epochs=3", "vtlp=none"]`` -> ``{"epochs": "3", "vtlp": "none"}``."""
+    """``["epochs=3", "vtlp=none"]`` -> ``{"epochs": "3", "vtlp": "none"}``; a key given
+    twice or a value over :data:`MAX_OVERRIDE_CHARS` characters is an error.
+
+    >>> parse_overrides(["epochs=3", "epochs=4"])
+    Traceback (most recent call last):
+    serlib.errors.ConfigError: --set gives epochs twice ('3' and '4'); give it once
+    """
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
+            raise ConfigError(f"--set expects key=value, got {_short(item)!r}")
+        if len(value) > MAX_OVERRIDE_CHARS:
+            raise ConfigError(f"--set {key}: the value has {len(value):,} characters (at most "
+                              f"{MAX_OVERRIDE_CHARS:,}): {_short(value)!r}")
+        if key in out:
+            raise ConfigError(f"--set gives {key} twice ({_short(out[key])!r} and {_short(value)!r}); give it once")
+        out[key] = value
     return out
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n] + "…"
 
 

@@ -19,7 +19,8 @@ Protocols (``make_folds(manifest, protocol)``):
   another (:func:`cross_fold`; the two-corpus manifest is
   :func:`serlib.corpora.cross.cross_manifest`).
 * ``folds_file:PATH`` — a benchmark's published folds (EmoBox's fold lists, MSP-Podcast's
-  partitions), read from a CSV or JSONL file (:func:`read_folds_file`). The fold check
+  partitions), read from a CSV or JSONL file (:func:`read_folds_file`) or from a folder
+  in EmoBox's layout, ``fold_K/<corpus>_{train,valid,test}_fold_K.jsonl`` (:func:`read_emobox`). The fold check
   runs and reports but does not refuse a split that is speaker-dependent by design: such
   a fold is flagged ``speaker_independent=False`` and ``leaky``, with the overlap in its
   notes; byte-identical audio on two sides is reported (and flagged), not removed, so the
@@ -28,15 +29,17 @@ Protocols (``make_folds(manifest, protocol)``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .constants import AUDIO_HASH, LABEL, ROLE, SESSION, SPEAKER, UTT_ID
+from .constants import AUDIO_HASH, LABEL, PATH, ROLE, SESSION, SPEAKER, UTT_ID
 from .errors import ConfigError, DataError, SplitError
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K", "cross:TEST_CORPUS", "folds_file:PATH")
 FOLD_ROLES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 CROSS_VAL_FRACTION = 0.1  # cross:…: the training corpus's speakers held out for validation (at least 1)
+EMOBOX_VAL_FRACTION = 0.2  # EmoBox folds without a valid list: the share of train held out (EmoBox's 80/20)
+_EMOBOX_FILE = re.compile(r"^(?P<corpus>.+)_(?P<role>train|valid|test)_fold_?(?P<fold>\d+)\.jsonl$")
 
 
 @dataclass
@@ -174,7 +179,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     """
     name, k = parse_protocol(protocol)
     if name == "folds_file":
-        return folds_from_file(manifest, protocol)
+        return folds_from_file(manifest, protocol, seed)
     if name != "stratified_kfold" and manifest[SPEAKER].isna().any():
         raise SplitError(f"protocol {protocol!r} groups by speaker but the manifest has rows "
                          "without a speaker (folder corpus: pass speaker_regex=...)")
@@ -184,7 +189,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     elif name == "loso":
         speakers = speaker_order(manifest)
         if len(speakers) < 3:
-            raise SplitError(f"loso needs at least 3 speakers, got {len(speakers)}")
+            raise SplitError(too_few_speakers(manifest, protocol, 3, speakers))
         has_sessions = manifest[SESSION].notna().all()
         session_of = manifest.groupby(SPEAKER)[SESSION].first()
         for i, spk in enumerate(speakers):
@@ -206,7 +211,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
     elif name == "group_kfold":
         speakers = speaker_order(manifest)
         if len(speakers) < k:
-            raise SplitError(f"group_kfold:{k} needs at least {k} speakers, got {len(speakers)}")
+            raise SplitError(too_few_speakers(manifest, protocol, k, speakers))
         chunks = [list(c) for c in np.array_split(np.array(speakers, dtype=object), k)]
         for i, (test_s, val_s) in enumerate(_cyclic(chunks)):
             train, val, test = _split_by(manifest, SPEAKER, test_s, val_s)
@@ -230,6 +235,18 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
             _drop_duplicate_audio(fold, manifest)
         check_disjoint(fold, manifest)
     return folds
+
+
+MAX_FOLD = 100_000  # a folds file's largest fold number: beyond it, a typo (1e30 would overflow int64)
+
+
+def too_few_speakers(manifest: pd.DataFrame, protocol: str, needed: int, speakers: list[str]) -> str:
+    """Why a speaker-independent protocol cannot split this corpus, and what can."""
+    corpus = manifest["corpus"].iloc[0] if "corpus" in manifest.columns and len(manifest) else "this corpus"
+    shown = ", ".join(map(str, speakers[:5])) + (", …" if len(speakers) > 5 else "")
+    return (f"{protocol} needs at least {needed} speakers, got {len(speakers)} speakers ({shown}) in {corpus}: "
+            f"test on it from another corpus (--protocol cross:{corpus} with this corpus as --test-root), "
+            "or use a speaker-dependent protocol, e.g. stratified_kfold:5 (flagged speaker-dependent and leaky)")
 
 
 def folds_file_path(protocol: str) -> Path:
@@ -268,16 +285,19 @@ def read_folds_file(path: str | Path) -> pd.DataFrame:
     by = UTT_ID if UTT_ID in table.columns else SPEAKER if SPEAKER in table.columns else None
     missing = [c for c in ("fold", "role") if c not in table.columns] + ([] if by else [f"{UTT_ID} or {SPEAKER}"])
     if table.empty or missing:
-        raise DataError(path, f"folds file needs columns {UTT_ID} (or {SPEAKER}), fold, role; missing {missing or 'rows'}")
+        hint = "; this looks like one of EmoBox's fold files: give their folder (folds_file:DIR)" if "wav" in table else ""
+        raise DataError(path, f"folds file needs columns {UTT_ID} (or {SPEAKER}), fold, role; missing {missing or 'rows'}"
+                              + hint)
     roles = table["role"].astype(str).str.strip().str.lower()
     bad_role = roles[~roles.isin(FOLD_ROLES)]
     if len(bad_role):
         i = bad_role.index[0]
         raise DataError(path, f"row {i + 1}: role {table['role'][i]!r} is not one of {sorted(FOLD_ROLES)}")
     folds = pd.to_numeric(table["fold"], errors="coerce")
-    if folds.isna().any() or (folds < 1).any() or (folds % 1 != 0).any():
-        i = folds.index[folds.isna() | (folds < 1) | (folds % 1 != 0)][0]
-        raise DataError(path, f"row {i + 1}: fold {table['fold'][i]!r} is not a whole number >= 1")
+    bad = folds.isna() | (folds < 1) | (folds % 1 != 0) | (folds > MAX_FOLD)
+    if bad.any():
+        i = folds.index[bad][0]
+        raise DataError(path, f"row {i + 1}: fold {table['fold'][i]!r} is not a whole number from 1 to {MAX_FOLD}")
     out = pd.DataFrame({"key": table[by].astype(str), "by": by, "fold": folds.astype(int), "role": roles.map(FOLD_ROLES)})
     twice = out[out.duplicated(["key", "fold"], keep=False)]
     if len(twice):
@@ -286,7 +306,7 @@ def read_folds_file(path: str | Path) -> pd.DataFrame:
     return out
 
 
-def folds_from_file(manifest: pd.DataFrame, protocol: str) -> list[Fold]:
+def folds_from_file(manifest: pd.DataFrame, protocol: str, seed: int = 0) -> list[Fold]:
     """The folds of ``folds_file:PATH`` on ``manifest`` (:func:`read_folds_file`).
 
     Keys of the file that the manifest lacks (other classes, skipped files) are counted in
@@ -297,7 +317,7 @@ def folds_from_file(manifest: pd.DataFrame, protocol: str) -> list[Fold]:
     published, and said to be what it is.
     """
     path = folds_file_path(protocol)
-    table = read_folds_file(path)
+    table = read_emobox(path, manifest, seed) if path.is_dir() else read_folds_file(path)
     by = table["by"].iloc[0]
     known = set(manifest[by].astype(str))
     ids_of = manifest.groupby(manifest[by].astype(str))[UTT_ID].apply(list) if by == SPEAKER else None
@@ -315,6 +335,7 @@ def folds_from_file(manifest: pd.DataFrame, protocol: str) -> list[Fold]:
                                       f"({len(absent)} keys of the file are not in it)")
         spk = {role: sorted(set(speaker_of[ids].dropna().astype(str))) for role, ids in split.items()}
         notes = [f"folds file {path.name}: {len(absent)} of its keys are not in the manifest, e.g. {absent[:3]}"] if absent else []
+        notes += table.attrs.get("notes", {}).get(int(number), [])
         fold = Fold(int(number), split["train"], split["val"], split["test"], spk["test"], spk["val"], True, protocol, notes)
         _report_overlap(fold, manifest)
         check_disjoint(fold, manifest)
@@ -323,6 +344,94 @@ def folds_from_file(manifest: pd.DataFrame, protocol: str) -> list[Fold]:
     if numbers != list(range(1, len(folds) + 1)):
         raise DataError(path, f"folds must be numbered 1..K without gaps, got {numbers}")
     return folds
+
+
+def read_emobox(folder: Path, manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """EmoBox's fold folder as the table of :func:`read_folds_file` (keys = utterance ids).
+
+    ``folder`` holds ``fold_K/<corpus>_{train,valid,test}_fold_K.jsonl`` (EmoBox's
+    ``data/<corpus>/``; ``…_foldK.jsonl`` is read too), one JSON object per line with the
+    audio's path under ``wav`` (and EmoBox's ``key``, ``emo``, ``length``). Each line is
+    matched to the manifest by its audio file: the file name, and where two files of the
+    manifest share a name, the longest common path ending. Lines whose audio the manifest
+    lacks are counted in the fold's notes. Where a fold has no ``valid`` list (most of
+    EmoBox's corpora), :data:`EMOBOX_VAL_FRACTION` of its train list, drawn with ``seed``,
+    validates — EmoBox's own 80/20 rule — and the fold's notes say so.
+    """
+    files = sorted(p for p in folder.rglob("*.jsonl") if _EMOBOX_FILE.match(p.name))
+    if not files:
+        raise DataError(folder, "no EmoBox fold files (fold_1/<corpus>_train_fold_1.jsonl, …_test_fold_1.jsonl)")
+    by_name: dict[str, list[int]] = {}
+    paths = [Path(p).parts for p in manifest[PATH]]
+    for i, parts in enumerate(paths):
+        by_name.setdefault(parts[-1], []).append(i)
+    ids = manifest[UTT_ID].astype(str).tolist()
+    rows, notes = [], {}
+    for file in files:
+        m = _EMOBOX_FILE.match(file.name)
+        fold, role = int(m["fold"]), FOLD_ROLES[m["role"]]
+        missing = []
+        for n, line in enumerate(file.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                wav = Path(json.loads(line)["wav"]).parts
+            except (ValueError, KeyError, TypeError) as e:
+                raise DataError(file, f"line {n}: not an EmoBox entry with a 'wav' path ({e})") from e
+            candidates = by_name.get(wav[-1], [])
+            if len(candidates) > 1:  # the same file name in several folders: the longest common ending wins
+                tails = [_common_tail(wav, paths[i]) for i in candidates]
+                candidates = [i for i, t in zip(candidates, tails) if t == max(tails)]
+                if len(candidates) > 1:
+                    raise DataError(file, f"line {n}: {'/'.join(wav)} matches {len(candidates)} files of the manifest")
+            if candidates:
+                rows.append((ids[candidates[0]], fold, role))
+            else:
+                missing.append("/".join(wav[-2:]))
+        if missing:
+            notes.setdefault(fold, []).append(f"EmoBox {file.name}: {len(missing)} file(s) not in the manifest, "
+                                              f"e.g. {missing[:3]}")
+    # a checkout may hold both spellings of a file (…_fold_1.jsonl, …_fold1.jsonl): one line each
+    table = (pd.DataFrame(rows, columns=["key", "fold", "role"]).drop_duplicates(ignore_index=True)
+             .assign(by=UTT_ID)[["key", "by", "fold", "role"]])
+    rng = np.random.default_rng(seed)
+    for fold in sorted(table.fold.unique()):
+        roles = table[table.fold == fold].role
+        if (roles == "val").any():
+            continue
+        train = roles.index[roles == "train"]
+        chosen = rng.choice(train, size=max(1, round(EMOBOX_VAL_FRACTION * len(train))), replace=False)
+        table.loc[chosen, "role"] = "val"
+        notes.setdefault(int(fold), []).append(
+            f"EmoBox fold {fold} has no valid list: {len(chosen)} of its {len(train)} train utterances "
+            f"(a random {EMOBOX_VAL_FRACTION:.0%}, seed {seed}) validate, as EmoBox's own recipe does")
+    table.attrs["notes"] = notes
+    return table
+
+
+def _common_tail(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many trailing path parts ``a`` and ``b`` share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+def folds_source_sha256(protocol: str) -> str | None:
+    """The content hash of a ``folds_file:`` protocol's file or EmoBox folder (its
+    ``.jsonl`` files, by relative path), ``None`` for other protocols: a record's
+    folds are the content, not the name."""
+    if not protocol.startswith("folds_file:"):
+        return None
+    path = folds_file_path(protocol)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for file in sorted(path.rglob("*.jsonl")):
+            h.update(str(file.relative_to(path)).encode() + b"\0" + file.read_bytes())
+        return h.hexdigest()
+    if not path.is_file():
+        raise DataError(path, "no such folds file (protocol folds_file:PATH)")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _report_overlap(fold: Fold, manifest: pd.DataFrame) -> None:

@@ -33,7 +33,7 @@ from .device import precision_name
 from .errors import DataError
 from .fields import runtime_fields
 from .paths import outputs_dir
-from .protocols import folds_file_path, is_cross, test_corpus
+from .protocols import folds_source_sha256, is_cross, test_corpus
 from .weights import weights_path
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,18 @@ COMMIT_CHARS = 10  # of a git commit, in code versions
 
 
 def _safe(part: str) -> str:
-    return str(part).replace(":", "-").replace("/", "_").replace(" ", "_")
+    """A folder name for ``part``; one over 120 characters is cut and told apart by a hash
+    (a file system takes at most 255 bytes per name)."""
+    safe = str(part).replace(":", "-").replace("/", "_").replace(" ", "_")
+    if len(safe.encode()) > 120:
+        safe = safe.encode()[:100].decode(errors="ignore") + "-" + hashlib.sha1(safe.encode()).hexdigest()[:8]
+    return safe
 
 
 def record_stem(root: Path, experiment: str, name: str, corpus: str, protocol: str, fingerprint: str,
                 fold: int, seed: int) -> Path:
+    if protocol.startswith("folds_file:"):  # its content is in the fingerprint; its spelling is not
+        protocol = f"folds_file-{Path(protocol.partition(':')[2]).name}"
     return (root / _safe(experiment) / _safe(name) / _safe(corpus) / _safe(protocol)
             / fingerprint[:FINGERPRINT_CHARS] / f"fold{fold:02d}-seed{seed}")
 
@@ -131,10 +138,8 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     if getattr(config, "recipe", None) is not None and config.recipe.is_paper:
         del settings["recipe"]  # runs from before the recipe switches keep their fingerprints
     if config.protocol.startswith("folds_file:"):  # the folds are the file's content, not its name
-        path = folds_file_path(config.protocol)
-        if not path.is_file():
-            raise DataError(path, "no such folds file (protocol folds_file:PATH)")
-        settings["folds_file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        settings["folds_file_sha256"] = folds_source_sha256(config.protocol)
+        settings["protocol"] = "folds_file"  # the same file by another path is the same run
     h = hashlib.sha256()
     columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
     for row in manifest.sort_values(UTT_ID)[columns].itertuples(index=False):

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from . import cache
-from .audio import InputChecks, WaveCrop
+from .audio import RATES, InputChecks, WaveCrop
 from .cache import FeatureStore, audio_hashes, cache_key
 from .constants import PATH
 from .device import bf16_supported
@@ -91,11 +91,41 @@ class Checkpoint:
     files: tuple[str, ...]
 
 
+# weights a released checkpoint may hold that the bare encoder does not use (pre-training and
+# task heads: wav2vec 2.0's quantizer, HuBERT's projections, a CTC head, Whisper's output layer)
+UNUSED_WEIGHTS = ("quantizer.", "project_q.", "project_hid.", "lm_head.", "proj_out.", "final_proj.",
+                  "label_embs_concat", "classifier.", "projector.")
+UNTRAINED_OK = ("masked_spec_embed",)  # only used to mask inputs during pre-training
+
+
 def _read_json(path: Path) -> dict:
+    """A checkpoint's JSON file as an object whose keys are settings (no ``__dunder__``
+    keys, which transformers would set as Python attributes)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
         raise UpstreamError(path, f"unreadable JSON ({e}). {HOW_TO_GET}") from e
+    if not isinstance(value, dict):
+        raise UpstreamError(path, f"expected a JSON object of settings, got a {type(value).__name__}. {HOW_TO_GET}")
+    odd = [k for k in value if k.startswith("__")]
+    if odd:
+        raise UpstreamError(path, f"key(s) {odd} are not settings (a tampered file?); remove them")
+    return value
+
+
+def _shards(index: Path) -> list[str]:
+    """The shard files a sharded checkpoint's index names: plain file names in its folder
+    (checked before any of them is read)."""
+    weight_map = _read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map or \
+            not all(isinstance(v, str) for v in weight_map.values()):
+        raise UpstreamError(index, "weight_map must be a non-empty object of weight names to shard file names, "
+                                   f"got {type(weight_map).__name__}")
+    shards = sorted(set(weight_map.values()))
+    outside = [s for s in shards if s in ("", ".", "..") or Path(s).name != s or "\\" in s]
+    if outside:
+        raise UpstreamError(index, f"shard file names must be files of the checkpoint folder, got {outside[:3]}")
+    return shards
 
 
 def checkpoint_files(path: str | Path) -> list[Path]:
@@ -114,7 +144,7 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     if not weights:
         for index in INDEX_FILES:
             if (root / index).is_file():
-                shards = sorted(set(_read_json(root / index).get("weight_map", {}).values()))
+                shards = _shards(root / index)
                 weights = [root / index] + [root / s for s in shards]
                 missing += [s for s in shards if not (root / s).is_file()]
                 break
@@ -128,10 +158,12 @@ def checkpoint_files(path: str | Path) -> list[Path]:
 
 
 def checkpoint_hash(files: list[Path], cache_dir: str | Path | None = None) -> str:
-    """SHA-256 over the files' names and contents (each file's SHA-1 is cached by path,
-    size and modification time, :func:`serlib.cache.audio_hashes`, so a large weights
-    file is read once)."""
-    contents = audio_hashes(pd.DataFrame({PATH: [str(f) for f in files]}), cache_dir)
+    """SHA-256 over the files' names and contents: a checkpoint is identified by what it
+    holds. Each file's SHA-1 is cached by path, size, modification time, inode and change
+    time (:func:`serlib.cache.audio_hashes` with ``exact=True``): a weights file is read
+    once (1.0 GB takes 1.7 s to hash here), and one replaced by another of the same size
+    and modification time is hashed again."""
+    contents = audio_hashes(pd.DataFrame({PATH: [str(f) for f in files]}), cache_dir, exact=True)
     h = hashlib.sha256()
     for f, content in zip(files, contents):
         h.update(f"{f.name}\0{content}\n".encode())
@@ -157,14 +189,26 @@ def describe(path: str | Path, kind: str = "auto", cache_dir: str | Path | None 
                                   "use upstream.kind=auto")
     pre = _read_json(root / "preprocessor_config.json")
     rate = pre.get("sampling_rate")
-    if not isinstance(rate, int) or rate <= 0:
-        raise UpstreamError(root / "preprocessor_config.json", f"sampling_rate must be a positive integer, got {rate!r}")
+    if not isinstance(rate, int) or isinstance(rate, bool) or not RATES[0] <= rate <= RATES[1]:
+        raise UpstreamError(root / "preprocessor_config.json", f"sampling_rate must be an integer from {RATES[0]} to "
+                                                               f"{RATES[1]} Hz, got {rate!r}")
+    def number(source: dict, key: str, default=None, where: str = "config.json") -> int:
+        value = source.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UpstreamError(root / where, f"{key} must be a positive integer, got {value!r}"
+                                              + (" (missing)" if key not in source and default is None else ""))
+        return value
+
     if model_type == "whisper":
-        n_states, hidden = config["encoder_layers"] + 1, config["d_model"]
-        frame_rate = rate / (pre.get("hop_length", 160) * 2)  # mel frames, then a stride-2 convolution
+        n_states, hidden = number(config, "encoder_layers") + 1, number(config, "d_model")
+        frame_rate = rate / (number(pre, "hop_length", 160, "preprocessor_config.json") * 2)  # mel frames, stride 2
     else:
-        n_states, hidden = config["num_hidden_layers"] + 1, config["hidden_size"]
-        frame_rate = rate / math.prod(config.get("conv_stride", (5, 2, 2, 2, 2, 2, 2)))
+        n_states, hidden = number(config, "num_hidden_layers") + 1, number(config, "hidden_size")
+        stride = config.get("conv_stride", (5, 2, 2, 2, 2, 2, 2))
+        if not isinstance(stride, (list, tuple)) or not stride or \
+                not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in stride):
+            raise UpstreamError(root / "config.json", f"conv_stride must be a list of positive integers, got {stride!r}")
+        frame_rate = rate / math.prod(stride)
     name = config.get("_name_or_path") or root.resolve().name
     return Checkpoint(str(root), model_type, str(name), checkpoint_hash(files, cache_dir), rate, n_states, hidden,
                       frame_rate, tuple(f.name for f in files))
@@ -191,12 +235,15 @@ class Upstream(nn.Module):
         t = _transformers()
         self.checkpoint = checkpoint
         root = checkpoint.path
-        try:
-            model = t.AutoModel.from_pretrained(root, local_files_only=True)
-            self.extractor = t.AutoFeatureExtractor.from_pretrained(root, local_files_only=True)
-        except (OSError, ValueError, KeyError) as e:
-            raise UpstreamError(root, f"transformers cannot load this checkpoint ({type(e).__name__}: {e}). "
-                                      f"{HOW_TO_GET}") from e
+        # from_pretrained first initialises the weights at random (then overwrites them): under a
+        # forked RNG, so that a run draws the same numbers whether or not its states were cached
+        with torch.random.fork_rng(devices=[]):
+            try:
+                model, info = t.AutoModel.from_pretrained(root, local_files_only=True, output_loading_info=True)
+                self.extractor = t.AutoFeatureExtractor.from_pretrained(root, local_files_only=True)
+            except Exception as e:  # transformers, safetensors and torch raise many kinds for a broken folder
+                raise _load_error(root, e) from None
+        _check_loading_info(root, info)
         self.whisper = checkpoint.kind == "whisper"
         self.encoder = model.get_encoder() if self.whisper else model  # Whisper: the encoder only
         self.encoder.eval().requires_grad_(False)
@@ -274,6 +321,35 @@ class Upstream(nn.Module):
                     done[i, j] = s
         counts = [len(self.chunks(w.numel())) for w in waves]
         return [torch.cat([done[i, j] for j in range(n)], dim=-1) for i, n in enumerate(counts)]
+
+
+def _load_error(root: str, e: Exception) -> UpstreamError:
+    text = str(e).split("\n")[0][:300]
+    if "weights_only" in str(e) or "Weights only load failed" in str(e):
+        return UpstreamError(root, "pytorch_model.bin holds pickled Python objects besides tensors: refused, since "
+                                   "unpickling can run code. Convert it to model.safetensors on a machine and from a "
+                                   f"source you trust (save_pretrained(DIR, safe_serialization=True)). {HOW_TO_GET}")
+    if "ignore_mismatched_sizes" in text:
+        return UpstreamError(root, "the weights have other shapes than config.json describes (hidden_size or a "
+                                   "layer's size edited?): a config and weights of different checkpoints")
+    return UpstreamError(root, f"transformers cannot load this checkpoint ({type(e).__name__}: {text}); a "
+                               f"truncated or edited weights file, or a config that does not match its weights? "
+                               f"{HOW_TO_GET}")
+
+
+def _check_loading_info(root: str, info: dict) -> None:
+    """Missing, unexpected or mismatched weights are an error (transformers would leave
+    the missing ones at random and go on): the config does not describe these weights."""
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.endswith(UNTRAINED_OK))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith(UNUSED_WEIGHTS))
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
+    problems = [f"{len(keys)} {what} ({', '.join(map(str, keys[:3]))}{', …' if len(keys) > 3 else ''})"
+                for what, keys in (("weights the config needs are missing", missing),
+                                   ("weights are not in the config's model", unexpected),
+                                   ("weights have another shape", mismatched)) if keys]
+    if problems:
+        raise UpstreamError(root, "the weights do not match config.json: " + "; ".join(problems)
+                                  + ". A config and weights of different checkpoints? Use the folder as released.")
 
 
 def _rate_error(path, got: int, want: int) -> UpstreamError:

@@ -116,3 +116,14 @@ def test_model_fields_out_of_range_as_a_user_sees_them(tmp_path):
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
         assert out.returncode == 2 and out.stderr.startswith("error: ") and message in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_an_unknown_key_names_close_keys_or_none():
+    from serlib.config import ExperimentConfig
+
+    with pytest.raises(ConfigError) as near:
+        fields.from_dict(ExperimentConfig, {"epoch": 3})
+    assert "epoch: did you mean epochs?" in str(near.value)
+    with pytest.raises(ConfigError) as far:
+        fields.from_dict(ExperimentConfig, {"foo": 1})
+    assert str(far.value).endswith(": foo") and "similar" not in str(far.value) and "[]" not in str(far.value)

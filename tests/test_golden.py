@@ -5,6 +5,7 @@ rearrangement changed where code lives, not what it computes."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -35,5 +36,23 @@ def test_a_short_training_run_reproduces_its_golden_record(tmp_path):
     expected = json.loads((GOLDEN / "run.json").read_text())
     assert got["record_path"] == expected["record_path"]
     assert got["record"] == expected["record"]
-    assert got["history"] == expected["history"]
-    assert got["predictions"] == expected["predictions"]
+    # Losses and probabilities are sums of floats whose rounding depends on the CPU's kernels,
+    # and two epochs of Adam amplify it. Measured with the code of e5ea776, one thread both:
+    # val_loss 0.92251 on the machine that made the golden record, 0.92011 on an AVX-512 one
+    # (probabilities up to 0.003 apart). Those compare within 1 %; every decision (epochs,
+    # accuracies, predicted labels) and the whole record (fingerprint, test scores) stay exact.
+    assert _close(got["history"], expected["history"])
+    assert _close(got["predictions"], expected["predictions"])
+
+
+def _close(got, expected, rel=1e-2, abs_=1e-2):
+    """Equal structure and discrete values; floats within ``rel``/``abs_``."""
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and got.keys() == expected.keys() and all(
+            _close(got[k], expected[k], rel, abs_) for k in expected)
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(got) == len(expected) and all(
+            _close(g, e, rel, abs_) for g, e in zip(got, expected))
+    if isinstance(expected, float) and not isinstance(got, bool) and isinstance(got, int | float):
+        return math.isclose(got, expected, rel_tol=rel, abs_tol=abs_)
+    return got == expected

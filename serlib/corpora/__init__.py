@@ -15,7 +15,22 @@ import pandas as pd
 
 from ..constants import FOUR_CLASSES, LABEL, LABELS
 from ..errors import ConfigError
-from . import asvp_esd, emodb, generic, iemocap, ravdess, synthetic
+from . import (
+    asvp_esd,
+    crema_d,
+    emodb,
+    emovo,
+    esd,
+    generic,
+    iemocap,
+    multi,
+    ravdess,
+    savee,
+    shemo,
+    synthetic,
+    tess,
+    urdu,
+)
 
 log = logging.getLogger("serlib.corpora")
 
@@ -24,6 +39,13 @@ ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ravdess": ravdess.load,
     "emodb": emodb.load,
     "asvp_esd": asvp_esd.load,
+    "crema_d": crema_d.load,
+    "savee": savee.load,
+    "tess": tess.load,
+    "emovo": emovo.load,
+    "esd": esd.load,
+    "urdu": urdu.load,
+    "shemo": shemo.load,
     "folder": generic.load_folder,
     "csv": generic.load_csv,
     "synthetic": synthetic.load,
@@ -35,7 +57,8 @@ def load_corpus(name: str, root=None, **options) -> pd.DataFrame:
     :data:`serlib.constants.MANIFEST_COLUMNS` first.
 
     Args:
-        name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``folder``,
+        name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``crema_d``,
+            ``savee``, ``tess``, ``emovo``, ``esd``, ``urdu``, ``shemo``, ``folder``,
             ``csv``, ``synthetic`` (the embedded default; ``root`` optional).
         root: the corpus folder as distributed (for ``csv``: the manifest file).
         **options: adapter options, e.g. ``subset="improvised"`` for IEMOCAP,
@@ -111,16 +134,43 @@ def prepare_manifest(
 ) -> pd.DataFrame:
     """What notebooks and the CLI do first: load a corpus, apply the IEMOCAP-style
     ``subset`` where the corpus has one, and keep ``classes`` (``None`` or ``"all"``
-    keeps every label)."""
-    if subset is not None and subset != "all":
-        if name_has_subsets(corpus):
-            options["subset"] = subset
-        else:
-            raise ConfigError(f"corpus {corpus!r} has no subsets (got subset={subset!r})")
-    df = load_corpus(corpus, data_root, **options)
+    keeps every label). ``corpus="a+b"`` loads several corpora as one manifest
+    (:func:`load_corpora`)."""
+    if multi.is_multi(corpus):
+        df = load_corpora(corpus, data_root, subset, **options)
+    else:
+        if subset is not None and subset != "all":
+            if name_has_subsets(corpus):
+                options["subset"] = subset
+            else:
+                raise ConfigError(f"corpus {corpus!r} has no subsets (got subset={subset!r})")
+        df = load_corpus(corpus, data_root, **options)
     if classes is None or classes == "all":
         return df
     return select_classes(df, classes, merge)
+
+
+def load_corpora(corpus: str, data_root=None, subset: str | None = None, **options) -> pd.DataFrame:
+    """Several corpora as one manifest (:mod:`serlib.corpora.multi`): ``corpus="a+b"``,
+    ``data_root="ROOT_A+ROOT_B"``; ``subset`` applies to the corpora that have subsets,
+    ``options`` (``on_error``, ``hash_audio``) to all."""
+    names = multi.corpus_names(corpus)
+    unknown = [n for n in names if n not in ADAPTERS]
+    if unknown:
+        raise ConfigError(f"unknown corpus {unknown[0]!r} in {corpus!r}; choose from {sorted(ADAPTERS)}")
+    parts = {}
+    for tag, (name, root) in zip(multi.tags(names), multi.pairs(corpus, data_root)):
+        sub = {"subset": subset} if subset not in (None, "all") and name_has_subsets(name) else {}
+        parts[tag] = load_corpus(name, root, **sub, **options)
+    return multi.combine(parts, corpus)
+
+
+def check_corpus_name(corpus: str) -> None:
+    """A clear error for an unknown corpus, or one of several (``a+b``)."""
+    for name in multi.corpus_names(corpus):
+        if name not in ADAPTERS:
+            where = f" in {corpus!r}" if multi.is_multi(corpus) else ""
+            raise ConfigError(f"unknown corpus {name!r}{where}; choose from {sorted(ADAPTERS)}")
 
 
 def corpus_errors(bad_audio: str) -> str:
@@ -134,4 +184,5 @@ def name_has_subsets(corpus: str) -> bool:
     return corpus in ("iemocap", "synthetic")
 
 
-__all__ = ["ADAPTERS", "corpus_errors", "load_corpus", "prepare_manifest", "select_classes"]
+__all__ = ["ADAPTERS", "check_corpus_name", "corpus_errors", "load_corpora", "load_corpus", "prepare_manifest",
+           "select_classes"]

@@ -103,6 +103,20 @@ def load_named_files(root, corpus: str, title: str, parse, make_row, vocal_chann
     return finish(rows, corpus, root, skips, hash_audio)
 
 
+def drop_repeats(rows: list[dict], skips: Skips) -> list[dict]:
+    """The first row of each utterance id: a second file with the same id (a copy of the
+    corpus unpacked twice, both layouts side by side) is a counted skip, not a new utterance."""
+    first: dict[str, str] = {}
+    out = []
+    for row in rows:
+        if row[UTT_ID] in first:
+            skips.ignore(row[PATH], f"repeated utterance (the same id as {first[row[UTT_ID]]})")
+            continue
+        first[row[UTT_ID]] = row[PATH]
+        out.append(row)
+    return out
+
+
 def duration_of(path: Path) -> float:
     """Duration in seconds from the header alone (no decoding)."""
     header = audio.info(path)

@@ -17,15 +17,21 @@ import pandas as pd
 from ..constants import LABEL, PATH, ROLE, SESSION, SPEAKER, UTT_ID
 from ..errors import ConfigError, DataError
 from ..protocols import is_cross, test_corpus
-from . import ADAPTERS, corpus_errors, prepare_manifest
+from . import ADAPTERS, check_corpus_name, corpus_errors, multi, prepare_manifest
 
 
 def check_corpora(config) -> None:
-    """A clear error, before any work, for an unknown training or test corpus."""
-    if config.corpus not in ADAPTERS:
-        raise ConfigError(f"unknown corpus {config.corpus!r}; choose from {sorted(ADAPTERS)}")
-    if is_cross(config.protocol) and test_corpus(config.protocol) not in ADAPTERS:
-        raise ConfigError(f"protocol {config.protocol!r}: unknown test corpus; choose from {sorted(ADAPTERS)}")
+    """A clear error, before any work, for an unknown training or test corpus (each of
+    several, ``a+b``), or a test corpus that is also trained on."""
+    check_corpus_name(config.corpus)
+    if is_cross(config.protocol):
+        test = test_corpus(config.protocol)
+        if any(name not in ADAPTERS for name in multi.corpus_names(test)):
+            raise ConfigError(f"protocol {config.protocol!r}: unknown test corpus; choose from {sorted(ADAPTERS)}")
+        both = sorted((set(multi.corpus_names(test)) & set(multi.corpus_names(config.corpus))) - {"csv", "folder"})
+        if both and multi.is_multi(config.corpus):
+            raise ConfigError(f"protocol {config.protocol!r}: {both} is both trained on and held out for the test; "
+                              "leave it out of --corpus")
 
 
 def read_label_map(path: str | Path) -> dict[str, str]:

@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
+from ..errors import DataError
 from ..paths import outputs_dir
 from . import iemocap
 
@@ -294,8 +295,12 @@ def ensure(config: SyntheticConfig | None = None, root: str | Path | None = None
     target = base / config.name / "IEMOCAP_full_release"
     if target.is_dir():
         return target
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=base))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=base))
+    except OSError as e:
+        raise DataError(base, f"cannot write the synthetic corpus ({e.strerror or e}); set SERLIB_OUTPUTS to a "
+                              "writable folder") from None
     try:
         release = tmp / "IEMOCAP_full_release"
         speakers = make_speakers(np.random.default_rng([config.seed, 0]))
@@ -308,8 +313,11 @@ def ensure(config: SyntheticConfig | None = None, root: str | Path | None = None
             os.rename(tmp, base / config.name)
         except OSError:  # another process finished first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (OSError, sf.LibsndfileError)):  # a full disk, a read-only folder
+            raise DataError(base, f"cannot write the synthetic corpus ({getattr(e, 'strerror', None) or e}); "
+                                  "free disk space or set SERLIB_OUTPUTS to a writable folder") from None
         raise
     return target
 
