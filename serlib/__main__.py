@@ -115,6 +115,48 @@ def _sweep(args) -> int:
     return 1 if table.attrs["failed"] else 0
 
 
+def _collect(args) -> int:
+    """The results table, one table per comparability group (rows of one group may be
+    compared; rows of two groups never are): each headed by what its rows share, how it
+    differs from the other groups, and with the class count and the baseline in every row."""
+    from .records import comparability_key, describe_key, key_diff, key_id, load_records
+    from .results import collect, summarise
+    from .stats import baseline_columns
+
+    damaged = []
+    runs = load_records(args.path, damaged)
+    table = summarise(collect(runs), runs)["mean"]
+    table = baseline_columns(table, runs) if len(table) else table
+    columns = ["experiment", "name", "fingerprint", "n_classes", "leaky", "n_folds", "n_seeds", "wa_mean", "wa_std",
+               "ua_mean", "ua_std", "ua_seed_std", "val_ua_mean", "ua_pooled", "ua_pooled_low", "ua_pooled_high",
+               "baseline", "baseline_chosen_on", "ua_vs_baseline", "p_raw_vs_baseline", "p_holm_vs_baseline"]
+    if not len(table):
+        print("no records")
+    keys = {key_id(comparability_key(r)): comparability_key(r) for r in runs}
+    groups = list(table.groupby("comparable", sort=False)) if len(table) else []
+    for gid, g in groups:
+        key = keys.get(gid)
+        print(f"\n== group {gid} ({len(g)} row(s)): {describe_key(key) if key else 'a set mixing records of two keys'}")
+        for other, _ in groups:
+            if other != gid and gid in keys and other in keys:
+                print(f"   not compared with group {other}: differs in {'; '.join(key_diff(key, keys[other]))}")
+        print(g[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=60))
+        for row in g.itertuples():
+            if row.baseline_note:
+                print(f"   note on {row.experiment}/{row.name} [{row.fingerprint}]: {row.baseline_note}")
+    if len(groups) > 1:
+        print(f"\n{len(groups)} groups of rows that may not be compared with one another (see each group's head)")
+    for note in (table["versions_note"] if "versions_note" in table else []):
+        if note:
+            print(f"code versions: {note}", file=sys.stderr)
+    for path, reason in damaged:
+        print(f"damaged record skipped: {path}: {reason}", file=sys.stderr)
+    if damaged:
+        print(f"{len(damaged)} record(s) skipped; a sweep with the same settings runs their folds again",
+              file=sys.stderr)
+    return 0
+
+
 def _choose_threads(asked: int | None, jobs: int = 1) -> int:
     """The torch threads of each run: ``--threads``, else ``$SERLIB_THREADS``, else the free
     cores shared by the ``jobs`` parallel runs — the notebooks' choice (:mod:`serlib.threads`:
@@ -295,8 +337,11 @@ def _dispatch(args) -> int:
         if done.empty:
             print(f"no fold finished: all {len(table)} failed (reasons above)", file=sys.stderr)
             return 1
-        print(f"mean over folds: WA {done.wa.mean():.3f} ± {done.wa.std(ddof=0):.3f}, "
-              f"UA {done.ua.mean():.3f} ± {done.ua.std(ddof=0):.3f}  (records: {table.path.dropna().iloc[0].rsplit('/', 1)[0]})")
+        from .metrics import fold_stats
+
+        (wa, wa_std, _), (ua, ua_std, _) = (fold_stats(done.fold.tolist(), done[m].tolist()) for m in ("wa", "ua"))
+        print(f"mean over folds: WA {wa:.3f} ± {wa_std:.3f}, UA {ua:.3f} ± {ua_std:.3f}  "
+              f"(records: {table.path.dropna().iloc[0].rsplit('/', 1)[0]})")
         return 1 if table.attrs["failed"] else 0
     if args.command == "export":
         from .bundle import export
@@ -313,28 +358,7 @@ def _dispatch(args) -> int:
     if args.command == "predict":
         return _predict(args)
     if args.command == "collect":
-        from .records import load_records
-        from .results import collect, summarise
-        from .stats import baseline_columns
-
-        damaged = []
-        runs = load_records(args.path, damaged)
-        table = summarise(collect(runs), runs)["mean"]
-        table = baseline_columns(table, runs) if len(table) else table
-        columns = ["experiment", "name", "corpus", "protocol", "uses_test_speaker_audio", "fingerprint", "code_version",
-                   "leaky", "n_folds", "n_seeds", "wa_mean", "wa_std", "ua_mean", "ua_std", "ua_seed_std", "val_ua_mean",
-                   "ua_pooled", "ua_pooled_low", "ua_pooled_high", "baseline_chosen_on", "ua_vs_baseline",
-                   "p_raw_vs_baseline", "p_holm_vs_baseline"]
-        print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "no records")
-        for note in (table["versions_note"] if "versions_note" in table else []):
-            if note:
-                print(f"code versions: {note}", file=sys.stderr)
-        for path, reason in damaged:
-            print(f"damaged record skipped: {path}: {reason}", file=sys.stderr)
-        if damaged:
-            print(f"{len(damaged)} record(s) skipped; a sweep with the same settings runs their folds again",
-                  file=sys.stderr)
-        return 0
+        return _collect(args)
 
     from .overview import describe
     from .protocols import make_folds

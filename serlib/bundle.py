@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import __version__, atomic, experiments, records
+from . import __version__, atomic, experiments, metrics, records
 from .audio import SILENCE_PEAK, InputChecks, WaveCrop, resample
 from .data import collate
 from .device import resolve_device
@@ -128,7 +128,9 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
                         "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
                         "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
                         "selected_weights": rec.get("best_weights", "raw")})
-    wa, ua = np.array([m["wa"] for m in members]), np.array([m["ua"] for m in members])
+    fold_of = [m["fold"] for m in members]
+    (wa_mean, wa_std, wa_seed_std), (ua_mean, ua_std, ua_seed_std) = (
+        metrics.fold_stats(fold_of, [m[k] for m in members]) for k in ("wa", "ua"))
     card = {
         "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": records.record_name(first),
         "corpus": first["corpus_label"], "protocol": config.protocol, "classes": first["classes"],
@@ -137,8 +139,11 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
         "leaky": first["leaky"], "uses_test_speaker_audio": first.get("uses_test_speaker_audio", False),
         "recipe": first.get("recipe", {}),
         "members": members,
-        "test_scores": {"wa_mean": float(wa.mean()), "ua_mean": float(ua.mean()), "wa_std": float(wa.std(ddof=1))
-                        if len(wa) > 1 else 0.0, "ua_std": float(ua.std(ddof=1)) if len(ua) > 1 else 0.0,
+        "test_scores": {"wa_mean": wa_mean, "ua_mean": ua_mean, "wa_std": wa_std, "ua_std": ua_std,
+                        "wa_seed_std": None if np.isnan(wa_seed_std) else wa_seed_std,
+                        "ua_seed_std": None if np.isnan(ua_seed_std) else ua_seed_std,
+                        "std": "over folds of the per-fold means over seeds (ddof 0); seed std: within a fold, "
+                               "averaged over folds (serlib.metrics.fold_stats)",
                         "note": f"each member scored once on the held-out test split of its own fold "
                                 f"({config.protocol}, selection on {first['selected_on']})"},
         "ensemble": ENSEMBLE_NOTE,

@@ -91,3 +91,31 @@ def scores(truth: Sequence, prediction: Sequence, labels: Sequence) -> dict:
         "labels": list(labels),
         "n": len(truth),
     }
+
+
+def fold_stats(folds: Sequence, values: Sequence) -> tuple[float, float, float]:
+    """``(mean, fold std, seed std)`` of one score over the runs of one result set, given
+    each run's fold number and score — the one definition of "mean ± std" that the tables,
+    the statistics, the command line and the bundle card use:
+
+    * per fold, the mean over seeds first;
+    * ``mean``: the mean of those fold means;
+    * ``fold std``: their population std (ddof = 0: the spread of these folds, not an
+      estimate of a wider population; 0 with one fold);
+    * ``seed std``: the population std over seeds within a fold, averaged over the folds
+      that have several seeds (NaN when none has): training noise, apart from the folds.
+
+    Missing scores (None or NaN) are left out.
+
+    >>> [round(x, 3) for x in fold_stats([1, 1, 2, 2], [0.5, 0.7, 0.8, 0.8])]
+    [0.7, 0.1, 0.05]
+    """
+    by_fold: dict = {}
+    for fold, value in zip(folds, values):
+        if value is not None and not np.isnan(float(value)):
+            by_fold.setdefault(fold, []).append(float(value))
+    if not by_fold:
+        return float("nan"), float("nan"), float("nan")
+    means = np.array([np.mean(v) for v in by_fold.values()])
+    seed_stds = [np.std(v) for v in by_fold.values() if len(v) > 1]
+    return float(means.mean()), float(means.std()), float(np.mean(seed_stds)) if seed_stds else float("nan")

@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ExperimentConfig
-from .constants import AUDIO_HASH
 from .device import resolve_device
 from .errors import ConfigError, DataError
 from .manifests import resolve_values, run_manifest
@@ -93,10 +92,10 @@ def plan_run(config: ExperimentConfig, manifest: pd.DataFrame | None = None) -> 
 
 
 def _folds(config: ExperimentConfig, manifest: pd.DataFrame) -> list[Fold]:
-    """The protocol's folds for ``config``'s seed; the content hash groups duplicates
-    (``dedup``) unless it is off."""
-    split_manifest = manifest if config.dedup else manifest.drop(columns=[AUDIO_HASH], errors="ignore")
-    return make_folds(split_manifest, config.protocol, seed=config.seed)
+    """The protocol's folds for ``config``'s seed; the content hash removes duplicates across
+    sides (``dedup``), and reports and flags them when it is off (the leak check never
+    depends on ``dedup``)."""
+    return make_folds(manifest, config.protocol, seed=config.seed, dedup=config.dedup)
 
 
 def plan(experiment: str, values: dict | None = None, folds: str | Iterable[int] = "all",

@@ -169,13 +169,16 @@ def parse_protocol(protocol: str) -> tuple[str, int | None]:
     raise ConfigError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS} (K >= 3)")
 
 
-def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) -> list[Fold]:
+def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0, dedup: bool = True) -> list[Fold]:
     """Build the folds of ``protocol`` (see the module docstring).
 
     Deterministic for a given manifest, protocol and seed. When the manifest has an
     ``audio_hash`` column (``load_corpus(..., hash_audio=True)``), byte-identical files
     never sit on two sides of a split: a copy of a test (or val) utterance is removed
-    from the other splits, and the fold's ``notes`` say how many.
+    from the other splits, and the fold's ``notes`` say how many. With ``dedup=False``
+    the copies stay, and are still reported: the fold is flagged ``leaky`` and its notes
+    say how many (the check never depends on ``dedup``; a folds file is always scored as
+    published, and checked).
     """
     name, k = parse_protocol(protocol)
     if name == "folds_file":
@@ -232,7 +235,12 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0) ->
                               ["speaker-dependent: speakers appear in train and test"], leaky=True))
     for fold in folds:
         if AUDIO_HASH in manifest.columns:
-            _drop_duplicate_audio(fold, manifest)
+            if dedup:
+                _drop_duplicate_audio(fold, manifest)
+            else:
+                _report_copies(fold, manifest.set_index(UTT_ID), "kept: dedup=false")
+                for note in fold.notes:
+                    log.warning("fold %d: %s", fold.number, note)
         check_disjoint(fold, manifest)
     return folds
 
@@ -444,16 +452,24 @@ def _report_overlap(fold: Fold, manifest: pd.DataFrame) -> None:
         if shared:
             fold.speaker_independent, fold.leaky = False, True
             fold.notes.append(f"speaker-dependent: {len(shared)} speaker(s) in both {a} and {b}, e.g. {sorted(map(str, shared))[:3]}")
-        if AUDIO_HASH in frame.columns:
-            copies = set(frame.loc[sides[a], AUDIO_HASH]) & set(frame.loc[sides[b], AUDIO_HASH])
-            if copies:
-                fold.leaky = True
-                fold.notes.append(f"{len(copies)} byte-identical file(s) in both {a} and {b} (kept: the split is scored as published)")
+    _report_copies(fold, frame, "kept: the split is scored as published")
     if unknown_speaker:
         fold.speaker_independent = False
         fold.notes.append("speaker-dependent: some utterances have no speaker, so speaker independence cannot be checked")
     for note in fold.notes:
         log.warning("fold %d: %s", fold.number, note)
+
+
+def _report_copies(fold: Fold, frame: pd.DataFrame, why: str) -> None:
+    """Flag (not fix) byte-identical audio on two sides of a fold (``frame``: the manifest
+    indexed by utterance id, with its audio hashes)."""
+    if AUDIO_HASH not in frame.columns:
+        return
+    for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+        copies = set(frame.loc[getattr(fold, a), AUDIO_HASH]) & set(frame.loc[getattr(fold, b), AUDIO_HASH])
+        if copies:
+            fold.leaky = True
+            fold.notes.append(f"{len(copies)} byte-identical file(s) in both {a} and {b} ({why})")
 
 
 def _drop_duplicate_audio(fold: Fold, manifest: pd.DataFrame) -> None:

@@ -18,7 +18,8 @@ import logging
 import os
 import platform
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,29 @@ def record_stem(root: Path, experiment: str, name: str, corpus: str, protocol: s
             / fingerprint[:FINGERPRINT_CHARS] / f"fold{fold:02d}-seed{seed}")
 
 
+def corpus_name(corpus: str, root=None) -> str:
+    """A corpus as records and tables name it: its registry name, or for a CSV manifest
+    ``csv-<the manifest's file name without suffix>`` (two CSV corpora are two corpora).
+
+    >>> corpus_name("csv", "/data/savee.csv"), corpus_name("emodb", "/data/emodb")
+    ('csv-savee', 'emodb')
+    """
+    return f"csv-{Path(str(root)).stem}" if corpus == "csv" and root else corpus
+
+
 def corpus_label(config) -> str:
-    """The corpus and its subset as records and tables name it (``iemocap-improvised``)."""
-    return config.corpus if config.subset in (None, "all") else f"{config.corpus}-{config.subset}"
+    """The corpus and its subset as records and tables name it (``iemocap-improvised``,
+    ``csv-savee``: :func:`corpus_name`)."""
+    name = corpus_name(config.corpus, config.data_root)
+    return name if config.subset in (None, "all") else f"{name}-{config.subset}"
+
+
+def test_corpus_label(config) -> str:
+    """The corpus a run is tested on: the test corpus of ``cross:…`` (:func:`corpus_name`),
+    else the training corpus's :func:`corpus_label`."""
+    if not is_cross(config.protocol):
+        return corpus_label(config)
+    return corpus_name(test_corpus(config.protocol), getattr(config, "test_data_root", None))
 
 
 def result_name(name: str, selection: str = "val", speaker_norm: bool = False) -> str:
@@ -109,6 +130,118 @@ def record_code_version(record: dict) -> str:
     version = code_version(record.get("provenance"))
     resumed = record.get("resumed_from_code")
     return f"{version} (resumed from {resumed})" if resumed and resumed != version else version
+
+
+# What makes two results comparable: they must agree on all of these, and may differ only
+# in the model's settings (docs/statistics.md, "Like with like").
+KEY_FIELDS = ("task", "corpus", "data", "test_corpus", "classes", "label_map", "protocol", "folds", "leaky",
+              "selection", "test_speaker_audio", "code_version")
+
+
+def comparability_key(record: dict) -> dict:
+    """The one rule of what a record may be compared with: a dict of :data:`KEY_FIELDS` —
+
+    * ``task``: ``"categorical"`` (class labels; records before the field have it);
+    * ``corpus``: the corpus label; ``data``: the manifest's content hash (utterance ids,
+      labels, speakers, each file's content hash: the audio, not the folder it lies in;
+      ``None`` for a record without its identity); ``test_corpus``: what it was tested on;
+    * ``classes`` and ``label_map`` (the merges); ``protocol`` and ``folds`` (the folds
+      file's content hash, if any);
+    * ``leaky`` (speakers or identical audio across sides, or epoch picked on test),
+      ``selection`` (``val``/``test``), ``test_speaker_audio`` (``+speaker-norm``);
+    * ``code_version`` (:func:`record_code_version`).
+
+    Rows are compared only when their keys agree (:func:`key_diff` names what differs).
+    """
+    c = record.get("config", {})
+    identity = record.get("identity") or {}
+    corpus = record.get("corpus_label") or c.get("corpus")
+    return {
+        "task": record.get("task", "categorical"),
+        "corpus": corpus,
+        "data": (identity.get("manifest") or {}).get("sha256"),
+        "test_corpus": record.get("test_corpus") or corpus,
+        "classes": tuple(record.get("classes") or record.get("metrics", {}).get("labels") or ()),
+        "label_map": tuple(sorted((c.get("merge") or {}).items())),
+        # a folds file is its content (``folds``), not the path it was given by
+        "protocol": "folds_file" if str(c.get("protocol")).startswith("folds_file:") else c.get("protocol"),
+        "folds": (identity.get("settings") or {}).get("folds_file_sha256"),
+        "leaky": bool(record.get("leaky", False)),
+        "selection": c.get("selection", "val"),
+        "test_speaker_audio": uses_test_speaker_audio(record),
+        "code_version": record_code_version(record),
+    }
+
+
+def set_key(runs: Iterable[dict]) -> dict:
+    """The :func:`comparability_key` of several records (a result set): a field on which
+    they disagree holds ``("mixed", value, …)`` — a mixed set, flagged wherever it is used."""
+    keys = [comparability_key(r) for r in runs]
+    out = {}
+    for field in KEY_FIELDS:
+        values = sorted({repr(k[field]): k[field] for k in keys}.items())
+        out[field] = values[0][1] if len(values) == 1 else ("mixed", *(v for _, v in values))
+    return out
+
+
+def key_id(key: dict) -> str:
+    """A short name of a comparability key (8 hex digits), for tables and groups."""
+    return hashlib.sha256(repr([key[f] for f in KEY_FIELDS]).encode()).hexdigest()[:8]
+
+
+def key_diff(a: dict, b: dict, ignore: Iterable[str] = ()) -> list[str]:
+    """The fields of two comparability keys that differ (``ignore`` left out), as
+    ``field (a vs b)`` strings; empty when the two are comparable.
+
+    >>> a = {"classes": ("a", "b"), "leaky": False}
+    >>> key_diff(a, {"classes": ("a", "b", "c"), "leaky": False})
+    ["classes (('a', 'b') vs ('a', 'b', 'c'))"]
+    """
+    ignore = set(ignore)
+    return [f"{f} ({_short(a.get(f))} vs {_short(b.get(f))})" for f in a
+            if f not in ignore and a.get(f) != b.get(f)]
+
+
+def _short(value) -> str:
+    """A key's value as shown in a message (hashes cut to 10 digits)."""
+    if isinstance(value, str) and len(value) == 64:
+        return value[:10]
+    return repr(value) if isinstance(value, tuple) else str(value)
+
+
+def key_flags(key: dict) -> list[str]:
+    """What a comparison involving a set of this key must say about it: leaky, selected on
+    test, using the test speakers' audio, or mixed (records that disagree on a field)."""
+    flags = [f"mixed {f}" for f, v in key.items() if isinstance(v, tuple) and v[:1] == ("mixed",)]
+    if key.get("leaky") is True:
+        flags.append("leaky")
+    if key.get("selection") == "test":
+        flags.append("epoch selected on test")
+    if key.get("test_speaker_audio") is True:
+        flags.append("uses the test speakers' audio")
+    return flags
+
+
+def describe_key(key: dict) -> str:
+    """A comparability key in words, as ``collect`` heads each group of rows."""
+    def shown(field):
+        v = key.get(field)
+        return f"mixed ({', '.join(map(_short, v[1:]))})" if isinstance(v, tuple) and v[:1] == ("mixed",) else v
+    classes = key.get("classes") or ()
+    n = "mixed" if classes[:1] == ("mixed",) else len(classes)
+    data = shown("data")
+    parts = [f"{shown('task')} task", f"corpus {shown('corpus')}"
+             + (f" (data {data[:10]})" if isinstance(data, str) else " (data hash unknown)"),
+             f"tested on {shown('test_corpus')}", f"{n} classes {list(classes) if n != 'mixed' else shown('classes')}",
+             f"merged {dict(key['label_map'])}" if key.get("label_map") and key["label_map"][:1] != ("mixed",) else
+             ("label map " + str(shown("label_map")) if key.get("label_map") else "no label map"),
+             f"protocol {shown('protocol')}" + (f" (folds file {str(key['folds'])[:10]})" if key.get("folds") else ""),
+             "LEAKY" if key.get("leaky") is True else "leaky: mixed" if key.get("leaky") is not False else "not leaky",
+             f"selected on {shown('selection')}",
+             "USES TEST-SPEAKER AUDIO" if key.get("test_speaker_audio") is True else
+             ("test-speaker audio: mixed" if key.get("test_speaker_audio") is not False else "no test-speaker audio"),
+             f"code {shown('code_version')}"]
+    return " · ".join(str(p) for p in parts)
 
 
 def run_stem(config, fingerprint: str) -> Path:
@@ -215,18 +348,31 @@ CODE_PATHS = ("serlib", "pyproject.toml")
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str | None, bool | None, str | None]:
-    """``(commit, dirty, sha256 of the uncommitted diff)`` of the code this process runs
-    (:data:`CODE_PATHS`), read once per process; ``(None, None, None)`` without git."""
-    root = Path(__file__).resolve().parents[1]
+    """``(commit, dirty, sha256 of the uncommitted changes)`` of the code this process runs
+    (:data:`CODE_PATHS`), read once per process; ``(None, None, None)`` without git.
 
+    Uncommitted changes are edits of tracked files *and* untracked files (not ignored) under
+    the package: a new module that is not committed is code the commit lacks, so the tree
+    is dirty and the hash covers the diff and each untracked file's name and content."""
+    return read_git_state(Path(__file__).resolve().parents[1])
+
+
+def read_git_state(root: Path) -> tuple[str | None, bool | None, str | None]:
+    """:func:`git_state` of the checkout at ``root``."""
     def git(*args: str) -> bytes:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=60, check=True).stdout
 
     try:
         commit = git("rev-parse", "HEAD").decode().strip() or None
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS).strip())
-        # two dirty trees at one commit are different code: the diff's hash tells them apart
-        diff = hashlib.sha256(git("diff", "HEAD", "--", *CODE_PATHS)).hexdigest() if dirty and commit else None
+        changed = git("status", "--porcelain", "--untracked-files=all", "-z", "--", *CODE_PATHS)
+        dirty = bool(changed.strip())
+        diff = None
+        if dirty and commit:  # two dirty trees at one commit are different code: the hash tells them apart
+            h = hashlib.sha256(git("diff", "HEAD", "--", *CODE_PATHS))
+            untracked = sorted(e[3:] for e in changed.split(b"\0") if e.startswith(b"?? "))
+            for name in untracked:
+                h.update(b"\0untracked\0" + name + b"\0" + (root / name.decode()).read_bytes())
+            diff = h.hexdigest()
     except (OSError, subprocess.SubprocessError) as e:
         log.debug("no git state: %s", e)
         return None, None, None
@@ -282,38 +428,110 @@ def schema_problem(rec) -> str | None:
     return None
 
 
-def read_record(path: str | Path) -> dict:
-    """One record, checked against :data:`RECORD_SCHEMA` and with its predictions CSV
-    beside it; raises :class:`~serlib.errors.DataError` naming the file and the field when
-    it is not valid JSON, lacks a field of the schema (a truncated, foreign or older
-    record), or its predictions file is missing, outside its folder or lacks columns.
-    Sweeps run such a record's fold again; ``collect`` skips and counts it."""
-    path = Path(path)
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(path, f"damaged results record ({e})") from e
-    problem = schema_problem(rec)
-    if problem:
-        raise DataError(path, problem)
-    name = rec["predictions"]
-    if Path(name).name != name or name in ("", ".", ".."):
-        raise DataError(path, f"field 'predictions' must name a file beside the record, got {name!r}")
-    predictions = path.with_name(name)
-    try:
-        with open(predictions, encoding="utf-8") as f:
-            header = f.readline().strip().split(",")
-    except OSError as e:
-        raise DataError(path, f"its predictions file {predictions.name} cannot be read ({e.strerror or e})") from None
-    lacking = [c for c in PREDICTION_COLUMNS if c not in header]
-    if lacking:
-        raise DataError(path, f"its predictions file {predictions.name} lacks the column(s) {lacking}")
-    rec["_path"] = rec["path"] = str(path)
-    rec["predictions_path"] = str(predictions)
-    return rec
+@dataclass(frozen=True, eq=False)
+class Record(Mapping):
+    """One run's record, read-only: the fields its JSON file holds (``fields``) and the
+    file it lies in (``path``, None before it is written).
+
+    The class owns the record: its schema (:data:`RECORD_SCHEMA`, :meth:`problem`), how it
+    is built (:func:`write_record`), written (:meth:`write`) and read (:meth:`read`); its
+    predictions are read on request (:meth:`load_predictions`), never kept in it. It reads
+    like the JSON object (``record["metrics"]["ua"]``, ``record.get("leaky")``); besides the
+    file's fields it answers only ``path`` and ``predictions_path``, derived from where it
+    lies — no hidden keys. Its comparability key, shown name and code version are
+    :attr:`key`, :attr:`name` and :attr:`code_version`."""
+
+    fields: dict
+    path: str | None = None
+
+    def __getitem__(self, key: str):
+        if self.path is not None and key == "path":
+            return self.path
+        if self.path is not None and key == "predictions_path":
+            return str(Path(self.path).with_name(self.fields["predictions"]))
+        return self.fields[key]
+
+    def __iter__(self):
+        yield from self.fields
+        if self.path is not None:
+            yield from ("path", "predictions_path")
+
+    def __len__(self) -> int:
+        return len(self.fields) + (2 if self.path is not None else 0)
+
+    @staticmethod
+    def problem(fields) -> str | None:
+        """What makes ``fields`` unreadable as a record of this version, or None."""
+        return schema_problem(fields)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Record:
+        """The record at ``path``, checked against :data:`RECORD_SCHEMA` and with its
+        predictions CSV beside it; raises :class:`~serlib.errors.DataError` naming the file
+        and the field when it is not valid JSON, lacks a field of the schema (a truncated,
+        foreign or older record), or its predictions file is missing, outside its folder
+        or lacks columns. Sweeps run such a record's fold again; ``collect`` skips and
+        counts it."""
+        path = Path(path)
+        try:
+            fields = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise DataError(path, f"damaged results record ({e})") from e
+        problem = cls.problem(fields)
+        if problem:
+            raise DataError(path, problem)
+        name = fields["predictions"]
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise DataError(path, f"field 'predictions' must name a file beside the record, got {name!r}")
+        predictions = path.with_name(name)
+        try:
+            with open(predictions, encoding="utf-8") as f:
+                header = f.readline().strip().split(",")
+        except OSError as e:
+            raise DataError(path, f"its predictions file {predictions.name} cannot be read ({e.strerror or e})") from None
+        lacking = [c for c in PREDICTION_COLUMNS if c not in header]
+        if lacking:
+            raise DataError(path, f"its predictions file {predictions.name} lacks the column(s) {lacking}")
+        fields.pop("path", None)  # a field of this name would hide where the record lies
+        fields.pop("predictions_path", None)
+        return cls(fields, str(path))
+
+    def write(self, predictions: pd.DataFrame, stem: Path) -> Record:
+        """Write the predictions and the record at ``stem`` (:func:`write`); the record as
+        written, with its path."""
+        path = write(self.fields, predictions, stem)
+        return Record({**self.fields, "predictions": stem.name + ".predictions.csv"}, str(path))
+
+    def to_dict(self) -> dict:
+        """The fields as the JSON file holds them (a copy)."""
+        return json.loads(json.dumps(self.fields, default=_json_default))
+
+    def load_predictions(self) -> pd.DataFrame:
+        """The predictions CSV (:func:`read_predictions`), read on request."""
+        return read_predictions(self)
+
+    @property
+    def key(self) -> dict:
+        """:func:`comparability_key`."""
+        return comparability_key(self)
+
+    @property
+    def name(self) -> str:
+        """:func:`record_name`: the name it is shown under."""
+        return record_name(self)
+
+    @property
+    def code_version(self) -> str:
+        """:func:`record_code_version`."""
+        return record_code_version(self)
 
 
-def load_records(path: str | Path | None = None, damaged: list | None = None) -> list[dict]:
+def read_record(path: str | Path) -> Record:
+    """:meth:`Record.read`: one record, checked against its schema."""
+    return Record.read(path)
+
+
+def load_records(path: str | Path | None = None, damaged: list | None = None) -> list[Record]:
     """Every record under ``path`` (default ``outputs/results``). A damaged record is
     skipped with a warning naming it, and appended to ``damaged`` as ``(path, reason)``."""
     root = Path(path) if path is not None else outputs_dir() / "results"
@@ -331,8 +549,9 @@ def load_records(path: str | Path | None = None, damaged: list | None = None) ->
 
 
 def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_metric: float,
-                 seconds: float, extra: dict) -> dict:
-    """Build, write (atomically) and return the record and predictions of a scored fold.
+                 seconds: float, extra: dict) -> Record:
+    """Build, write (atomically) and return the :class:`Record` (and predictions) of a
+    scored fold.
 
     Args:
         setup: the fold's :class:`serlib.train.FoldSetup`.
@@ -351,6 +570,7 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
     in_fold = {u for ids in split_ids.values() for u in ids}
     n_parameters = sum(p.numel() for p in setup.model.parameters()) if isinstance(setup.model, nn.Module) else None
     record = {
+        "task": "categorical",  # class labels (records without the field are categorical too)
         "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
         "corpus_label": corpus_label(config), "classes": setup.classes,
         "leaky": config.leaky or fold.leaky, "speaker_independent": fold.speaker_independent,
@@ -363,7 +583,7 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
         "fold_notes": fold.notes, "dedup": config.dedup, "recipe": config.recipe.changed(),
         "uses_test_speaker_audio": config.recipe.speaker_norm,
         "cross_corpus": is_cross(config.protocol),
-        "test_corpus": test_corpus(config.protocol) if is_cross(config.protocol) else config.corpus,
+        "test_corpus": test_corpus_label(config),
         "cross_dropped": setup.manifest.attrs.get("cross_dropped"),
         "skipped_inputs": setup.input_skips,
         "input_warnings": [{"utt_id": u, "path": paths.get(u, p), "message": m}
@@ -382,16 +602,18 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
     if setup.input_skips:
         log.warning("fold %d: %d input files skipped: %s", config.fold, len(setup.input_skips),
                     [(s["path"], s["reason"]) for s in setup.input_skips[:3]])
-    stem = setup.stem
-    path = write(record, predictions, stem)
-    record["path"] = str(path)
-    record["predictions_path"] = str(path.with_name(stem.name + ".predictions.csv"))
-    return record
+    return Record(record).write(predictions, setup.stem)
 
 
 def read_predictions(record: dict) -> pd.DataFrame:
     """A record's predictions (utt_id, speaker, truth, prediction, p_<class>…), read from
-    its CSV once and kept in the record dict for every later table and test."""
-    if "_predictions" not in record:
-        record["_predictions"] = pd.read_csv(record["predictions_path"], dtype={"utt_id": str, "speaker": str})
-    return record["_predictions"]
+    its CSV on request (a file is parsed once per process while it is unchanged; the
+    record itself holds no copy)."""
+    path = Path(record["predictions_path"])
+    st = path.stat()
+    return _read_predictions(str(path), st.st_mtime_ns, st.st_size).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _read_predictions(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"utt_id": str, "speaker": str})

@@ -27,11 +27,14 @@ from .errors import ConfigError
 from .paths import outputs_dir
 from .records import (
     FINGERPRINT_CHARS,
+    comparability_key,
+    key_id,
     load_records,
     read_predictions,
     read_record,
     record_code_version,
     record_name,
+    set_key,
     uses_test_speaker_audio,
 )
 
@@ -52,18 +55,22 @@ def collect(source: str | Path | list[dict] | None = None) -> pd.DataFrame:
         c = r["config"]
         rows.append({
             "experiment": c["experiment"], "name": record_name(r), "corpus": r["corpus_label"],
-            "protocol": c["protocol"], "uses_test_speaker_audio": uses_test_speaker_audio(r),
+            "protocol": c["protocol"], "test_corpus": r.get("test_corpus") or r["corpus_label"],
+            "uses_test_speaker_audio": uses_test_speaker_audio(r),
             "fingerprint": r["fingerprint"][:FINGERPRINT_CHARS], "code_version": record_code_version(r),
             "fold": c["fold"], "seed": c["seed"], "test_speakers": ",".join(r["test_speakers"]),
-            "leaky": r["leaky"], "n_classes": len(r.get("classes") or r["metrics"].get("labels") or []),
+            "leaky": r["leaky"], "speaker_independent": bool(r.get("speaker_independent", not r["leaky"])),
+            "selection": c.get("selection", "val"), "comparable": key_id(comparability_key(r)),
+            "n_classes": len(r.get("classes") or r["metrics"].get("labels") or []),
             "wa": r["metrics"]["wa"], "ua": r["metrics"]["ua"], "macro_f1": r["metrics"]["macro_f1"],
             "val_ua": r.get("best_selection_ua"),
             "n_test": r["metrics"]["n"], "best_epoch": r["best_epoch"], "epochs_run": len(r["history"]),
             "seconds_per_epoch": r["timing"]["seconds_per_epoch"], "total_seconds": r["timing"]["total_seconds"],
-            "device": r["device"], "path": r["_path"],
+            "device": r["device"], "path": r["path"],
         })
-    cols = ["experiment", "name", "corpus", "protocol", "uses_test_speaker_audio", "fingerprint", "code_version",
-            "fold", "seed", "test_speakers", "leaky", "n_classes", "wa", "ua", "macro_f1", "val_ua", "n_test",
+    cols = ["experiment", "name", "corpus", "protocol", "test_corpus", "uses_test_speaker_audio", "fingerprint",
+            "code_version", "fold", "seed", "test_speakers", "leaky", "speaker_independent", "selection", "comparable",
+            "n_classes", "wa", "ua", "macro_f1", "val_ua", "n_test",
             "best_epoch", "epochs_run", "seconds_per_epoch", "total_seconds", "device", "path"]
     df = pd.DataFrame(rows, columns=cols)
     for column in ("wa", "ua", "macro_f1", "val_ua"):  # null in strict JSON
@@ -76,25 +83,20 @@ def collect(source: str | Path | list[dict] | None = None) -> pd.DataFrame:
 
 # a result set: records of one setting (never averaged with another); the code version is
 # a key too unless summarise(..., versions="merge") is asked for
-GROUP = ["experiment", "name", "corpus", "protocol", "uses_test_speaker_audio", "fingerprint", "leaky"]
+GROUP = ["experiment", "name", "corpus", "protocol", "test_corpus", "uses_test_speaker_audio", "fingerprint", "leaky"]
 VERSIONS = ("split", "merge")
 
 
 def fold_stats(g: pd.DataFrame, metric: str) -> tuple[float, float, float]:
-    """``(mean, fold std, seed std)`` of ``metric`` over the records ``g`` of one result set:
-    per fold the mean over seeds first; the mean and the (population, ddof=0) std of those
-    fold means; and, when some fold has several seeds, the mean over folds of the std over
-    seeds within a fold (else NaN). The fold std is the spread :func:`serlib.stats.ci` and the
-    paired tests use; the seed std is training noise alone.
+    """``(mean, fold std, seed std)`` of ``metric`` over the records ``g`` of one result set
+    (:func:`serlib.metrics.fold_stats`, the one definition the tables, the statistics, the
+    command line and the bundle card share).
 
     >>> g = pd.DataFrame({"fold": [1, 1, 2, 2], "seed": [1, 2, 1, 2], "ua": [0.5, 0.7, 0.8, 0.8]})
     >>> [round(x, 3) for x in fold_stats(g, "ua")]
     [0.7, 0.1, 0.05]
     """
-    by_fold = g.groupby("fold")[metric]
-    means = by_fold.mean()
-    seed_std = by_fold.std(ddof=0)[by_fold.size() > 1]
-    return float(means.mean()), float(means.std(ddof=0)), float(seed_std.mean()) if len(seed_std) else float("nan")
+    return metrics.fold_stats(g["fold"].tolist(), g[metric].tolist())
 
 
 def summarise(df: pd.DataFrame, records: list[dict] | None = None, versions: str = "split") -> dict[str, pd.DataFrame]:
@@ -115,7 +117,7 @@ def summarise(df: pd.DataFrame, records: list[dict] | None = None, versions: str
     split into one row per version by default (``versions="split"``), each saying in
     ``versions_note`` that the set spans versions and which folds this row holds;
     ``versions="merge"`` averages them and says so in the row. ``records``: the records of
-    ``df`` already read (else each is read once, by its path). The speaker-bootstrap interval
+    ``df`` already read (else each is read once, by its path). The speaker t-interval
     of the pooled UA and the comparison with a baseline are
     :func:`serlib.stats.baseline_columns`.
     """
@@ -139,9 +141,12 @@ def summarise(df: pd.DataFrame, records: list[dict] | None = None, versions: str
                         f"{version} only: folds {sorted(g.fold.unique())} of {sorted(whole.fold.unique())}")
             elif len(all_versions) > 1:
                 note = f"MIXES {len(all_versions)} code versions ({', '.join(all_versions)}), averaged on request"
-            pooled = pooled_scores([by_path[p] for p in g["path"]])
+            runs = [by_path[p] for p in g["path"]]
+            pooled = pooled_scores(runs)
             wa, ua, f1 = fold_stats(g, "wa"), fold_stats(g, "ua"), fold_stats(g, "macro_f1")
-            rows.append({**dict(zip(GROUP, key)), "code_version": version, "n_classes": int(g.n_classes.max()),
+            rows.append({**dict(zip(GROUP, key)), "code_version": version, "comparable": key_id(set_key(runs)),
+                         "n_classes": int(g.n_classes.max()), "speaker_independent": bool(g.speaker_independent.all()),
+                         "selection": "+".join(sorted(g.selection.unique())),
                          "n_folds": g.fold.nunique(), "n_seeds": g.seed.nunique(),
                          "wa_mean": wa[0], "wa_std": wa[1], "wa_seed_std": wa[2],
                          "ua_mean": ua[0], "ua_std": ua[1], "ua_seed_std": ua[2], "macro_f1_mean": f1[0],
@@ -224,23 +229,33 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path | None = No
 
 
 def protocol_label(protocol: str, speaker_independent: bool, n_classes, metric: str,
-                   uses_test_audio: bool = False) -> str:
+                   uses_test_audio: bool = False, selection: str = "val", leaky: bool = False) -> str:
     """One string that travels with a number in every table: how it was measured.
 
     >>> protocol_label("loso", True, 7, "WA and UA (mean over folds)")
     'speaker-independent · loso · 7 classes · WA and UA (mean over folds)'
+    >>> protocol_label("loso", True, 7, "UA", selection="test", leaky=True)
+    'speaker-independent · loso · 7 classes · UA · EPOCH SELECTED ON TEST'
     """
     parts = ["speaker-independent" if speaker_independent else "SPEAKER-DEPENDENT", protocol,
              f"{n_classes} classes" if n_classes else "classes not stated", metric]
+    if selection == "test":
+        parts.append("EPOCH SELECTED ON TEST")
+    elif leaky and speaker_independent:
+        parts.append("LEAKY SPLIT (identical audio across sides)")
     return " · ".join(parts) + (" · uses the test speakers' audio" if uses_test_audio else "")
 
 
 def compare_with_papers(mean: pd.DataFrame, peers: bool = True) -> pd.DataFrame:
     """Our mean table (in percent) beside the papers' numbers for the same experiments and,
     with ``peers``, the peer systems' numbers on the same corpus — every row labelled with
-    its protocol, class count, metric, speaker independence and use of test-speaker audio
-    (``label``), so that no reference number sits in a column beside a speaker-independent
-    serlib number without saying how it was measured."""
+    its protocol, class count, metric, speaker independence, epoch selection and use of
+    test-speaker audio (``label``), so that no reference number sits in a column beside a
+    speaker-independent serlib number without saying how it was measured. Speaker
+    independence is the records' own (a LOSO run whose epoch was picked on test is
+    speaker-independent *and* labelled as selected on test). A cross-corpus row
+    (``cross:…``) is labelled with both corpora and brings no reference rows: the papers'
+    within-corpus numbers of its training corpus are not its peers."""
     reference = experiments.reference_table()
     reference = reference.assign(uses_test_speaker_audio=False, label=[
         protocol_label(r.protocol, r.speaker_independent, r.n_classes, r.metric) for r in reference.itertuples()])
@@ -248,22 +263,29 @@ def compare_with_papers(mean: pd.DataFrame, peers: bool = True) -> pd.DataFrame:
                "uses_test_speaker_audio", "wa", "ua", "label", "note"]
     if mean.empty:
         return reference[columns].assign(source="paper")
-    speaker_independent = ~mean["leaky"].astype(bool)
+    leaky = mean["leaky"].astype(bool)
+    speaker_independent = (mean["speaker_independent"].astype(bool) if "speaker_independent" in mean else ~leaky)
+    selection = mean["selection"] if "selection" in mean else pd.Series("val", index=mean.index)
+    test_corpus = mean["test_corpus"] if "test_corpus" in mean else mean["corpus"]
+    cross = mean.protocol.astype(str).str.startswith("cross:")
     metric = "WA and UA (mean over folds)"
+    shown_protocol = [f"cross-corpus: trained on {c}, tested on {t}" if x else p
+                      for p, c, t, x in zip(mean.protocol, mean.corpus, test_corpus, cross)]
     ours = mean.assign(
         paper="serlib (this workbench)", variant=mean["name"] + " [" + mean["fingerprint"] + "]",
         wa=(100 * mean.wa_mean).round(1), ua=(100 * mean.ua_mean).round(1), speaker_independent=speaker_independent,
         metric=metric,
-        label=[protocol_label(p, si, n, metric, bool(t)) for p, si, n, t in
-               zip(mean.protocol, speaker_independent, mean.n_classes, mean.uses_test_speaker_audio)],
+        label=[protocol_label(p, si, n, metric, bool(t), sel, lk) for p, si, n, t, sel, lk in
+               zip(shown_protocol, speaker_independent, mean.n_classes, mean.uses_test_speaker_audio, selection, leaky)],
         note=[(f"± {100 * w:.1f} / ± {100 * u:.1f} over {n} folds" if n > 1 else "1 fold: no spread")
               + f"; pooled {100 * pw:.1f} / {100 * pu:.1f}" + (f"; code {v}" if v else "") + (f"; {vn}" if vn else "")
               for w, u, n, pw, pu, v, vn in zip(mean.wa_std, mean.ua_std, mean.n_folds, mean.wa_pooled, mean.ua_pooled,
                                                mean.get("code_version", [""] * len(mean)),
                                                mean.get("versions_note", [""] * len(mean)))],
     )[columns]
-    base = {c.split("-")[0] for c in ours.corpus}
-    wanted = reference.experiment.isin(set(ours.experiment))
+    within = ours[~cross.to_numpy()]
+    base = {c.split("-")[0] for c in within.corpus}
+    wanted = reference.experiment.isin(set(within.experiment))
     if peers:
         wanted |= (reference.experiment == "peers") & reference.corpus.str.split("-").str[0].isin(base)
     return pd.concat([ours.assign(source="measured"), reference[wanted].assign(source="paper")], ignore_index=True)

@@ -72,7 +72,7 @@ def headline(table: pd.DataFrame, columns: Sequence[str] = HEADLINE, digits: int
     behind "…" however wide the table is."""
     keep = [c for c in columns if c in table.columns]
     out = table[keep].round(digits)
-    if "n_folds" in out:  # a spread or a speaker-bootstrap interval over one fold says nothing: blank
+    if "n_folds" in out:  # a spread or a speaker interval over one fold says nothing: blank
         one = out["n_folds"] == 1
         out.loc[one, [c for c in ("ua_std", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high") if c in out]] = np.nan
     return out
@@ -372,14 +372,14 @@ def paired_folds(per_fold: Mapping[str, pd.Series], metric: str = "UA") -> go.Fi
 
 
 def forest(intervals: Sequence[Mapping], metric: str = "ua") -> go.Figure:
-    """Pooled score of each result set with its speaker-bootstrap 95 % interval
+    """Pooled score of each result set with its 95 % speaker t-interval
     (:func:`serlib.stats.ci` rows)."""
     df = pd.DataFrame(intervals)
     fig = go.Figure(go.Scatter(
         x=df[f"{metric}_pooled"], y=df["model" if "model" in df else "set"], mode="markers",
         error_x={"type": "data", "symmetric": False, "array": df[f"{metric}_high"] - df[f"{metric}_pooled"],
                  "arrayminus": df[f"{metric}_pooled"] - df[f"{metric}_low"]}))
-    return fig.update_layout(title=f"Pooled {metric.upper()} with 95 % speaker-bootstrap intervals (chance: 1 / classes)",
+    return fig.update_layout(title=f"Pooled {metric.upper()} with 95 % speaker t-intervals (chance: 1 / classes)",
                              xaxis_title=f"pooled test {metric.upper()}", xaxis_range=[0, 1],
                              height=140 + 40 * len(df), yaxis={"automargin": True})
 

@@ -25,10 +25,11 @@ SPEAKERS = [f"s{k}" for k in range(1, 11)]  # LOSO: fold k tests s_k, validates 
 
 def fake_run(root: Path, experiment: str, name: str, fold: int, right: int, *, seed: int = 1, val_ua: float = 0.5,
              speaker_norm: bool = False, commit: str = "a" * 40, fingerprint: str | None = None, n: int = 8,
-             probabilities: np.ndarray | None = None, protocol: str = "loso") -> dict:
+             probabilities: np.ndarray | None = None, protocol: str = "loso", extra: dict | None = None) -> dict:
     """Write one record + predictions the way the engine does (records.write): fold k's
     test speaker is s_k, its validation speaker s_{k+1}; the first ``right`` of ``n``
-    utterances are predicted right, the rest as the next class."""
+    utterances are predicted right, the rest as the next class. ``extra``: record fields
+    to set (``config`` entries merged into the config)."""
     truth = [CLASSES[i % 4] for i in range(n)]
     pred = [t if i < right else CLASSES[(i + 1) % 4] for i, t in enumerate(truth)]
     speaker, val_speaker = SPEAKERS[(fold - 1) % 10], SPEAKERS[fold % 10]
@@ -52,8 +53,11 @@ def fake_run(root: Path, experiment: str, name: str, fold: int, right: int, *, s
               "test_speakers": [speaker], "val_speakers": [val_speaker],
               "timing": {"total_seconds": 1.0, "seconds_per_epoch": 1.0}, "device": "cpu",
               "provenance": {"git_commit": commit, "git_dirty": False}}
-    stem = records.record_stem(root / "results", experiment, records.record_name(record), "emodb", protocol, fp,
-                               fold, seed)
+    extra = dict(extra or {})
+    config.update(extra.pop("config", {}))
+    record.update(extra)
+    stem = records.record_stem(root / "results", experiment, records.record_name(record), record["corpus_label"],
+                               protocol, fp, fold, seed)
     return {"path": str(records.write(record, preds, stem))}
 
 
@@ -82,7 +86,7 @@ def test_speaker_norm_is_in_the_name_a_column_and_a_key_of_the_baseline(tmp_path
     names = set(mean[mean.experiment == "light_sernet"].name)
     assert names == {"modern", "modern+speaker-norm"}
     assert (mean.uses_test_speaker_audio == mean.name.str.endswith("+speaker-norm")).all()
-    out = stats.baseline_columns(mean, runs, n_boot=50).set_index("name")
+    out = stats.baseline_columns(mean, runs).set_index("name")
     assert out.loc["modern", "baseline"].startswith("functionals/compare-svm [")
     assert "+speaker-norm" not in out.loc["modern", "baseline"]
     assert out.loc["modern+speaker-norm", "baseline"].startswith("functionals/compare-svm+speaker-norm [")
@@ -92,7 +96,7 @@ def test_speaker_norm_is_in_the_name_a_column_and_a_key_of_the_baseline(tmp_path
     assert normed.label.startswith("light_sernet/modern+speaker-norm") and normed.uses_test_speaker_audio
     with pytest.raises(SplitError, match="uses the test speakers' audio"):
         stats.compare(normed, plain)
-    assert not stats.compare(normed, plain, n_boot=20, mixed_test_audio=True)["like_with_like"]
+    assert not stats.compare(normed, plain, mixed_test_audio=True)["like_with_like"]
     with pytest.raises(SplitError, match="like with like"):
         stats.pairwise([normed, plain])
     assert stats.pairwise([normed, plain], mixed_test_audio=True).shape == (2, 2)
@@ -130,7 +134,7 @@ def test_a_table_from_two_commits_shows_the_split_not_a_mean(tmp_path):
     assert stats.load_set(records=runs, name="compare-svm", code_version="a" * 10).folds == list(range(2, 11))
     assert "MIXES code" in stats.load_set(records=runs, name="compare-svm", mixed_versions=True).label
     # the mean table still gets its baseline columns, one version per row
-    out = stats.baseline_columns(mean, runs, n_boot=20)
+    out = stats.baseline_columns(mean, runs)
     assert len(out) == 2
 
 
@@ -187,7 +191,7 @@ def test_the_baseline_is_chosen_on_validation_and_the_table_is_holm_corrected(tm
         fake_run(tmp_path, "light_sernet", "deep-a", fold, 6)
         fake_run(tmp_path, "light_sernet", "deep-b", fold, 4 if fold % 2 else 5)
     runs = read_all(tmp_path)
-    out = stats.baseline_columns(table_of(tmp_path)["mean"], runs, n_boot=20).set_index("name")
+    out = stats.baseline_columns(table_of(tmp_path)["mean"], runs).set_index("name")
     assert out.loc["steady", "baseline"] == "(this is the baseline)"
     assert out.loc["deep-a", "baseline"].startswith("functionals/steady [")
     assert (out.baseline_chosen_on == "validation UA").all()
@@ -195,14 +199,14 @@ def test_the_baseline_is_chosen_on_validation_and_the_table_is_holm_corrected(tm
     assert tested.sum() == 3 and "p_vs_baseline" not in out
     assert out.p_holm_vs_baseline[tested].tolist() == stats.holm(out.p_raw_vs_baseline[tested].tolist())
     # named by the user instead
-    named = stats.baseline_columns(table_of(tmp_path)["mean"], runs, n_boot=20, baseline="lucky").set_index("name")
+    named = stats.baseline_columns(table_of(tmp_path)["mean"], runs, baseline="lucky").set_index("name")
     assert named.loc["deep-a", "baseline"].startswith("functionals/lucky [")
     assert named.loc["deep-a", "baseline_chosen_on"] == "named by the user"
     # for the notebooks: the same choice and a Holm-corrected table of comparisons
     sets = {n: stats.load_set(records=runs, name=n) for n in ("lucky", "steady", "deep-a", "deep-b")}
     chosen = stats.choose_baseline([sets["lucky"], sets["steady"]])
     assert chosen is sets["steady"]
-    table = stats.versus(sets, chosen, n_boot=20)
+    table = stats.versus(sets, chosen)
     assert len(table) == 3 and table.p_perm_ua_holm.tolist() == stats.holm(table.p_perm_ua.tolist())
 
 
@@ -223,7 +227,7 @@ def test_mcnemar_uses_one_prediction_per_utterance(tmp_path):
             fake_run(tmp_path, "light_sernet", "other", fold, 4, seed=seed)
     runs = read_all(tmp_path)
     a, b = stats.load_set(records=runs, name="seeds"), stats.load_set(records=runs, name="other")
-    result = stats.compare(a, b, n_boot=20)
+    result = stats.compare(a, b)
     assert result["mcnemar_n"] == 3 * 8  # utterances, not utterances × seeds (72)
     assert result["only_a_right"] + result["only_b_right"] <= 24
     assert "seed ensemble" in result["mcnemar_on"]
@@ -241,7 +245,7 @@ def test_std_is_over_folds_of_seed_means_and_the_seed_std_is_separate(tmp_path):
     row = table_of(tmp_path)["mean"].iloc[0]
     assert row.ua_mean == pytest.approx(0.5) and row.ua_std == pytest.approx(0.0)  # fold means 0.5, 0.5
     assert row.ua_seed_std == pytest.approx(0.125)  # (0.25 + 0) / 2
-    interval = stats.ci(stats.load_set(records=read_all(tmp_path), name="x"), n_boot=20)
+    interval = stats.ci(stats.load_set(records=read_all(tmp_path), name="x"))
     assert interval["ua_std"] == pytest.approx(row.ua_std) and interval["ua_seed_std"] == pytest.approx(0.125)
 
 
@@ -276,13 +280,13 @@ def test_gain_on_unseen_folds_and_the_nested_choice(tmp_path):
     paper, modern = stats.load_set(records=runs, name="paper"), stats.load_set(records=runs, name="modern")
     choice = [paper.restrict(range(1, 6)), modern.restrict(range(1, 6))]  # the choice saw folds 1-5
     assert stats.unseen_folds(choice, modern) == [1, 7, 8, 9, 10]  # validation speakers s2-s6 = test of 2-6
-    gain = stats.gain_on_unseen(modern, paper, choice, n_boot=20)
+    gain = stats.gain_on_unseen(modern, paper, choice)
     assert gain["folds_used"] == [1, 7, 8, 9, 10] and gain["n_folds"] == 5
     assert gain["ua_diff_mean"] == pytest.approx(0.125)  # 5 vs 4 of 8, not the 0.25 of folds 2-6
     nested, table = stats.nested_choice({"paper": paper, "modern": modern})
     assert table.chosen.tolist() == ["modern"] * 5 + ["paper"] * 5
     assert nested.folds == list(range(1, 11))
-    assert stats.compare(nested, paper, n_boot=20)["folds_won"] == 5
+    assert stats.compare(nested, paper)["folds_won"] == 5
 
 
 # -- a protocol for official splits -----------------------------------------------------------

@@ -229,7 +229,7 @@ def test_seed_ensemble_averages_the_seed_models(tmp_path):
     assert ensemble.predictions.prediction.tolist() == ["sad", "happy"]
     assert ensemble.records[0]["metrics"]["ua"] == 1.0 and ensemble.records[0]["config"]["seeds"] == [1, 2]
     seed1 = ResultSet("s1", records[:1], frames[0], classes)
-    assert compare(ensemble, seed1, n_boot=10)["only_a_right"] == 0  # seed 1 already had both right
+    assert compare(ensemble, seed1)["only_a_right"] == 0  # seed 1 already had both right
 
 
 def test_compile_by_default_only_for_long_runs_of_models_it_speeds_up():

@@ -45,7 +45,7 @@ def folds_of(correct_per_fold: list[int], n: int = 8) -> dict:
 def test_identical_predictions_give_p_1_and_a_zero_difference():
     a = make_set("a", folds_of([5, 6, 4, 7, 3]))
     b = make_set("b", folds_of([5, 6, 4, 7, 3]))
-    r = stats.compare(a, b, n_boot=500)
+    r = stats.compare(a, b)
     assert r["p_perm_ua"] == 1.0 and r["p_wilcoxon_ua"] == 1.0 and r["mcnemar_p"] == 1.0
     assert r["ua_diff_low"] == r["ua_diff_high"] == r["ua_diff_pooled"] == 0.0
     assert (r["folds_won"], r["folds_lost"], r["folds_tied"]) == (0, 0, 5)
@@ -54,7 +54,7 @@ def test_identical_predictions_give_p_1_and_a_zero_difference():
 def test_winning_every_fold_of_ten():
     a = make_set("a", folds_of([6] * 10))
     b = make_set("b", folds_of([4] * 10))
-    r = stats.compare(a, b, n_boot=500)
+    r = stats.compare(a, b)
     assert r["p_perm_ua"] == pytest.approx(2 / 2**10) and r["folds_won"] == 10
     assert r["p_wilcoxon_ua"] == pytest.approx(sps.wilcoxon(np.full(10, 0.25)).pvalue)
     assert r["ua_diff_mean"] == pytest.approx(0.25) and r["ua_diff_low"] > 0
@@ -75,7 +75,7 @@ def test_bootstrap_resamples_speakers_not_utterances():
     the interval spans [0, 1]; an utterance bootstrap would have been narrow."""
     rows = [("good", c, c) for c in CLASSES * 5] + [("bad", c, CLASSES[(i + 1) % 4])
                                                      for i, c in enumerate(CLASSES * 5)]
-    interval = stats.ci(make_set("x", {1: rows}), n_boot=2000)
+    interval = stats.ci(make_set("x", {1: rows}))
     assert interval["ua_pooled"] == pytest.approx(0.5)
     assert interval["ua_low"] == 0.0 and interval["ua_high"] == 1.0 and interval["n_speakers"] == 2
 
@@ -88,7 +88,7 @@ def test_different_splits_are_refused():
         stats.compare(a, b)
     with pytest.raises(SplitError, match="cover different folds"):
         stats.compare(a, make_set("c", folds_of([5, 6])))
-    assert stats.compare(a, make_set("c", folds_of([5, 6])), folds=[1, 2], n_boot=100)["n_folds"] == 2
+    assert stats.compare(a, make_set("c", folds_of([5, 6])), folds=[1, 2])["n_folds"] == 2
 
 
 def test_holm_and_the_pairwise_matrix():

@@ -71,7 +71,7 @@ def test_cross_corpus_through_the_program(corpora, tmp_path):
     table = results.collect(out / "results")
     assert sorted(table.protocol) == ["cross:csv", "loso"]
     record = records.read_record(table[table.protocol == "cross:csv"].path.iloc[0])
-    assert record["cross_corpus"] is True and record["test_corpus"] == "csv"
+    assert record["cross_corpus"] is True and record["test_corpus"] == "csv-corpus"  # named by its manifest
     assert record["cross_dropped"] == {"train": {}, "test": {}}  # fear → sad by the map
     assert record["split_sizes"]["test"] == 3 * 5 * 2
     summary = results.summarise(table)["mean"]
