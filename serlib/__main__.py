@@ -58,7 +58,7 @@ def _add_corpus_args(p: argparse.ArgumentParser, classes_default: str | None = "
                    help="comma-separated classes to keep ('all' keeps every label)")
     p.add_argument("--merge", default={}, type=_merge, help="label merges, e.g. excited=happy")
     p.add_argument("--protocol", default="loso",
-                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH")
+                   help="loso | session | group_kfold:K | stratified_kfold:K | cross:TEST_CORPUS | folds_file:PATH | partition")
     p.add_argument("--test-root", default=None, help="cross:TEST_CORPUS: the test corpus's folder (csv: its file)")
     p.add_argument("--test-subset", default=None, choices=("improvised", "scripted", "all"),
                    help="cross:TEST_CORPUS: the test corpus's IEMOCAP/synthetic subset")
@@ -110,7 +110,8 @@ def _sweep(args) -> int:
                   threads=threads, force=args.force, backend=args.backend,
                   ray_options=RayOptions(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries))
     if len(table):
-        print(table[["fold", "seed", "status", "wa", "ua", "seconds", "reason"]].to_string(
+        scores = [c for c in ("wa", "ua", "ccc") if table[c].notna().any()] or ["wa", "ua"]
+        print(table[["fold", "seed", "status", *scores, "seconds", "reason"]].to_string(
             index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=80))
     return 1 if table.attrs["failed"] else 0
 
@@ -119,18 +120,28 @@ def _collect(args) -> int:
     """The results table, one table per comparability group (rows of one group may be
     compared; rows of two groups never are): each headed by what its rows share, how it
     differs from the other groups, and with the class count and the baseline in every row."""
-    from .records import comparability_key, describe_key, key_diff, key_id, load_records
+    from . import dimensional
+    from .records import (
+        comparability_key,
+        describe_key,
+        key_diff,
+        key_id,
+        load_records,
+        record_task,
+    )
     from .results import collect, summarise
     from .stats import baseline_columns
 
     damaged = []
     runs = load_records(args.path, damaged)
+    rated = dimensional.table(runs)  # task=dimensional/multitask: tables of their own, below
+    runs = [r for r in runs if record_task(r) == "categorical"]
     table = summarise(collect(runs), runs)["mean"]
     table = baseline_columns(table, runs) if len(table) else table
     columns = ["experiment", "name", "fingerprint", "n_classes", "leaky", "n_folds", "n_seeds", "wa_mean", "wa_std",
                "ua_mean", "ua_std", "ua_seed_std", "val_ua_mean", "ua_pooled", "ua_pooled_low", "ua_pooled_high",
                "baseline", "baseline_chosen_on", "ua_vs_baseline", "p_raw_vs_baseline", "p_holm_vs_baseline"]
-    if not len(table):
+    if not len(table) and not len(rated):
         print("no records")
     keys = {key_id(comparability_key(r)): comparability_key(r) for r in runs}
     groups = list(table.groupby("comparable", sort=False)) if len(table) else []
@@ -146,6 +157,11 @@ def _collect(args) -> int:
                 print(f"   note on {row.experiment}/{row.name} [{row.fingerprint}]: {row.baseline_note}")
     if len(groups) > 1:
         print(f"\n{len(groups)} groups of rows that may not be compared with one another (see each group's head)")
+    for gid, g in (rated.groupby("comparable", sort=False) if len(rated) else []):
+        print(f"\n== dimensional group {gid} ({len(g)} row(s)): {g['key'].iloc[0]}\n   CCC per dimension (std over "
+              "folds); pooled CCC with a speaker-bootstrap 95% interval; paired sign-flip test across folds against "
+              "the baseline chosen on validation CCC, Holm")
+        print(dimensional.shown(g).to_string(index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=60))
     for note in (table["versions_note"] if "versions_note" in table else []):
         if note:
             print(f"code versions: {note}", file=sys.stderr)
@@ -190,7 +206,8 @@ def _predict(args) -> int:
         write_prediction(args.out, out)
         print(f"{len(out.files) - len(out.failures)} file(s) scored -> {args.out}")
     else:
-        print(out.files.drop(columns=["error", "warning"]).dropna(subset=["prediction"]).to_string(
+        scored = "prediction" if "prediction" in out.files else bundle.dims[0]  # dimensional: the values only
+        print(out.files.drop(columns=["error", "warning"]).dropna(subset=[scored]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     if args.attention:
         if not bundle.has_attention:
@@ -352,8 +369,10 @@ def _dispatch(args) -> int:
             source = outputs_dir() / "results" / source
         out = export(source, args.out_dir)
         card = json.loads((out / "card.json").read_text())
+        scores = card["test_scores"]
+        score = f"test UA {scores['ua_mean']:.3f}" if "ua_mean" in scores else f"test mean CCC {scores['ccc_mean']:.3f}"
         print(f"exported {len(card['members'])} fold model(s) of {card['experiment']}/{card['name']} on "
-              f"{card['corpus']} ({card['protocol']}; test UA {card['test_scores']['ua_mean']:.3f}) -> {out}")
+              f"{card['corpus']} ({card['protocol']}; {score}) -> {out}")
         return 0
     if args.command == "predict":
         return _predict(args)

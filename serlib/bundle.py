@@ -33,6 +33,7 @@ from .device import resolve_device
 from .errors import AudioError, ConfigError, DataError
 from .features import FeatureConfig, Normalized, Normalizer, prepare_input
 from .recipe import speaker_normalize
+from .targets import SCALER_KEY, TargetScaler
 from .weights import (
     checkpoint_weights,
     frontend_features,
@@ -124,13 +125,19 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
             save_weights(out / name, *found, classes=rec["classes"], fold=fold, seed=seed,
                          fingerprint=rec["fingerprint"], n_features=rec.get("n_features"))
         read_weights(out / name)  # the copy reads back whole
+        scores = {k: rec["metrics"][k] for k in ("wa", "ua", "ccc_mean") if k in rec["metrics"]}
         members.append({"file": name, "fold": fold, "seed": seed, "test_speakers": rec["test_speakers"],
-                        "wa": rec["metrics"]["wa"], "ua": rec["metrics"]["ua"], "n_test": rec["metrics"]["n"],
+                        **scores, "n_test": rec["metrics"]["n"],
                         "best_epoch": rec["best_epoch"], "selected_on": rec["selected_on"],
                         "selected_weights": rec.get("best_weights", "raw")})
     fold_of = [m["fold"] for m in members]
-    (wa_mean, wa_std, wa_seed_std), (ua_mean, ua_std, ua_seed_std) = (
-        metrics.fold_stats(fold_of, [m[k] for m in members]) for k in ("wa", "ua"))
+    test_scores = {}
+    for key in ("wa", "ua", "ccc_mean"):  # ccc_mean: dimensional result sets
+        if all(key in m for m in members):
+            mean, std, seed_std = metrics.fold_stats(fold_of, [m[key] for m in members])
+            k = key.removesuffix("_mean")
+            test_scores.update({f"{k}_mean": mean, f"{k}_std": std,
+                                f"{k}_seed_std": None if np.isnan(seed_std) else seed_std})
     card = {
         "serlib_bundle": BUNDLE_VERSION, "experiment": config.experiment, "name": records.record_name(first),
         "corpus": first["corpus_label"], "protocol": config.protocol, "classes": first["classes"],
@@ -139,9 +146,8 @@ def _write_bundle(runs: list[dict], config, out: Path, written: list[Path]) -> P
         "leaky": first["leaky"], "uses_test_speaker_audio": first.get("uses_test_speaker_audio", False),
         "recipe": first.get("recipe", {}),
         "members": members,
-        "test_scores": {"wa_mean": wa_mean, "ua_mean": ua_mean, "wa_std": wa_std, "ua_std": ua_std,
-                        "wa_seed_std": None if np.isnan(wa_seed_std) else wa_seed_std,
-                        "ua_seed_std": None if np.isnan(ua_seed_std) else ua_seed_std,
+        **({"task": config.task, "dims": list(config.dims)} if config.task != "categorical" else {}),
+        "test_scores": {**test_scores,
                         "std": "over folds of the per-fold means over seeds (ddof 0); seed std: within a fold, "
                                "averaged over folds (serlib.metrics.fold_stats)",
                         "note": f"each member scored once on the held-out test split of its own fold "
@@ -172,6 +178,7 @@ class Member:
     seed: int
     model: nn.Module
     normalizer: Normalizer
+    scaler: TargetScaler | None = None  # task=dimensional/multitask: its training split's target scaler
 
 
 @dataclass
@@ -218,6 +225,7 @@ class Bundle:
     def __init__(self, root: Path, config, card: dict, members: list[Member], device: torch.device):
         self.root, self.config, self.card, self.members, self.device = root, config, card, members, device
         self.classes: list[str] = card["classes"]
+        self.task, self.dims = config.task, list(config.dims)  # the dimensions are given in the corpus's scale
         self.experiment = experiments.create(config)
         self.feature_config: FeatureConfig
         self.feature_config, crop = self.experiment.features()
@@ -250,6 +258,26 @@ class Bundle:
             probs.append(p.float())
         mean = torch.stack(probs).mean(0)
         return mean, pred if len(self.members) == 1 else mean.argmax(-1)
+
+    @torch.no_grad()
+    def values(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``task=dimensional``/``multitask``: the members' mean dimensions ``(B, D)`` in
+        the corpus's scale (each member's outputs through its own training scaler)."""
+        skip = len(self.classes) if self.task == "multitask" else 0
+        out = [torch.as_tensor(m.scaler.inverse(self.experiment.outputs(Normalized(m.model, m.normalizer), x, lengths,
+                                                                        True)[:, skip:].cpu().numpy()))
+               for m in self.members]
+        return torch.stack(out).mean(0)
+
+    def columns(self, probs, pred, values) -> dict:
+        """A result row's outputs: the prediction and class probabilities, and/or the
+        dimensions (by ``task``)."""
+        row = {}
+        if probs is not None:
+            row.update({"prediction": self.classes[pred], **{f"p_{c}": float(v) for c, v in zip(self.classes, probs)}})
+        if values is not None:
+            row.update({d: float(v) for d, v in zip(self.dims, values)})
+        return row
 
     @torch.no_grad()
     def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
@@ -349,20 +377,23 @@ class Bundle:
             whole = [o for o in outputs if o["name"] == name and o["kind"] == "file"]
             if whole or len(wins) == 1:
                 result = (whole or wins)[0]
-                probs, label = result["p"], self.classes[result["pred"]]
+                probs, pred, values = result["p"], result["pred"], result["v"]
             else:
-                probs = np.stack([o["p"] for o in wins]).mean(0)
-                label = self.classes[int(probs.argmax())]
-            rows.append({"path": name, "seconds": wave.numel() / sr, "windows": len(wins), "prediction": label,
-                         **{f"p_{c}": float(v) for c, v in zip(self.classes, probs)}, "error": None})
+                probs = np.stack([o["p"] for o in wins]).mean(0) if wins[0]["p"] is not None else None
+                pred = int(probs.argmax()) if probs is not None else None
+                values = np.stack([o["v"] for o in wins]).mean(0) if wins[0]["v"] is not None else None
+            rows.append({"path": name, "seconds": wave.numel() / sr, "windows": len(wins),
+                         **self.columns(probs, pred, values), "error": None})
             for o in wins:
                 window_rows.append({"path": name, "start": o["start"] / sr, "end": o["end"] / sr,
-                                    "prediction": self.classes[int(o["p"].argmax())],
-                                    **{f"p_{c}": float(v) for c, v in zip(self.classes, o["p"])}})
+                                    **self.columns(o["p"], int(o["p"].argmax()) if o["p"] is not None else None,
+                                                   o["v"])})
             if attention and self.has_attention:
                 attn[name] = {"wave": wave, "sample_rate": sr,
                               "windows": [(*self.input_span(o["start"], o["end"]), o["attention"]) for o in wins]}
-        columns = ["path", "seconds", "windows", "prediction", *[f"p_{c}" for c in self.classes], "error"]
+        outputs_of = (["prediction", *[f"p_{c}" for c in self.classes]] if self.task != "dimensional" else []) + \
+            (self.dims if self.task != "categorical" else [])
+        columns = ["path", "seconds", "windows", *outputs_of, "error"]
         order = {name: i for i, (name, _) in enumerate(items)}
         files = pd.DataFrame(rows).reindex(columns=columns)
         files["windows"] = files["windows"].astype("Int64")  # a failed file's row has none: stays integer
@@ -430,10 +461,14 @@ class Bundle:
     def _score_batch(self, chunk, feats, attention) -> list[dict]:
         batch = collate([(f, 0, "", {}) for f, _ in feats]).to(self.device)
         x, lengths = batch.x, batch.lengths
-        probs, pred = self.probabilities(x, lengths)
-        alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * len(chunk)
-        return [{"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "attention": a}
-                for (name, kind, s, e, _), p, k, a in zip(chunk, probs.cpu().numpy(), pred.cpu().tolist(), alphas)]
+        n = len(chunk)
+        probs, pred = self.probabilities(x, lengths) if self.task != "dimensional" else ([None] * n, None)
+        values = self.values(x, lengths).numpy() if self.task != "categorical" else [None] * n
+        probs = probs.cpu().numpy() if isinstance(probs, torch.Tensor) else probs
+        pred = pred.cpu().tolist() if pred is not None else [None] * n
+        alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * n
+        return [{"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "v": v, "attention": a}
+                for (name, kind, s, e, _), p, k, v, a in zip(chunk, probs, pred, values, alphas)]
 
 
 def expand_inputs(inputs) -> list[tuple[str, object]]:
@@ -494,8 +529,14 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu") -
         if meta.get("n_features") not in (None, features):
             raise DataError(weights_file, f"n_features {meta['n_features']} in the weights, but config.json's "
                                           f"features give {features} ({config_path})")
-        model, normalizer, _ = rebuild_model(config, weights_file, card["classes"], known={"n_features": features})
-        members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev)))
+        model, normalizer, meta = rebuild_model(config, weights_file, card["classes"], known={"n_features": features})
+        scaler = None
+        if config.task != "categorical":
+            state = (meta.get("context") or {}).get(SCALER_KEY)
+            if state is None:
+                raise DataError(weights_file, f"task={config.task} but the weights hold no target scaler")
+            scaler = TargetScaler.from_state(state)
+        members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev), scaler))
     return Bundle(root, config, card, members, dev)
 
 

@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import FOUR_CLASSES, LABELS
+from .constants import DIMENSIONS, FOUR_CLASSES, LABELS
 from .device import check_device_name
 from .errors import ConfigError
 from .fields import setting, validate_fields
 from .protocols import parse_protocol
 from .recipe import RecipeConfig
+from .targets import TASKS
 
 # an hour in one input: beyond it, a typo that would allocate without end
 MAX_INPUT_SECONDS = 3600.0
@@ -39,6 +40,11 @@ class ExperimentConfig:
     subset: str | None = setting(None, choices=(None, "improvised", "scripted", "all"))  # IEMOCAP/synthetic: improvised | scripted | all
     classes: tuple[str, ...] = FOUR_CLASSES
     merge: dict[str, str] = field(default_factory=dict)
+    # what the model predicts (serlib.targets): the classes, the dimensions, or both
+    task: str = setting("categorical", choices=TASKS)  # categorical | dimensional | multitask
+    dims: tuple[str, ...] = DIMENSIONS  # dimensional/multitask: the manifest's columns regressed (arousal, valence, dominance)
+    dim_loss: str = setting("ccc", choices=("ccc", "mse"))  # dimensional/multitask: 1 - CCC per dimension, averaged | MSE
+    task_weight: float = setting(0.5, ge=0.0, le=1.0)  # multitask: the dimensions' share of the loss
     protocol: str = "loso"             # or cross:TEST_CORPUS (serlib.transfer)
     test_data_root: str | None = setting(None, runtime=True)  # cross:…: the test corpus's folder
     test_subset: str | None = setting(None, choices=(None, "improvised", "scripted", "all"))  # cross:…: the test corpus's IEMOCAP/synthetic subset
@@ -91,7 +97,8 @@ class ExperimentConfig:
 
 # Fields added after the first records: left out of a fingerprint while at these values,
 # so that runs made before them keep their fingerprints (see serlib.results.run_identity).
-LATER_FIELDS = {"test_subset": None}
+LATER_FIELDS = {"test_subset": None, "task": "categorical", "dims": DIMENSIONS, "dim_loss": "ccc", "task_weight": 0.5,
+                "regressor": "svr_linear"}
 
 NAME_MAX = 80
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]{0,%d}" % (NAME_MAX - 1))  # noqa: UP031
@@ -120,6 +127,13 @@ def validate(config) -> None:
     if len(set(config.classes)) != len(config.classes) or (config.classes and len(config.classes) < 2):
         raise ConfigError(f"classes must be at least 2 distinct labels, got {list(config.classes)}")
     parse_protocol(config.protocol)
+    if isinstance(config.dims, list):
+        config.dims = tuple(config.dims)
+    if not config.dims or len(set(config.dims)) != len(config.dims) or set(config.dims) - set(DIMENSIONS):
+        raise ConfigError(f"dims must be distinct names among {list(DIMENSIONS)}, got {list(config.dims)}")
+    if config.task != "categorical" and getattr(config, "recipe", None) is not None and not config.recipe.is_paper:
+        raise ConfigError(f"task={config.task}: the recipe switches (mixup, label smoothing, …) are for the "
+                          f"categorical task; leave recipe at its default ({config.recipe.changed()})")
     check_device_name(config.device)
 
 

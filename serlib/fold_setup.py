@@ -30,6 +30,7 @@ from .features import Normalizer
 from .features import n_features as feature_count
 from .planning import Plan, plan_run
 from .records import fingerprint, run_stem, with_precision
+from .targets import SCALER_KEY, TargetScaler, n_outputs
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ class FoldSetup:
     input_skips: list[dict]
     n_features: int
     stem: Path  # the record's path without suffix
+    # task=dimensional/multitask: each split utterance's standardised dimensions (D,), and
+    # the scaler fitted on the training split (also in ``context["target_scaler"]``)
+    targets: dict[str, torch.Tensor] | None = None
+    scaler: TargetScaler | None = None
 
     def class_counts(self) -> torch.Tensor:
         labels = [self.datasets["train"].classes[t] for t in self.datasets["train"].targets]
@@ -76,6 +81,9 @@ def setup_fold(config: ExperimentConfig, plan: Plan | None = None, train_ids: li
         train_ids: rebuild the per-fold context from these training ids (a record's).
     """
     exp = experiments.create(config)
+    if config.task != "categorical" and not exp.regression:
+        raise ConfigError(f"experiment {config.experiment!r} has no regression head (task={config.task}); "
+                          f"experiments with one: {sorted(n for n, c in experiments.EXPERIMENTS.items() if c.regression)}")
     plan = plan or plan_run(config)
     manifest, fp, identity, folds = plan.manifest, plan.fingerprint, plan.identity, plan.folds[config.seed]
     here = precision_name(config.device, config.amp)
@@ -121,11 +129,19 @@ def setup_fold(config: ExperimentConfig, plan: Plan | None = None, train_ids: li
     datasets = {name: FeatureDataset(store, ids, [label_of[u] for u in ids], classes,
                                      index if name == "train" else None, context.get("extras"))
                 for name, ids in split_ids.items()}
+    targets = scaler = None
+    if config.task != "categorical":  # standardised on the training split only
+        values = manifest.set_index(UTT_ID)[list(config.dims)]
+        scaler = TargetScaler.fit(values.loc[split_ids["train"]].to_numpy(), config.dims)
+        ids = [u for split in split_ids.values() for u in split]
+        scaled = torch.tensor(scaler.transform(values.loc[ids].to_numpy()), dtype=torch.float32)
+        targets = dict(zip(ids, scaled))
+        context = {**context, SCALER_KEY: scaler.state()}
     normalizer = Normalizer(config.normalization).fit(store[u] for u in split_ids["train"])
     n_features = feature_count(store[split_ids["train"][0]])
-    model = exp.model(n_features, len(classes), context)
+    model = exp.model(n_features, n_outputs(config.task, len(classes), config.dims), context)
     return FoldSetup(config, exp, manifest, fold, classes, store, split_ids, context, datasets, normalizer,
-                     model, identity, fp, input_skips, n_features, run_stem(config, fp))
+                     model, identity, fp, input_skips, n_features, run_stem(config, fp), targets, scaler)
 
 
 def _loader(dataset, config, shuffle: bool, generator: torch.Generator | None, device) -> DataLoader:

@@ -47,3 +47,44 @@ def classification_loss(kind: str, class_counts: torch.Tensor, class_weights: bo
     if kind == "focal":
         return FocalLoss(gamma, weight)
     return nn.CrossEntropyLoss(weight=weight)
+
+
+def ccc_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""``1 - CCC`` per dimension (Lin 1989, over the batch), averaged over dimensions:
+    the loss of the dimensional emotion challenges (e.g. Odyssey 2024). ``(B, D)`` inputs.
+
+    >>> t = torch.tensor([[1.0], [2.0], [3.0]])
+    >>> float(ccc_loss(t, t))
+    0.0
+    """
+    prediction, target = prediction.float(), target.float()
+    mp, mt = prediction.mean(0), target.mean(0)
+    covariance = ((prediction - mp) * (target - mt)).mean(0)
+    denominator = prediction.var(0, unbiased=False) + target.var(0, unbiased=False) + (mp - mt) ** 2
+    return (1 - 2 * covariance / denominator.clamp_min(1e-8)).mean()
+
+
+class CCCLoss(nn.Module):
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ccc_loss(prediction, target)
+
+
+class MultitaskLoss(nn.Module):
+    """``(1 - weight) · classification + weight · regression`` of a model whose first
+    ``n_classes`` outputs are logits and the rest the dimensions; ``target`` is
+    ``(class index, dimensions)``."""
+
+    def __init__(self, classification: nn.Module, regression: nn.Module, n_classes: int, weight: float):
+        super().__init__()
+        self.classification, self.regression = classification, regression
+        self.n_classes, self.weight = n_classes, weight
+
+    def forward(self, outputs: torch.Tensor, target: tuple) -> torch.Tensor:
+        labels, values = target
+        return ((1 - self.weight) * self.classification(outputs[:, :self.n_classes], labels)
+                + self.weight * self.regression(outputs[:, self.n_classes:], values))
+
+
+def regression_loss(kind: str) -> nn.Module:
+    """``"ccc"`` (1 − CCC per dimension, averaged) or ``"mse"``, on standardised targets."""
+    return CCCLoss() if kind == "ccc" else nn.MSELoss()

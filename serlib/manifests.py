@@ -38,7 +38,26 @@ def check_labels(manifest: pd.DataFrame, config: ExperimentConfig) -> pd.DataFra
         merge = f" after merging {dict(config.merge)}" if config.merge else ""
         raise DataError(config.data_root, f"the data hold {len(present)} of the classes {list(config.classes)}"
                                           f"{merge} ({present or 'none'}); a run needs at least 2")
-    return manifest
+    return rated(manifest, config)
+
+
+def rated(manifest: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
+    """``task=dimensional``/``multitask``: the rows with every dimension of ``config.dims``
+    (the others dropped and counted in ``attrs["dropped"]``); a corpus without them is an
+    error naming it. The categorical task keeps every row."""
+    if config.task == "categorical":
+        return manifest
+    dims = list(config.dims)
+    missing = [d for d in dims if d not in manifest.columns]
+    has = manifest[dims].notna().all(axis=1) if not missing else pd.Series(False, index=manifest.index)
+    if not has.any():
+        raise DataError(config.data_root, f"corpus {config.corpus!r} has no {'/'.join(dims)} ratings: task={config.task} "
+                                          "needs a corpus with dimensional labels (iemocap, msp_podcast, synthetic, or "
+                                          "csv with those columns)")
+    out = manifest[has].reset_index(drop=True)
+    out.attrs = {**manifest.attrs, "dropped": {**manifest.attrs.get("dropped", {}),
+                                               **({"no dimensional ratings": int((~has).sum())} if (~has).any() else {})}}
+    return out
 
 
 def resolve_values(experiment: str, values: dict | None) -> tuple[ExperimentConfig, pd.DataFrame]:

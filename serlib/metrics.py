@@ -1,4 +1,5 @@
-"""Classification metrics with explicit label lists (audmetric style).
+"""Classification metrics with explicit label lists (audmetric style), and the
+concordance correlation coefficient (CCC), Pearson r and RMSE of continuous targets.
 
 WA (weighted accuracy) is the overall accuracy; UA (unweighted accuracy) is the mean of
 per-class recalls (= scikit-learn's balanced accuracy). Some papers swap the names
@@ -91,6 +92,71 @@ def scores(truth: Sequence, prediction: Sequence, labels: Sequence) -> dict:
         "labels": list(labels),
         "n": len(truth),
     }
+
+
+# -- dimensional (continuous) targets ---------------------------------------------------
+
+def ccc(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+    r"""Lin's (1989) concordance correlation coefficient,
+
+    .. math:: \rho_c = \frac{2 s_{xy}}{s_x^2 + s_y^2 + (\bar x - \bar y)^2}
+
+    with population (1/N) variances and covariance. 1 is perfect agreement, 0 none; unlike
+    Pearson's r it penalises a shift or a scale difference. NaN for fewer than two items or
+    when both sides are constant and equal in mean (0/0).
+
+    >>> ccc([1, 2, 3], [1, 2, 3])
+    1.0
+    >>> round(ccc([1, 2, 3], [2, 3, 4]), 4)   # shifted by 1: 2*(2/3) / (2/3 + 2/3 + 1)
+    0.5714
+    >>> ccc([1, 2, 3], [3, 2, 1])
+    -1.0
+    """
+    x, y = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"y_true has shape {x.shape}, y_pred {y.shape}")
+    if x.size < 2:
+        return float("nan")
+    mx, my = x.mean(), y.mean()
+    sxy = ((x - mx) * (y - my)).mean()
+    denominator = x.var() + y.var() + (mx - my) ** 2
+    return float(2 * sxy / denominator) if denominator > 0 else float("nan")
+
+
+def pearson(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+    """Pearson's r; NaN when either side is constant.
+
+    >>> pearson([1, 2, 3], [2, 4, 6])
+    1.0
+    """
+    x, y = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if x.size < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.clip(np.corrcoef(x, y)[0, 1], -1.0, 1.0))
+
+
+def rmse(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+    """Root mean squared error.
+
+    >>> rmse([0, 0], [3, 4])
+    3.5355...
+    """
+    x, y = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    return float(np.sqrt(np.mean((x - y) ** 2))) if x.size else float("nan")
+
+
+def dimensional_scores(truth: np.ndarray, prediction: np.ndarray, dims: Sequence[str]) -> dict:
+    """``ccc_<dim>``, ``pearson_<dim>``, ``rmse_<dim>`` per dimension, their means
+    (``ccc_mean``, the selection and headline metric), the dimensions and ``n``, of
+    ``(N, D)`` arrays in the corpus's scale."""
+    truth, prediction = np.asarray(truth, dtype=float), np.asarray(prediction, dtype=float)
+    out: dict = {}
+    for name, fn in (("ccc", ccc), ("pearson", pearson), ("rmse", rmse)):
+        values = [fn(truth[:, j], prediction[:, j]) for j in range(len(dims))]
+        out.update({f"{name}_{d}": v for d, v in zip(dims, values)})
+        out[f"{name}_mean"] = float(np.mean(values)) if values else float("nan")
+    out.update({"dims": list(dims), "n": len(truth)})
+    return out
 
 
 def fold_stats(folds: Sequence, values: Sequence) -> tuple[float, float, float]:

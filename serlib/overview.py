@@ -7,7 +7,7 @@ from collections import Counter
 import pandas as pd
 
 from . import audio
-from .constants import CORPUS, DURATION, GENDER, LABEL, PATH, SPEAKER
+from .constants import CORPUS, DIMENSIONS, DURATION, GENDER, LABEL, PATH, SPEAKER
 from .errors import DataError
 from .protocols import Fold, folds_table
 
@@ -61,6 +61,11 @@ def describe(manifest: pd.DataFrame, folds: list[Fold] | None = None, headers: b
         found = audio_summary(manifest)
         lines += [f"sample rates: {_counts(found['rates'], ' Hz')}", f"channels: {_counts(found['channels'])}",
                   f"formats: {_counts(found['formats'])}"]
+    rated = [d for d in DIMENSIONS if d in manifest.columns and manifest[d].notna().any()]
+    if rated:
+        lines.append("dimensions (the corpus's scale): " + ", ".join(
+            f"{d} {manifest[d].min():.2f}–{manifest[d].max():.2f} (mean {manifest[d].mean():.2f}, "
+            f"{manifest[d].notna().sum()} rated)" for d in rated))
     if manifest.attrs.get("dropped"):
         lines.append(f"dropped by policy: {manifest.attrs['dropped']}")
     skipped = manifest.attrs.get("skipped") or []

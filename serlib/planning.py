@@ -37,12 +37,14 @@ class Outcome:
     path: str | None = None
     reason: str = ""
     seconds: float = 0.0
+    ccc: float | None = None    # task=dimensional/multitask: the test split's mean CCC
 
     def line(self) -> str:
         head = f"fold {self.fold} seed {self.seed}"
         if self.status == "failed":
             return f"{head} FAILED: {self.reason}"
         scores = f" WA {self.wa:.3f} UA {self.ua:.3f}" if self.wa is not None else ""
+        scores += f" CCC {self.ccc:.3f}" if self.ccc is not None else ""
         where = f" -> {self.path}" if self.path else ""
         return f"{head}: {self.status}{scores}{where}" + (f" ({self.reason})" if self.reason else "")
 
@@ -124,8 +126,9 @@ def plan(experiment: str, values: dict | None = None, folds: str | Iterable[int]
                 try:
                     rec = read_record(stem.with_suffix(".json"))
                     if rec["fingerprint"] == fp:
-                        out.skipped.append(Outcome(fold, seed, "skipped", rec["metrics"]["wa"], rec["metrics"]["ua"],
-                                                   str(stem.with_suffix(".json")), "already recorded"))
+                        out.skipped.append(Outcome(fold, seed, "skipped", rec["metrics"].get("wa"), rec["metrics"].get("ua"),
+                                                   str(stem.with_suffix(".json")), "already recorded",
+                                                   ccc=rec["metrics"].get("ccc_mean")))
                         continue
                 except DataError as e:
                     note = f"{e}; running again"

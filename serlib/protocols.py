@@ -1,6 +1,9 @@
 """Evaluation protocols: folds of utterance ids, speaker-disjoint unless asked otherwise.
 
-Every speaker-independent fold passes :func:`check_disjoint` when it is created.
+Every speaker-independent fold passes :func:`check_disjoint` when it is created. The
+speaker :data:`~serlib.constants.UNKNOWN_SPEAKER` (segments of unidentified speakers,
+MSP-Podcast's ``Unknown``) is not one speaker: the speaker protocols keep it in training,
+never as a test or validation speaker, and no check counts it as shared.
 
 Protocols (``make_folds(manifest, protocol)``):
 
@@ -18,6 +21,12 @@ Protocols (``make_folds(manifest, protocol)``):
 * ``cross:TEST_CORPUS`` — one fold: train on one corpus, test on every utterance of
   another (:func:`cross_fold`; the two-corpus manifest is
   :func:`serlib.corpora.cross.cross_manifest`).
+* ``partition`` — a corpus's official partitions (the manifest's ``partition`` column,
+  e.g. MSP-Podcast's ``Split_Set``, ESD's folders): train on ``Train``, validate on ``Development``
+  (ESD: ``evaluation``), one
+  fold per test set (``Test1``, ``Test2``, … in order), each scored and reported on its
+  own (the fold's ``test_set``). The split is used as published; speakers shared
+  between its sides are reported in the notes and flag the fold, as for ``folds_file``.
 * ``folds_file:PATH`` — a benchmark's published folds (EmoBox's fold lists, MSP-Podcast's
   partitions), read from a CSV or JSONL file (:func:`read_folds_file`) or from a folder
   in EmoBox's layout, ``fold_K/<corpus>_{train,valid,test}_fold_K.jsonl`` (:func:`read_emobox`). The fold check
@@ -39,12 +48,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import AUDIO_HASH, LABEL, PATH, ROLE, SESSION, SPEAKER, UTT_ID
+from .constants import (
+    AUDIO_HASH,
+    LABEL,
+    PARTITION,
+    PATH,
+    ROLE,
+    SESSION,
+    SPEAKER,
+    UNKNOWN_SPEAKER,
+    UTT_ID,
+)
 from .errors import ConfigError, DataError, SplitError
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K", "cross:TEST_CORPUS", "folds_file:PATH")
+PROTOCOLS = ("loso", "session", "group_kfold:K", "stratified_kfold:K", "cross:TEST_CORPUS", "folds_file:PATH",
+             "partition")
+TRAIN_PARTITION, DEV_PARTITIONS = "train", ("development", "dev", "validation", "evaluation")  # ESD: evaluation
 FOLD_ROLES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 CROSS_VAL_FRACTION = 0.1  # cross:…: the training corpus's speakers held out for validation (at least 1)
 EMOBOX_VAL_FRACTION = 0.2  # EmoBox folds without a valid list: the share of train held out (EmoBox's 80/20)
@@ -65,6 +86,7 @@ class Fold:
     protocol: str = ""
     notes: list[str] = field(default_factory=list)
     leaky: bool = False  # the split shares speakers or identical audio across its sides (a record's ``leaky``)
+    test_set: str = ""  # protocol ``partition``: the official test set of this fold (e.g. "Test1")
 
     def row(self) -> dict:
         return {
@@ -72,6 +94,7 @@ class Fold:
             "val_speakers": ",".join(self.val_speakers), "n_train": len(self.train),
             "n_val": len(self.val), "n_test": len(self.test),
             "speaker_independent": self.speaker_independent, "leaky": self.leaky,
+            **({"test_set": self.test_set} if self.test_set else {}),
         }
 
 
@@ -90,7 +113,7 @@ def check_disjoint(fold: Fold, manifest: pd.DataFrame) -> None:
             raise SplitError(f"fold {fold.number}: {len(shared)} utterances in both {a} and {b}, "
                              f"e.g. {sorted(shared)[:3]}")
         if fold.speaker_independent:
-            overlap = set(speaker_of[list(ids[a])]) & set(speaker_of[list(ids[b])])
+            overlap = set(speaker_of[list(ids[a])]) & set(speaker_of[list(ids[b])]) - {UNKNOWN_SPEAKER}
             if overlap:
                 raise SplitError(f"fold {fold.number}: speaker(s) {sorted(overlap)} in both {a} and {b}")
 
@@ -162,7 +185,7 @@ def parse_protocol(protocol: str) -> tuple[str, int | None]:
     name, _, k = protocol.partition(":")
     if name in ("cross", "folds_file") and k:
         return name, None
-    if name in ("loso", "session") and not k:
+    if name in ("loso", "session", "partition") and not k:
         return name, None
     if name in ("group_kfold", "stratified_kfold") and k.isdigit() and int(k) >= 3:
         return name, int(k)
@@ -183,6 +206,8 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0, de
     name, k = parse_protocol(protocol)
     if name == "folds_file":
         return folds_from_file(manifest, protocol, seed)
+    if name == "partition":
+        return partition_folds(manifest, protocol)
     if name != "stratified_kfold" and manifest[SPEAKER].isna().any():
         raise SplitError(f"protocol {protocol!r} groups by speaker but the manifest has rows "
                          "without a speaker (folder corpus: pass speaker_regex=...)")
@@ -190,7 +215,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0, de
     if name == "cross":
         folds.append(cross_fold(manifest, protocol))
     elif name == "loso":
-        speakers = speaker_order(manifest)
+        speakers = [s for s in speaker_order(manifest) if s != UNKNOWN_SPEAKER]
         if len(speakers) < 3:
             raise SplitError(too_few_speakers(manifest, protocol, 3, speakers))
         has_sessions = manifest[SESSION].notna().all()
@@ -212,7 +237,7 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0, de
             spk = lambda ids: sorted(manifest.loc[manifest[UTT_ID].isin(ids), SPEAKER].unique())  # noqa: E731
             folds.append(Fold(i + 1, train, val, test, spk(test), spk(val), True, protocol))
     elif name == "group_kfold":
-        speakers = speaker_order(manifest)
+        speakers = [s for s in speaker_order(manifest) if s != UNKNOWN_SPEAKER]
         if len(speakers) < k:
             raise SplitError(too_few_speakers(manifest, protocol, k, speakers))
         chunks = [list(c) for c in np.array_split(np.array(speakers, dtype=object), k)]
@@ -242,6 +267,33 @@ def make_folds(manifest: pd.DataFrame, protocol: str = "loso", seed: int = 0, de
                 for note in fold.notes:
                     log.warning("fold %d: %s", fold.number, note)
         check_disjoint(fold, manifest)
+    return folds
+
+
+def partition_folds(manifest: pd.DataFrame, protocol: str = "partition") -> list[Fold]:
+    """The folds of ``partition``: Train / Development / each test set (module docstring)."""
+    if PARTITION not in manifest.columns or manifest[PARTITION].isna().all():
+        raise SplitError("protocol 'partition' needs a corpus with official partitions (a 'partition' column, "
+                         "e.g. --corpus msp_podcast)")
+    part = manifest[PARTITION].fillna("").astype(str).str.strip()
+    ids = manifest[UTT_ID]
+    train = ids[part.str.lower() == TRAIN_PARTITION].tolist()
+    val = ids[part.str.lower().isin(DEV_PARTITIONS)].tolist()
+    test_sets = sorted({p for p in part if p.lower().startswith("test")}, key=_natural)
+    if not train or not val or not test_sets:
+        raise SplitError(f"protocol 'partition' needs Train, Development and at least one Test partition; "
+                         f"the manifest has {sorted(set(part))}")
+    speakers = lambda members: sorted(set(manifest.loc[manifest[UTT_ID].isin(members), SPEAKER].dropna().astype(str))  # noqa: E731
+                                      - {UNKNOWN_SPEAKER})
+    folds = []
+    for number, name in enumerate(test_sets, start=1):
+        test = ids[part == name].tolist()
+        fold = Fold(number, train, val, test, speakers(test), speakers(val), True, protocol,
+                    [f"official partitions: train Train ({len(train)}), validation Development ({len(val)}), "
+                     f"test {name} ({len(test)})"], test_set=name)
+        _report_overlap(fold, manifest)
+        check_disjoint(fold, manifest)
+        folds.append(fold)
     return folds
 
 
@@ -448,7 +500,7 @@ def _report_overlap(fold: Fold, manifest: pd.DataFrame) -> None:
     sides = {role: getattr(fold, role) for role in ("train", "val", "test")}
     unknown_speaker = frame.loc[[u for ids in sides.values() for u in ids], SPEAKER].isna().any()
     for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
-        shared = set(frame.loc[sides[a], SPEAKER].dropna()) & set(frame.loc[sides[b], SPEAKER].dropna())
+        shared = set(frame.loc[sides[a], SPEAKER].dropna()) & set(frame.loc[sides[b], SPEAKER].dropna()) - {UNKNOWN_SPEAKER}
         if shared:
             fold.speaker_independent, fold.leaky = False, True
             fold.notes.append(f"speaker-dependent: {len(shared)} speaker(s) in both {a} and {b}, e.g. {sorted(map(str, shared))[:3]}")

@@ -35,6 +35,7 @@ from .errors import DataError
 from .fields import runtime_fields
 from .paths import outputs_dir
 from .protocols import folds_source_sha256, is_cross, test_corpus
+from .targets import record_metrics
 from .weights import weights_path
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,9 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
         settings["folds_file_sha256"] = folds_source_sha256(config.protocol)
         settings["protocol"] = "folds_file"  # the same file by another path is the same run
     h = hashlib.sha256()
-    columns = [UTT_ID, LABEL, SPEAKER] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
+    # the dimensional tasks' targets are part of the data (the categorical task's columns stay as they were)
+    rated = list(config.dims) if getattr(config, "task", "categorical") != "categorical" else []
+    columns = [UTT_ID, LABEL, SPEAKER, *rated] + ([AUDIO_HASH] if AUDIO_HASH in manifest.columns else [PATH])
     for row in manifest.sort_values(UTT_ID)[columns].itertuples(index=False):
         *fields, audio_id = row
         if AUDIO_HASH not in manifest.columns:
@@ -401,13 +404,32 @@ _NUMBER, _INT = (int, float), int
 RECORD_SCHEMA = (
     ("config", dict), ("config.experiment", str), ("config.name", str), ("config.protocol", str),
     ("config.fold", _INT), ("config.seed", _INT),
-    ("metrics", dict), ("metrics.wa", _NUMBER), ("metrics.ua", _NUMBER), ("metrics.macro_f1", _NUMBER),
-    ("metrics.n", _INT), ("metrics.labels", list), ("metrics.recall", dict), ("metrics.confusion", list),
+    ("metrics", dict), ("metrics.n", _INT),
     ("fingerprint", str), ("corpus_label", str), ("test_speakers", list), ("history", list),
     ("timing", dict), ("timing.seconds_per_epoch", _NUMBER), ("timing.total_seconds", _NUMBER),
     ("leaky", bool), ("best_epoch", _INT), ("device", str), ("predictions", str),
 )
+# the metrics of each task (a record's ``config.task``; categorical when absent)
+TASK_SCHEMA = {
+    "categorical": (("metrics.wa", _NUMBER), ("metrics.ua", _NUMBER), ("metrics.macro_f1", _NUMBER),
+                    ("metrics.labels", list), ("metrics.recall", dict), ("metrics.confusion", list)),
+    "dimensional": (("metrics.ccc_mean", _NUMBER), ("metrics.dims", list)),
+}
+TASK_SCHEMA["multitask"] = TASK_SCHEMA["categorical"] + TASK_SCHEMA["dimensional"]
 PREDICTION_COLUMNS = ("utt_id", "speaker", "truth", "prediction")
+
+
+def record_task(rec: dict) -> str:
+    """A record's task (``config.task``; records from before it are categorical)."""
+    return (rec.get("config") or {}).get("task", "categorical")
+
+
+def prediction_columns(rec: dict) -> list[str]:
+    """The columns a record's predictions file must have."""
+    task = record_task(rec)
+    dims = rec["metrics"].get("dims", []) if task != "categorical" else []
+    base = list(PREDICTION_COLUMNS) if task != "dimensional" else list(PREDICTION_COLUMNS[:3])
+    return base + [f"{side}_{d}" for d in dims for side in ("true", "pred")]
 
 
 def schema_problem(rec) -> str | None:
@@ -417,7 +439,10 @@ def schema_problem(rec) -> str | None:
     missing = [k for k in RECORD_KEYS if k not in rec]
     if missing:
         return f"not a serlib record of this version (missing {missing})"
-    for dotted, kind in RECORD_SCHEMA:
+    task = record_task(rec) if isinstance(rec.get("config"), dict) else "categorical"
+    if task not in TASK_SCHEMA:
+        return f"field 'config.task' is {task!r}, expected one of {sorted(TASK_SCHEMA)}"
+    for dotted, kind in RECORD_SCHEMA + TASK_SCHEMA[task]:
         value, parts = rec, dotted.split(".")
         for part in parts:
             value = value.get(part) if isinstance(value, dict) else None
@@ -489,7 +514,7 @@ class Record(Mapping):
                 header = f.readline().strip().split(",")
         except OSError as e:
             raise DataError(path, f"its predictions file {predictions.name} cannot be read ({e.strerror or e})") from None
-        lacking = [c for c in PREDICTION_COLUMNS if c not in header]
+        lacking = [c for c in prediction_columns(fields) if c not in header]
         if lacking:
             raise DataError(path, f"its predictions file {predictions.name} lacks the column(s) {lacking}")
         fields.pop("path", None)  # a field of this name would hide where the record lies
@@ -561,26 +586,35 @@ def write_record(setup, test: dict, history: list[dict], best_epoch: int, best_m
     """
     config = setup.config
     speaker_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[SPEAKER]))
+    task = getattr(config, "task", "categorical")
     predictions = pd.DataFrame({"utt_id": test["ids"], "speaker": [speaker_of[u] for u in test["ids"]],
-                                "truth": test["truth"], "prediction": test["prediction"]})
-    for i, c in enumerate(setup.classes):
-        predictions[f"p_{c}"] = np.asarray(test["probabilities"])[:, i].round(5)
+                                "truth": test["truth"]})
+    if task != "dimensional":
+        predictions["prediction"] = test["prediction"]
+        for i, c in enumerate(setup.classes):
+            predictions[f"p_{c}"] = np.asarray(test["probabilities"])[:, i].round(5)
+    if task != "categorical":  # each dimension's truth and prediction, in the corpus's scale
+        for j, d in enumerate(config.dims):
+            predictions[f"true_{d}"] = np.asarray(test["true_values"])[:, j]
+            predictions[f"pred_{d}"] = np.asarray(test["values"])[:, j].round(5)
     fold, store, split_ids = setup.fold, setup.store, setup.split_ids
     paths = dict(zip(setup.manifest[UTT_ID], setup.manifest[PATH]))
     in_fold = {u for ids in split_ids.values() for u in ids}
     n_parameters = sum(p.numel() for p in setup.model.parameters()) if isinstance(setup.model, nn.Module) else None
     record = {
-        "task": "categorical",  # class labels (records without the field are categorical too)
+        "task": task,  # "categorical": class labels (records without the field are categorical too)
         "config": config.to_dict(), "fingerprint": setup.fingerprint, "identity": setup.identity,
         "corpus_label": corpus_label(config), "classes": setup.classes,
         "leaky": config.leaky or fold.leaky, "speaker_independent": fold.speaker_independent,
-        "metrics": {k: test[k] for k in ("wa", "ua", "macro_f1", "recall", "confusion", "labels", "n")},
+        "metrics": record_metrics(task, test),
         "best_epoch": best_epoch, "selected_on": "test" if config.selection == "test" else "val",
         "best_selection_ua": best_metric, "history": history,
+        **({"selection_metric": "mean of UA and ccc_mean" if task == "multitask" else "ccc_mean"}
+           if task != "categorical" else {}),
         "test_speakers": fold.test_speakers, "val_speakers": fold.val_speakers,
         "split_sizes": {k: len(v) for k, v in split_ids.items()}, "train_ids": split_ids["train"],
         "train_items_after_oversampling": len(setup.datasets["train"]),
-        "fold_notes": fold.notes, "dedup": config.dedup, "recipe": config.recipe.changed(),
+        "fold_notes": fold.notes, **({"test_set": fold.test_set} if getattr(fold, "test_set", "") else {}), "dedup": config.dedup, "recipe": config.recipe.changed(),
         "uses_test_speaker_audio": config.recipe.speaker_norm,
         "cross_corpus": is_cross(config.protocol),
         "test_corpus": test_corpus_label(config),

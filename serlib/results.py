@@ -34,6 +34,7 @@ from .records import (
     read_record,
     record_code_version,
     record_name,
+    record_task,
     set_key,
     uses_test_speaker_audio,
 )
@@ -47,9 +48,12 @@ def collect(source: str | Path | list[dict] | None = None) -> pd.DataFrame:
     ``+speaker-norm`` / ``+test-selection`` when they apply (:func:`serlib.records.record_name`),
     and ``uses_test_speaker_audio`` is a column of its own. ``source``: a results folder
     (default ``outputs/results``) or records already read. Damaged records are skipped
-    with a warning and listed in ``df.attrs["damaged"]``."""
+    with a warning and listed in ``df.attrs["damaged"]``. Records of the dimensional tasks
+    are left out (they have no WA/UA): their tables are :mod:`serlib.dimensional`'s, never
+    mixed with these."""
     damaged = []
     runs = source if isinstance(source, list) else load_records(source, damaged)
+    runs = [r for r in runs if record_task(r) == "categorical"]
     rows = []
     for r in runs:
         c = r["config"]

@@ -64,8 +64,8 @@ def execute(config, plan: Plan | None = None, threads: int | None = None, note: 
         reason = str(e) if isinstance(e, SerlibError) else f"{type(e).__name__}: {e}"
         log.debug("fold %d seed %d failed", config.fold, config.seed, exc_info=True)
         return Outcome(config.fold, config.seed, "failed", reason=reason, seconds=time.perf_counter() - start)
-    return Outcome(config.fold, config.seed, "done", rec["metrics"]["wa"], rec["metrics"]["ua"], rec["path"],
-                   note, time.perf_counter() - start)
+    return Outcome(config.fold, config.seed, "done", rec["metrics"].get("wa"), rec["metrics"].get("ua"), rec["path"],
+                   note, time.perf_counter() - start, rec["metrics"].get("ccc_mean"))
 
 
 @dataclass
@@ -199,7 +199,7 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
                 outcomes.append(outcome)
                 say(outcome.line())
     table = pd.DataFrame([o.__dict__ for o in outcomes],
-                         columns=["fold", "seed", "status", "wa", "ua", "path", "reason", "seconds"])
+                         columns=["fold", "seed", "status", "wa", "ua", "path", "reason", "seconds", "ccc"])
     table = table.sort_values(["seed", "fold"], ignore_index=True)
     table.attrs["failed"] = int((table.status == "failed").sum())
     counts = table.status.value_counts().to_dict()

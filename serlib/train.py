@@ -7,7 +7,8 @@ data and model come from :mod:`serlib.fold_setup`, its fingerprint and folds fro
 :mod:`serlib.planning`, the recipe's switches from :class:`serlib.recipe.Hooks`, the
 device and precision from :class:`serlib.device.Precision`.
 
-Model selection and early stopping use the validation split (UA) only; the test split
+Model selection and early stopping use the validation split only (UA; mean CCC for
+``task=dimensional``, :func:`serlib.targets.selection_score`); the test split
 is scored once, by the selected weights, after training. (``selection="test"`` exists to
 reproduce leaky published protocols and marks every record as leaky.)
 """
@@ -21,9 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import atomic, experiments, metrics, progress, recipe
+from . import atomic, experiments, metrics, progress, recipe, targets
 from .checkpoint import GeneratorPart, GlobalRNG, ScalerPart, TrainState, seed_everything
 from .config import ExperimentConfig
+from .constants import UTT_ID
 from .data import Batch
 from .device import Precision, resolve_device, set_deterministic
 from .errors import SerlibError
@@ -82,8 +84,12 @@ class Trainer:
         self.normalizer = setup.normalizer.to(self.device)
         self.optimizer, scheduler = setup.experiment.optimizer(self.model)
         self.recipe = recipe.Hooks(c.recipe, c.seed, setup.experiment.features()[0].kind)
-        self.scheduler, self.loss_fn = self.recipe.setup(self.model, self.optimizer, scheduler,
-                                                         setup.experiment.loss(setup.class_counts()).to(self.device),
+        # task=dimensional/multitask: standardised targets, the scaler, the corpus-scale truth
+        self.task, self.targets, self.scaler = c.task, setup.targets, setup.scaler
+        self.true_values = setup.manifest.set_index(UTT_ID)[list(c.dims)] if c.task != "categorical" else None
+        loss = targets.task_loss(c.task, c.dim_loss, setup.experiment.loss(setup.class_counts()), len(self.classes),
+                                 c.task_weight)
+        self.scheduler, self.loss_fn = self.recipe.setup(self.model, self.optimizer, scheduler, loss.to(self.device),
                                                          len(self.classes), steps)
         self.generator = generator  # shuffling and per-epoch draws
         run_dir = run_dir or setup.stem.parent / (setup.stem.name + ".run")
@@ -106,11 +112,21 @@ class Trainer:
     def autocast(self):
         return self.precision.autocast()
 
+    def target(self, batch: Batch):
+        """What the loss compares the outputs with: class indices, standardised
+        dimensions, or both (``config.task``)."""
+        if self.task == "categorical":
+            return batch.y
+        values = targets.batch_values(self.targets, batch.ids, self.device)
+        return values if self.task == "dimensional" else (batch.y, values)
+
     @torch.no_grad()
     def evaluate(self, split: str, test: bool = False, augment_alpha: float | None = None,
                  model: nn.Module | None = None) -> dict:
         """Metrics (and per-utterance outputs) of ``split`` with the current weights (or
         those of ``model``, e.g. the moving average)."""
+        if self.task != "categorical":
+            return self.evaluate_values(split, test, augment_alpha, model)
         model = model or self.forward_model
         self.model.eval()
         model.eval()
@@ -134,6 +150,40 @@ class Trainer:
                     "prediction": names_p, "probabilities": torch.cat(probs).numpy()})
         return out
 
+    @torch.no_grad()
+    def evaluate_values(self, split: str, test: bool = False, augment_alpha: float | None = None,
+                        model: nn.Module | None = None) -> dict:
+        """:meth:`evaluate` of the dimensional and multitask tasks: CCC, Pearson r and RMSE
+        per dimension in the corpus's scale (the categorical scores too for multitask)."""
+        model = model or self.forward_model
+        self.model.eval()
+        model.eval()
+        scorer = Normalized(model, self.normalizer, self.config.channels_last)
+        outs, truth, ids, loss_sum = [], [], [], 0.0
+        for batch in self.loaders[split]:
+            batch: Batch = batch.to(self.device)
+            x = batch.x
+            if split == "val":
+                x = self.experiment.augment(x, "val", augment_alpha)
+            with self.autocast():
+                out = self.experiment.outputs(scorer, x, batch.lengths, test, batch.extras).float()
+            loss_sum += float(self.loss_fn(out, self.target(batch))) * len(batch.ids)
+            outs.append(out.cpu())
+            truth += batch.y.cpu().tolist()
+            ids += batch.ids
+        out, n_classes = torch.cat(outs), len(self.classes) if self.task == "multitask" else 0
+        values, true_values = self.scaler.inverse(out[:, n_classes:].numpy()), self.true_values.loc[ids].to_numpy()
+        names_t = [self.classes[i] for i in truth]
+        scores = metrics.dimensional_scores(true_values, values, self.config.dims)
+        scores.update({"loss": loss_sum / max(len(ids), 1), "ids": ids, "truth": names_t, "values": values,
+                       "true_values": true_values})
+        if self.task == "multitask":
+            probs = torch.softmax(out[:, :n_classes], -1)
+            names_p = [self.classes[i] for i in probs.argmax(-1).tolist()]
+            scores.update({**metrics.scores(names_t, names_p, self.classes), "n": len(ids), "prediction": names_p,
+                           "probabilities": probs.numpy()})
+        return scores
+
     def train_epoch(self, epoch: int, alpha: float | None) -> float:
         c, s, scaler = self.config, self.state, self.precision.scaler
         self.model.train()
@@ -150,7 +200,7 @@ class Trainer:
             x, mixing = self.recipe.batch(self.prepare(x, batch.lengths), batch.lengths, bool(batch.extras))
             with self.autocast():
                 logits = self.forward_model(x, batch.lengths, **batch.extras)
-                loss = self.recipe.loss(self.loss_fn, logits.float(), batch.y, mixing)
+                loss = self.recipe.loss(self.loss_fn, logits.float(), self.target(batch), mixing)
             first = (bad_at == 0) & ~torch.isfinite(loss.detach())
             bad_at, bad_loss = torch.where(first, i, bad_at), torch.where(first, loss.detach().float(), bad_loss)
             batch_ids.append(batch.ids)
@@ -228,12 +278,12 @@ class Trainer:
             for source, forward, module in candidates:
                 tag = "" if source == "raw" else "_ema"
                 val = self.evaluate("val", augment_alpha=alpha, model=forward)
-                row.update({f"val_loss{tag}": val["loss"], f"val_wa{tag}": val["wa"], f"val_ua{tag}": val["ua"]})
-                score = val["ua"]
+                row.update({f"val_loss{tag}": val["loss"], **self.history_scores("val", tag, val)})
+                score = targets.selection_score(c.task, val)
                 if c.selection == "test":  # the leaky protocol: pick the epoch on the test fold
                     test = self.evaluate("test", test=True, model=forward)
-                    row.update({f"test_wa{tag}": test["wa"], f"test_ua{tag}": test["ua"]})
-                    score = test["ua"]
+                    row.update(self.history_scores("test", tag, test))
+                    score = targets.selection_score(c.task, test)
                 if best_here is None or score > best_here[0]:
                     best_here = (score, source, module)
                 shown = shown or val  # the raw weights' scores, shown in the progress lines
@@ -249,16 +299,23 @@ class Trainer:
             s.history.append(row)
             s.epoch = epoch
             self.save_checkpoint()
-            epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{shown['ua']:.3f}", best=s.best_epoch)
+            epochs.set_postfix(loss=f"{train_loss:.3f}", val=f"{targets.selection_score(c.task, shown):.3f}",
+                               best=s.best_epoch)
             stopping = c.patience is not None and s.bad_epochs >= c.patience
             if epoch % max(1, c.epochs // 10) == 0 or epoch == c.epochs or stopping:  # about ten lines a fold
                 progress.line(f"{c.experiment} fold {c.fold} epoch {epoch}/{c.epochs}: train loss {train_loss:.3f}, "
-                              f"val WA {shown['wa']:.3f} UA {shown['ua']:.3f}, best epoch {s.best_epoch} "
+                              f"val {targets.summary(c.task, shown)}, best epoch {s.best_epoch} "
                               f"({row['seconds']:.1f} s)", c.progress)
             if stopping:
                 log.info("early stop at epoch %d (best %d)", epoch, s.best_epoch)
                 break
         return s
+
+    def history_scores(self, split: str, tag: str, scores: dict) -> dict:
+        """An epoch's scores of ``split`` in the history (``val_ua``…, ``val_ccc_mean``…)."""
+        keys = [k for k in ("wa", "ua") if self.task != "dimensional"]
+        keys += [f"ccc_{d}" for d in (*self.config.dims, "mean") if self.task != "categorical"]
+        return {f"{split}_{k}{tag}": scores[k] for k in keys}
 
     def test(self) -> dict:
         """Score the test split once with the selected weights."""

@@ -463,3 +463,42 @@ def transfer_matrix(matrix: pd.DataFrame, metric: str = "UA") -> go.Figure:
     return fig.update_layout(title=f"Cross-corpus {metric} (rows: trained on, columns: tested on)",
                              xaxis_title="test corpus", yaxis_title="training corpus", height=200 + 60 * len(matrix),
                              yaxis={"automargin": True, "autorange": "reversed"})
+
+
+def predicted_vs_true(predictions: pd.DataFrame, dims: Sequence[str], title: str = "") -> go.Figure:
+    """Predicted against true value per dimension (one panel each, one colour per
+    experiment), with the identity line: points on it are perfect agreement (CCC 1)."""
+    fig = make_subplots(rows=1, cols=len(dims), subplot_titles=list(dims))
+    colours = px.colors.qualitative.Plotly
+    for j, d in enumerate(dims, start=1):
+        lo = float(min(predictions[f"true_{d}"].min(), predictions[f"pred_{d}"].min()))
+        hi = float(max(predictions[f"true_{d}"].max(), predictions[f"pred_{d}"].max()))
+        for k, (name, g) in enumerate(predictions.groupby("experiment")):
+            fig.add_trace(go.Scattergl(x=g[f"true_{d}"], y=g[f"pred_{d}"], mode="markers", name=name,
+                                       legendgroup=name, showlegend=j == 1, opacity=0.5,
+                                       marker={"size": 4, "color": colours[k % len(colours)]}), row=1, col=j)
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "grey"},
+                                 name="identity", showlegend=j == 1), row=1, col=j)
+        fig.update_xaxes(title_text="true", row=1, col=j)
+        fig.update_yaxes(title_text="predicted", row=1, col=j)
+    fig.update_layout(title=title or "Predicted against true (test splits)", height=380)
+    return fig
+
+
+def ccc_by_speaker(per_speaker: pd.DataFrame, title: str = "") -> go.Figure:
+    """CCC per test speaker and dimension (:func:`serlib.dimensional.per_speaker`)."""
+    return px.bar(per_speaker, x="speaker", y="ccc", color="experiment", barmode="group", facet_row="dimension",
+                  title=title or "CCC per test speaker", height=220 * per_speaker.dimension.nunique())
+
+
+def arousal_valence_plane(manifest: pd.DataFrame, title: str = "") -> go.Figure:
+    """Where the categories fall in the arousal-valence plane (each utterance's ratings,
+    the corpus's scale; the category means as large markers)."""
+    fig = px.scatter(manifest, x="valence", y="arousal", color=LABEL, opacity=0.35,
+                     category_orders={LABEL: label_order(manifest)},
+                     title=title or "Categories in the arousal-valence plane")
+    means = manifest.groupby(LABEL)[["valence", "arousal"]].mean().reset_index()
+    fig.add_trace(go.Scatter(x=means.valence, y=means.arousal, mode="markers+text", text=means[LABEL],
+                             textposition="top center", marker={"size": 14, "symbol": "x", "color": "black"},
+                             name="category mean"))
+    return fig

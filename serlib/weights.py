@@ -21,6 +21,7 @@ from . import atomic, experiments
 from .errors import DataError
 from .features import Normalizer
 from .features import n_features as feature_count
+from .targets import SCALER_KEY, n_outputs
 
 WEIGHTS_SUFFIX = ".weights.safetensors"
 
@@ -37,10 +38,12 @@ def save_weights(path: str | Path, model_state: dict, normalizer_state: dict, *,
     safetensors, with the metadata (JSON) in the header; written atomically. The one
     place that metadata is written: the run's classes, fold, seed and fingerprint, the
     model's ``n_features``, the selected epoch and weights, and the per-fold context's
-    scalars (e.g. a vocabulary's size) that rebuild the model (:func:`rebuild_model`)."""
+    scalars (e.g. a vocabulary's size) that rebuild the model (:func:`rebuild_model`), and
+    the dimensional tasks' target scaler (:data:`serlib.targets.SCALER_KEY`)."""
     meta = {"n_features": n_features, "classes": list(classes), "fold": fold, "seed": seed,
             "fingerprint": fingerprint, "best_epoch": best_epoch, "selected_weights": selected_weights,
-            "context": {k: v for k, v in (context or {}).items() if isinstance(v, (int, float, str, bool))}}
+            "context": {k: v for k, v in (context or {}).items()
+                        if isinstance(v, (int, float, str, bool)) or k == SCALER_KEY}}
     meta = {k: v for k, v in meta.items() if v is not None}
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
     tensors.update({f"normalizer.{k}": v.detach().cpu().contiguous().clone() for k, v in normalizer_state.items()})
@@ -112,7 +115,8 @@ def rebuild_model(config, weights: str | Path | tuple[dict, dict], classes: list
     model_state, normalizer_state, own = read_weights(source) if source else (*weights, {})
     meta = {**(known or {}), **own}
     n_features = meta.get("n_features") or frontend_features(experiment)
-    model = experiment.model(n_features, len(classes), meta.get("context") or {})
+    outputs = n_outputs(getattr(config, "task", "categorical"), len(classes), getattr(config, "dims", ()))
+    model = experiment.model(n_features, outputs, meta.get("context") or {})
     try:
         model.load_state_dict(model_state)
     except RuntimeError as e:

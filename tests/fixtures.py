@@ -40,6 +40,11 @@ IEMOCAP_DIALOGS = {
 }
 
 
+def iemocap_vad(session: int, dialog: int, turn: int) -> tuple[float, float, float]:
+    """The ``[V, A, D]`` of a turn of :func:`write_iemocap` (distinct per dimension)."""
+    return 1.0 + 0.5 * turn, 2.0 + 0.25 * session, 3.0 + 0.5 * dialog
+
+
 def write_iemocap(root: Path, sessions=(1, 2, 3, 4, 5), extra_code: str | None = None) -> Path:
     """IEMOCAP_full_release with EmoEvaluation, transcriptions and sentences/wav.
 
@@ -58,7 +63,8 @@ def write_iemocap(root: Path, sessions=(1, 2, 3, 4, 5), extra_code: str | None =
                     code = extra_code
                 utt = f"{dialog}_{suffix}"
                 start, end = 1.5 * j + 0.1234, 1.5 * j + 1.2
-                blocks += [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[2.5000, 3.0000, 3.5000]",
+                v, a, d = iemocap_vad(s, i, j)
+                blocks += [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[{v:.4f}, {a:.4f}, {d:.4f}]",
                            "C-E2:\tNeutral;\t()", "A-E3:\tval 3; act 2; dom  2;\t()", ""]
                 trans.append(f"{utt} [{start:08.4f}-{end:08.4f}]: Text of {utt}.")
                 write_wav(sdir / "sentences" / "wav" / dialog / f"{utt}.wav")
@@ -259,6 +265,51 @@ def tiny_config(csv: Path, out: Path, **kw):
 
 def records_under(out: Path) -> list[Path]:
     return sorted((out / "results").rglob("*.json")) if (out / "results").exists() else []
+
+
+MSP_CLASSES = "ASHNUFDCOXNAHS"
+
+
+def write_msp_podcast(root: Path, missing: int = 1, test3: bool = False) -> Path:
+    """An MSP-Podcast release tree: ``Audios/*.wav`` and ``Labels/labels_consensus.csv``
+    with its quirks — speaker ``Unknown`` (in Train), classes O and X, ``missing`` files
+    listed but absent. Speakers 1–4 train, 5–6 development, 7–8 Test1, 9–10 Test2
+    (11–12 Test3 with ``test3``); 1–7 A/V/D derived from the row number."""
+    audios, labels = root / "Audios", root / "Labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    sets = [("Train", s) for s in ("1", "2", "3", "4", "Unknown")] + [("Development", "5"), ("Development", "6"),
+                                                                      ("Test1", "7"), ("Test1", "8"),
+                                                                      ("Test2", "9"), ("Test2", "10")]
+    if test3:
+        sets += [("Test3", "11"), ("Test3", "12")]
+    rows = []
+    for part, speaker in sets:
+        for _ in range(6):
+            n = len(rows)
+            name = f"MSP-PODCAST_{n // 4 + 1:04d}_{n % 4 + 1:04d}.wav"
+            code = MSP_CLASSES[n % len(MSP_CLASSES)]
+            rows.append({"FileName": name, "EmoClass": code, "EmoAct": 1 + (n % 13) * 0.5,
+                         "EmoVal": 7 - (n % 11) * 0.5, "EmoDom": 2 + (n % 7) * 0.5,
+                         "SpkrID": speaker, "Gender": "Unknown" if speaker == "Unknown" else "Female" if int(speaker) % 2 else "Male",
+                         "Split_Set": part})
+            if n >= missing:  # the first `missing` rows have no file
+                write_wav(audios / name, seconds=0.5, freq=120 + 10 * (n % 9))
+    pd.DataFrame(rows).to_csv(labels / "labels_consensus.csv", index=False)
+    return root
+
+
+def write_rated_csv_corpus(root: Path) -> Path:
+    """:func:`write_csv_corpus` with arousal/valence/dominance columns (1-5), following
+    the label (angry and happy aroused, sad and angry negative) plus a fixed spread."""
+    csv = write_csv_corpus(root)
+    table = pd.read_csv(csv)
+    base = {"neutral": (2.5, 3.0), "happy": (3.5, 4.2), "sad": (1.8, 1.8), "angry": (4.3, 1.8)}
+    spread = np.resize([-0.3, 0.1, 0.3, -0.1, 0.0], len(table))
+    table["arousal"] = [base[lab][0] + d for lab, d in zip(table.label, spread)]
+    table["valence"] = [base[lab][1] - d for lab, d in zip(table.label, spread)]
+    table["dominance"] = table["arousal"] - 0.3 * (table["valence"] - 3)
+    table.to_csv(csv, index=False)
+    return csv
 
 
 def write_emobox(folder: Path, corpus: str, folds: dict[int, dict[str, list[str]]]) -> Path:

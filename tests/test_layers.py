@@ -14,11 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "serlib"
 LAYERS = [
     ["errors", "constants", "paths", "atomic", "progress", "fields", "device", "metrics", "scraps", "threads",
      "nbclean"],
-    ["audio", "features", "augment", "text", "losses", "optim"],
+    ["audio", "features", "augment", "text", "losses", "targets", "optim"],
     ["corpora", "protocols", "recipe", "models", "cache", "functionals", "upstream"],
     ["config", "experiments", "weights"],
     ["data", "records", "manifests", "planning", "fold_setup", "checkpoint", "train"],
-    ["results", "bundle", "sweep", "transfer", "stats"],
+    ["results", "bundle", "sweep", "transfer", "stats", "dimensional"],
     ["viz", "analysis", "upstream_analysis", "overview", "__main__"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}

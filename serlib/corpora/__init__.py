@@ -23,6 +23,7 @@ from . import (
     esd,
     generic,
     iemocap,
+    msp_podcast,
     multi,
     ravdess,
     savee,
@@ -39,6 +40,7 @@ ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ravdess": ravdess.load,
     "emodb": emodb.load,
     "asvp_esd": asvp_esd.load,
+    "msp_podcast": msp_podcast.load,
     "crema_d": crema_d.load,
     "savee": savee.load,
     "tess": tess.load,
@@ -58,7 +60,7 @@ def load_corpus(name: str, root=None, **options) -> pd.DataFrame:
 
     Args:
         name: one of ``iemocap``, ``ravdess``, ``emodb``, ``asvp_esd``, ``crema_d``,
-            ``savee``, ``tess``, ``emovo``, ``esd``, ``urdu``, ``shemo``, ``folder``,
+            ``savee``, ``tess``, ``msp_podcast``, ``emovo``, ``esd``, ``urdu``, ``shemo``, ``folder``,
             ``csv``, ``synthetic`` (the embedded default; ``root`` optional).
         root: the corpus folder as distributed (for ``csv``: the manifest file).
         **options: adapter options, e.g. ``subset="improvised"`` for IEMOCAP,

@@ -7,10 +7,11 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import audio
-from ..constants import AUDIO_HASH, DURATION, LABELS, MANIFEST_COLUMNS, PATH, UTT_ID
+from ..constants import AUDIO_HASH, DIMENSIONS, DURATION, LABELS, MANIFEST_COLUMNS, PATH, UTT_ID
 from ..errors import AudioError, ConfigError, DataError, LabelError
 
 log = logging.getLogger("serlib.corpora")
@@ -145,6 +146,8 @@ def finish(
         raise DataError(root, f"no usable {corpus} utterances found (see the layout in README.md)")
     df = pd.DataFrame.from_records(records)
     df["corpus"] = corpus
+    for dim in DIMENSIONS:  # arousal, valence, dominance: NaN where the corpus has none
+        df[dim] = df[dim].astype(float) if dim in df.columns else np.nan
     extras = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     df = df[list(MANIFEST_COLUMNS) + extras].sort_values(UTT_ID, ignore_index=True)
     dupes = df[UTT_ID][df[UTT_ID].duplicated()]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..constants import (
+    DIMENSIONS,
     GENDER,
     LABEL,
     LABELS,
@@ -92,8 +93,9 @@ def load_csv(root: str | Path | None, on_error: str = "raise", hash_audio: bool 
     """A user manifest: a CSV with at least ``path`` and ``label`` columns.
 
     Optional columns: ``utt_id`` (default: file stem), ``speaker``, ``gender``,
-    ``session``, ``text`` and any extras. Relative paths are resolved against the CSV's
-    folder.
+    ``session``, ``text``, the dimensional labels ``arousal``, ``valence``, ``dominance``
+    (numbers in any one scale; empty cells are NaN) and any extras. Relative paths are
+    resolved against the CSV's folder.
     """
     if root is None:
         raise DataError(None, "corpus 'csv' needs root=<path of the manifest CSV>")
@@ -104,6 +106,13 @@ def load_csv(root: str | Path | None, on_error: str = "raise", hash_audio: bool 
     missing = {PATH, LABEL} - set(table.columns)
     if missing:
         raise DataError(csv_path, f"missing required column(s) {sorted(missing)}")
+    for dim in (d for d in DIMENSIONS if d in table.columns):
+        values = pd.to_numeric(table[dim], errors="coerce")
+        bad = values.isna() & table[dim].notna()
+        if bad.any():
+            line = int(bad.to_numpy().nonzero()[0][0]) + 2
+            raise DataError(f"{csv_path}:{line}", f"column {dim!r} holds {table[dim][bad].iloc[0]!r}, not a number")
+        table[dim] = values
     skips = Skips(on_error)
     rows = []
     for i, rec in enumerate(table.to_dict("records"), start=2):  # line 1 is the header

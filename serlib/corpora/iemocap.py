@@ -8,6 +8,10 @@ Per session ``SessionN/``:
 * ``dialog/transcriptions/<dialog>.txt`` — ``Ses01F_impro01_F000 [006.2901-008.2357]: text``.
 * ``sentences/wav/<dialog>/<utt_id>.wav`` — 16 kHz mono segments.
 
+The ``[V, A, D]`` triple of a label block (the evaluators' mean ratings, 1–5; note the
+order: valence, activation, dominance) becomes the manifest's ``valence``, ``arousal``
+and ``dominance`` columns, in that 1–5 scale.
+
 The speaker is the session plus the gender letter at the start of the utterance id's
 *last* field: ``Ses01F_impro01_M000`` is the male speaker of session 1 (the ``F`` in
 ``Ses01F`` names the dialog's marker wearer, not the speaker).
@@ -18,7 +22,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..constants import GENDER, IMPROVISED, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
+from ..constants import (
+    AROUSAL,
+    DOMINANCE,
+    GENDER,
+    IMPROVISED,
+    LABEL,
+    PATH,
+    SESSION,
+    SPEAKER,
+    TEXT,
+    UTT_ID,
+    VALENCE,
+)
 from ..errors import ConfigError, DataError, LabelError
 from ._common import Skips, check_root, finish
 
@@ -137,8 +153,7 @@ def load(
                     UTT_ID: block["utt"], PATH: str(wav), SPEAKER: speaker, GENDER: gender,
                     SESSION: session, LABEL: label, TEXT: texts.get(block["utt"]),
                     IMPROVISED: improvised, "dialog": dialog,
-                    "valence": block["valence"], "activation": block["activation"],
-                    "dominance": block["dominance"],
+                    VALENCE: block["valence"], AROUSAL: block["activation"], DOMINANCE: block["dominance"],
                 })
     if not rows:
         raise DataError(root, f"no labelled utterances found in EmoEvaluation files (subset={subset!r})")

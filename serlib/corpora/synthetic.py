@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -333,4 +334,30 @@ def load(root: str | Path | None = None, subset: str = "all", keep_no_majority: 
     df = iemocap.load(release, subset=subset, keep_no_majority=keep_no_majority,
                       on_error=on_error, hash_audio=hash_audio)
     df["corpus"] = "synthetic"
+    return with_dimensions(df, SyntheticConfig(**size).seed)
+
+
+# Spread of an utterance's A/V/D around its emotion's (raters disagree; voices vary).
+DIMENSION_SPREAD = 0.35
+
+
+def with_dimensions(df, seed: int):
+    """Arousal, valence and dominance (1–5, IEMOCAP's scale) of each utterance, from its
+    emotion's voice settings and a deterministic per-utterance draw.
+
+    The EmoEvaluation files give each utterance its emotion's ``valence`` and
+    ``activation`` (:data:`EMOTIONS`; a blend of two for ``xxx``), which set the
+    acoustic knobs with them: arousal follows F0 level, loudness and rate (angry and
+    excited high, sad low), valence the emotion (angry, sad, frustrated low). Dominance
+    rises with arousal and falls with valence (angry above happy, sad lowest). Each value
+    gets a normal draw (sd :data:`DIMENSION_SPREAD`) seeded by the corpus seed and the
+    utterance id, so the labels are deterministic and the audio files are not touched
+    (they, the categories and every fingerprint stay as they were)."""
+    draws = np.array([np.random.default_rng([seed, zlib.crc32(u.encode())]).normal(0, DIMENSION_SPREAD, 3)
+                      for u in df["utt_id"]]).reshape(-1, 3)
+    arousal, valence = df["arousal"].to_numpy(float), df["valence"].to_numpy(float)
+    dominance = arousal - 0.3 * (valence - 3.0)
+    df = df.copy()
+    for j, (name, value) in enumerate((("arousal", arousal), ("valence", valence), ("dominance", dominance))):
+        df[name] = np.clip(value + draws[:, j], 1.0, 5.0).round(4)
     return df

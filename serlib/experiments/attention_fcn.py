@@ -83,6 +83,7 @@ class _AttentionMaps:
 @register
 class AttentionFCNExperiment(_AttentionMaps, Experiment):
     name = "attention_fcn"
+    regression = True  # a linear head of any size: dimensional and multitask tasks
     title = "Attention-based FCN, 2-D (Zhang et al. 2019)"
     notebook, docs = "04_attention_fcn", "docs/papers/attention_fcn.md"
     Config = AttentionFCNExperimentConfig
@@ -116,6 +117,7 @@ class AttentionFCNExperiment(_AttentionMaps, Experiment):
 @register
 class AttentionFCN1DExperiment(_AttentionMaps, Experiment):
     name = "attention_fcn_1d"
+    regression = True  # a linear head of any size: dimensional and multitask tasks
     title = 'its 1-D RAVDESS reproduction ("Emotion in Motion")'
     notebook, docs = "04_attention_fcn", "docs/papers/attention_fcn.md"
     Config = AttentionFCN1DExperimentConfig

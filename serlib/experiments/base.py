@@ -48,6 +48,9 @@ class Experiment:
     name = ""
     Config: type[ExperimentConfig] = ExperimentConfig
     neural = True  # False: the experiment fits itself (``fit_select_test``) instead of the Trainer
+    # its model can end in a linear head of any size (``model(n_features, n_outputs)``), so
+    # it regresses dimensions too (``task=dimensional`` / ``multitask``, serlib.targets)
+    regression = False
     is_baseline = False  # the rows of other experiments are compared with (``collect``, ``baseline``)
     is_demo = False      # the experiment whose data ``python -m serlib demo`` shows (notebook 03, ``make demo``)
     compile_speedup = 1.0  # measured step-time ratio compiled/eager on the CPU (docs/engine.md); > 1.2: compile long runs
@@ -123,6 +126,12 @@ class Experiment:
         """Per item of a prepared batch, the model's attention as a profile over its
         input's frames (for overlays on the audio)."""
         raise ConfigError(f"{self.name} has no attention map to draw")
+
+    def outputs(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor, test: bool,
+                extras: dict | None = None) -> torch.Tensor:
+        """The model's raw outputs ``(B, n_outputs)`` of raw features ``x`` (the
+        dimensional and multitask tasks: standardised dimensions after any logits)."""
+        return model(x, lengths, **(extras or {})).float()
 
     def predict(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor, test: bool,
                 extras: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:

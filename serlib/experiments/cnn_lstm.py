@@ -64,6 +64,7 @@ class CNNLSTMExperimentConfig(ExperimentConfig):
 @register
 class CNNLSTMExperiment(Experiment):
     name = "cnn_lstm"
+    regression = True  # a linear head of any size: dimensional and multitask tasks
     is_demo = True
     title = "CNN+LSTM with VTLP (Etienne et al. 2018)"
     notebook, docs = "03_train_cnn_lstm", "docs/papers/cnn_lstm.md"

@@ -6,7 +6,10 @@ regression. Same folds, same records, same discipline as the deep models: the
 regularisation constant C is chosen on the fold's validation split (UA, first best in
 grid order) from a small grid, the classifier is trained on the training split only, and
 the test split is scored once. Records are ordinary serlib records (the grid is the
-"history", one row per C), so every table shows the baseline beside the deep models::
+"history", one row per C), so every table shows the baseline beside the deep models.
+With ``task=dimensional`` each dimension gets a linear SVR or a ridge regression
+(``regressor``) on targets standardised on the training split, the constant (C, or ridge's
+alpha) chosen on the validation mean CCC::
 
     python -m serlib sweep --experiment functionals --corpus emodb --root DIR --classes all \\
         --set feature_set=compare classifier=svm_linear
@@ -23,16 +26,19 @@ from .. import metrics
 from ..audio import InputChecks
 from ..config import ExperimentConfig
 from ..constants import LABEL, UTT_ID
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..fields import setting
 from ..functionals import FEATURE_SETS, FunctionalsConfig, extract_functionals
 from .base import Experiment, register
 
 CLASSIFIERS = ("svm_linear", "svm_rbf", "logreg")
+REGRESSORS = ("svr_linear", "ridge")
 DEFAULT_GRIDS = {
     "svm_linear": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     "svm_rbf": (0.1, 1.0, 10.0, 100.0),
     "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
+    "svr_linear": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),  # C
+    "ridge": (1.0, 10.0, 100.0, 1000.0, 10000.0),  # alpha (more regularisation as it grows)
 }
 
 
@@ -44,14 +50,15 @@ class FunctionalsExperimentConfig(ExperimentConfig):
     experiment: str = "functionals"
     feature_set: str = setting("egemaps", choices=tuple(FEATURE_SETS))  # egemaps | compare | mfcc_stats
     classifier: str = setting("svm_linear", choices=CLASSIFIERS)
-    c_grid: tuple[float, ...] = setting((), gt=0)  # () = the classifier's default grid
+    regressor: str = setting("svr_linear", choices=REGRESSORS)  # task=dimensional: linear SVR | ridge
+    c_grid: tuple[float, ...] = setting((), gt=0)  # () = the classifier's (regressor's) default grid
     class_weight: str | None = setting("balanced", choices=(None, "balanced"))
     normalization: str = "none"           # the pipeline standardises (training split only)
     epochs: int = 1                       # no epochs: one fit per C
 
     @property
     def grid(self) -> tuple[float, ...]:
-        return self.c_grid or DEFAULT_GRIDS[self.classifier]
+        return self.c_grid or DEFAULT_GRIDS[self.classifier if self.task == "categorical" else self.regressor]
 
 
 def pipeline(config: FunctionalsExperimentConfig, c: float):
@@ -69,9 +76,22 @@ def pipeline(config: FunctionalsExperimentConfig, c: float):
     return make_pipeline(StandardScaler(), clf)
 
 
+def regressor(config: FunctionalsExperimentConfig, c: float):
+    """StandardScaler → one dimension's regressor with constant ``c`` (SVR's C, ridge's alpha)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVR
+
+    model = Ridge(alpha=c) if config.regressor == "ridge" else LinearSVR(C=c, dual="auto", max_iter=20000,
+                                                                          random_state=config.seed)
+    return make_pipeline(StandardScaler(), model)
+
+
 @register
 class FunctionalsExperiment(Experiment):
     name = "functionals"
+    regression = True  # dimensional: linear SVR or ridge (``regressor``), chosen on validation mean CCC
     is_baseline = True
     title = "baseline: openSMILE functionals or MFCC statistics + SVM / logistic regression (scikit-learn)"
     notebook, docs = "08_compare_models", "docs/statistics.md"
@@ -93,7 +113,12 @@ class FunctionalsExperiment(Experiment):
         and score the test split once.
 
         The predicted label is the classifier's own decision; the probabilities of the
-        SVMs come from sigmoid (Platt) calibration on cross-validated training scores."""
+        SVMs come from sigmoid (Platt) calibration on cross-validated training scores.
+        ``task=dimensional``: :meth:`fit_select_test_values`."""
+        if self.config.task == "dimensional":
+            return self.fit_select_test_values(setup)
+        if self.config.task != "categorical":
+            raise ConfigError(f"functionals: task={self.config.task} is not supported (categorical or dimensional)")
         classes = setup.classes
         label_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[LABEL]))
         data = {name: (np.stack([setup.store[u].numpy() for u in ids]), [label_of[u] for u in ids])
@@ -136,4 +161,38 @@ class FunctionalsExperiment(Experiment):
         test = metrics.scores(y_test, prediction, classes)
         test.update({"ids": setup.split_ids["test"], "truth": y_test, "prediction": prediction,
                      "probabilities": probs})
+        return {"test": test, "history": history, "best_epoch": best["epoch"], "best_metric": best[key]}
+
+    def fit_select_test_values(self, setup) -> dict:
+        """``task=dimensional``: per grid constant, one regressor per dimension on the
+        training split's standardised targets; the constant with the best validation mean
+        CCC (in the corpus's scale; test with ``selection="test"``) is refitted and the
+        test split scored once."""
+        dims, scaler = list(self.config.dims), setup.scaler
+        values = setup.manifest.set_index(UTT_ID)[dims]
+        label_of = dict(zip(setup.manifest[UTT_ID], setup.manifest[LABEL]))
+        x = {name: np.stack([setup.store[u].numpy() for u in ids]) for name, ids in setup.split_ids.items()}
+        y = {name: values.loc[ids].to_numpy(float) for name, ids in setup.split_ids.items()}
+        y_train = scaler.transform(y["train"])
+
+        def fit_predict(c: float, splits: tuple[str, ...]) -> dict:
+            models = [regressor(self.config, c).fit(x["train"], y_train[:, j]) for j in range(len(dims))]
+            return {s: scaler.inverse(np.stack([m.predict(x[s]) for m in models], axis=1)) for s in splits}
+
+        history = []
+        key = "test_ccc_mean" if self.config.selection == "test" else "val_ccc_mean"
+        for i, c in enumerate(self.config.grid, start=1):
+            start = time.perf_counter()
+            predicted = fit_predict(c, ("val", "test") if self.config.selection == "test" else ("val",))
+            row = {"epoch": i, "c": c}
+            for split, pred in predicted.items():
+                scores = metrics.dimensional_scores(y[split], pred, dims)
+                row.update({f"{split}_ccc_{d}": scores[f"ccc_{d}"] for d in (*dims, "mean")})
+            row["seconds"] = time.perf_counter() - start
+            history.append(row)
+        best = max(history, key=lambda r: -np.inf if np.isnan(r[key]) else r[key])  # first best in grid order
+        prediction = fit_predict(best["c"], ("test",))["test"]
+        test = metrics.dimensional_scores(y["test"], prediction, dims)
+        test.update({"ids": setup.split_ids["test"], "truth": [label_of[u] for u in setup.split_ids["test"]],
+                     "values": prediction, "true_values": y["test"]})
         return {"test": test, "history": history, "best_epoch": best["epoch"], "best_metric": best[key]}

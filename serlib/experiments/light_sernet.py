@@ -64,6 +64,7 @@ _OFFICIAL = FeatureConfig("mfcc", 16000, 64, 16, 1024, "hann", 1.0, fmin=80, fma
 @register
 class LightSERNetExperiment(Experiment):
     name = "light_sernet"
+    regression = True  # a linear head of any size: dimensional and multitask tasks
     title = "Light-SERNet (Aftab et al. 2022) and its PyTorch reproduction"
     notebook, docs = "06_light_sernet", "docs/papers/light_sernet.md"
     Config = LightSERNetExperimentConfig

@@ -156,6 +156,7 @@ class UpstreamFrontEnd(torch.nn.Module):
 @register
 class PretrainedExperiment(Experiment):
     name = "pretrained"
+    regression = True  # a linear head of any size: dimensional and multitask tasks
     title = ("pretrained speech encoders (wav2vec 2.0, HuBERT, WavLM, Whisper's encoder; SUPERB-style head: a "
              "learned weighted sum of the frozen encoder's layers, pooled, then a small MLP)")
     notebook, docs = "11_pretrained_upstreams", "docs/pretrained.md"
