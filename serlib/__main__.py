@@ -294,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="local processes (--jobs) or Ray tasks (pip install -e '.[ray]')")
             p.add_argument("--address", default=None, help="Ray: 'auto' or HOST:PORT of a cluster (default: local)")
             p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs per run (= torch threads)")
-            p.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs per run; fractions share a GPU")
+            p.add_argument("--gpus-per-run", type=float, default=None,
+                           help="Ray: GPUs per run; fractions share a GPU (default: 1 when the cluster has GPUs "
+                                "and device is auto or cuda, else 0)")
             p.add_argument("--max-retries", type=int, default=2, help="Ray: retries of a run whose worker died")
     p = sub.add_parser("export", help="a result set's fold models as a self-contained bundle")
     p.add_argument("result_set", help="a record (.json) or a result-set folder: results/EXPERIMENT/NAME/CORPUS/"

@@ -293,8 +293,10 @@ class Bundle(Predictor):
         return wave, []
 
     def _score(self, segments, batch_size, attention, speaker_norm) -> list[dict]:
-        out = []
-        feats_all = []
+        # Each batch is scored as soon as its features are made and its outputs leave the
+        # device: the device holds one batch at a time however long the audio (speaker_norm
+        # needs every input's features first, and keeps them).
+        out, feats_all = [], []
         for i in range(0, len(segments), batch_size):
             chunk = segments[i:i + batch_size]
             waves = [self.crop.apply(w, self.sample_rate) for *_, w in chunk]
@@ -302,25 +304,30 @@ class Bundle(Predictor):
             batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True).to(self.device)
             with torch.no_grad():
                 feats, frames = self.frontend(batch, lengths.to(self.device))
-            feats_all += [(f[..., :t], t) for f, t in zip(feats, frames.tolist())]
+            feats = [(f[..., :t], t) for f, t in zip(feats, frames.tolist())]
+            if speaker_norm:
+                feats_all += feats
+            else:
+                out += self._score_batch(chunk, feats, attention)
         if speaker_norm and feats_all:  # all inputs of this call as one speaker
             normed = speaker_normalize({str(i): f for i, (f, _) in enumerate(feats_all)},
                                        {str(i): "inputs" for i in range(len(feats_all))})
             feats_all = [(normed[str(i)], t) for i, (_, t) in enumerate(feats_all)]
-        for i in range(0, len(segments), batch_size):
-            chunk, feats = segments[i:i + batch_size], feats_all[i:i + batch_size]
-            batch = collate([(f, 0, "", {}) for f, _ in feats]).to(self.device)
-            x, lengths = batch.x, batch.lengths
-            n = len(chunk)
-            probs, pred = self.probabilities(x, lengths) if self.task != "dimensional" else ([None] * n, None)
-            values = self.values(x, lengths).numpy() if self.task != "categorical" else [None] * n
-            probs = probs.cpu().numpy() if isinstance(probs, torch.Tensor) else probs
-            pred = pred.cpu().tolist() if pred is not None else [None] * n
-            alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * n
-            for (name, kind, s, e, _), p, k, v, a in zip(chunk, probs, pred, values, alphas):
-                out.append({"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "v": v,
-                            "attention": a})
+            for i in range(0, len(segments), batch_size):
+                out += self._score_batch(segments[i:i + batch_size], feats_all[i:i + batch_size], attention)
         return out
+
+    def _score_batch(self, chunk, feats, attention) -> list[dict]:
+        batch = collate([(f, 0, "", {}) for f, _ in feats]).to(self.device)
+        x, lengths = batch.x, batch.lengths
+        n = len(chunk)
+        probs, pred = self.probabilities(x, lengths) if self.task != "dimensional" else ([None] * n, None)
+        values = self.values(x, lengths).numpy() if self.task != "categorical" else [None] * n
+        probs = probs.cpu().numpy() if isinstance(probs, torch.Tensor) else probs
+        pred = pred.cpu().tolist() if pred is not None else [None] * n
+        alphas = self.attention(x, lengths) if attention and self.has_attention else [None] * n
+        return [{"name": name, "kind": kind, "start": s, "end": e, "p": p, "pred": k, "v": v, "attention": a}
+                for (name, kind, s, e, _), p, k, v, a in zip(chunk, probs, pred, values, alphas)]
 
 
 def load_model(path: str | Path, fold: int | None = None, device: str = "cpu", calibrated: bool = False) -> Bundle:

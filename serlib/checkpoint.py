@@ -43,9 +43,30 @@ class GlobalRNG:
         random.setstate((version, tuple(internal), gauss))
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-        torch.set_rng_state(state["torch"])
-        if state.get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        torch.set_rng_state(state["torch"].cpu().to(torch.uint8))  # a ByteTensor on the CPU, whatever the map
+        # one state per GPU the saving run saw: restore those of the GPUs that exist here (a Ray
+        # task sees one); the others are left as they are
+        saved = state.get("cuda") or []
+        for index in range(min(len(saved), torch.cuda.device_count() if torch.cuda.is_available() else 0)):
+            torch.cuda.set_rng_state(saved[index].cpu().to(torch.uint8), index)
+
+
+class ScalerPart:
+    """A ``GradScaler`` as a checkpoint part that resumes across precisions: a disabled
+    scaler (fp32, bf16, the CPU) saves an empty state; an enabled one (fp16) that loads it
+    starts afresh, and a disabled one ignores an fp16 run's scale."""
+
+    def __init__(self, scaler: torch.amp.GradScaler):
+        self.scaler = scaler
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler.is_enabled() and state:
+            self.scaler.load_state_dict(state)
+        elif self.scaler.is_enabled() or state:
+            log.info("gradient scaler: the checkpoint's precision differs from this run's; its scale starts afresh")
 
 
 class GeneratorPart:
@@ -85,13 +106,15 @@ class TrainState:
                                                     for k, p in parts.items()}}, path)
 
     @staticmethod
-    def read(path: Path, device) -> dict | None:
+    def read(path: Path) -> dict | None:
         """The checkpoint at ``path``, or None: none there, or one that cannot be read
-        (moved aside to ``checkpoint.pt.corrupt`` with a warning; the fold restarts)."""
+        (moved aside to ``checkpoint.pt.corrupt`` with a warning; the fold restarts).
+        Read onto the CPU whichever device wrote it: the RNG states must stay CPU
+        ByteTensors, and each part's ``load_state_dict`` moves its tensors to its device."""
         if not path.is_file():
             return None
         try:
-            blob = torch.load(path, weights_only=True, map_location=device)
+            blob = torch.load(path, weights_only=True, map_location="cpu")
             missing = [k for k in ("model", "optimizer", "epoch", "config", "rng", "generator") if k not in blob]
             if missing:
                 raise KeyError(f"missing {missing}")

@@ -157,8 +157,9 @@ class DeviceBatches:
             raise ValueError("DeviceBatches does not handle per-utterance extras (text); use the DataLoader")
         feats = [dataset.store[u] for u in dataset.ids]
         self.ids, self.sampler, self.device = dataset.ids, sampler, torch.device(device)
-        self.index = torch.as_tensor(dataset.index, dtype=torch.long)
+        self.index = np.asarray(dataset.index, dtype=np.int64)
         lengths = torch.tensor([f.shape[-1] for f in feats])
+        self.host_lengths = lengths.numpy()  # a batch's longest item is read here, not from the device
         self.lengths = lengths.to(device)
         self.offsets = (torch.cumsum(lengths, 0) - lengths).to(device)
         self.flat = torch.cat(feats, dim=-1).to(device)  # (..., F, total frames)
@@ -173,11 +174,12 @@ class DeviceBatches:
 
     def __iter__(self):
         for positions in self.sampler:
-            j = self.index[positions].to(self.device)              # items of this batch
+            held = self.index[positions]                             # items of this batch (host)
+            j = torch.from_numpy(held).to(self.device, non_blocking=True)
             lengths = self.lengths[j]
-            frames = torch.arange(int(lengths.max()), device=self.device)
+            frames = torch.arange(int(self.host_lengths[held].max()), device=self.device)
             mask = frames[None, :] < lengths[:, None]                # (B, T)
             where = (self.offsets[j, None] + frames[None, :]).clamp(max=self.flat.shape[-1] - 1)
             x = self.flat[..., where].movedim(-2, 0).contiguous()    # (B, ..., F, T), as collate lays it out
             x = x * mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1]).to(x.dtype)
-            yield Batch(x, lengths, self.targets[j], [self.ids[int(k)] for k in j.tolist()], {})
+            yield Batch(x, lengths, self.targets[j], [self.ids[k] for k in held.tolist()], {})

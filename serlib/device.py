@@ -3,9 +3,17 @@ against this machine; and the precision it computes in there (:class:`Precision`
 
 from __future__ import annotations
 
+import logging
+import os
+
 import torch
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# set by a Ray task to its share of the GPU (``--gpus-per-run``); the features-on-device budget uses it
+GPU_SHARE_ENV = "SERLIB_GPU_SHARE"
 
 
 def _mps_available() -> bool:
@@ -36,15 +44,85 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def visible_device(name: str, visible: str | None = None) -> str:
+    """``device=cuda:N`` inside a task that sees only some GPUs (a Ray task, whose
+    ``CUDA_VISIBLE_DEVICES`` lists the GPUs it was given): N names a GPU of the machine,
+    which is the task's ``cuda:K`` when N is the K-th visible one; any other N means the
+    task's own GPU, ``cuda:0``. Other names, and ``cuda:N`` without the variable, stay."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    kind, _, index = name.partition(":")
+    if kind != "cuda" or not index or visible is None:
+        return name
+    ids = [v.strip() for v in visible.split(",") if v.strip()]
+    if not ids:
+        return name
+    mapped = f"cuda:{ids.index(index)}" if index in ids else "cuda:0"
+    if mapped != name:
+        log.info("device=%s: this process sees GPUs %s (CUDA_VISIBLE_DEVICES); using %s", name, ",".join(ids), mapped)
+    return mapped
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (compute capability 8.0 or newer); emulated
+    bf16 (V100, T4) is slower than fp16 with a gradient scaler."""
+    if device.type != "cuda":
+        return False
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def precision_name(device: str = "auto", amp: bool = True) -> str:
+    """The precision a run with ``device`` and ``amp`` computes in on this machine:
+    ``fp32`` (the CPU, MPS, ``amp=false``, or a device this machine does not have),
+    ``bf16`` or ``fp16``. Part of a run's fingerprint when not fp32."""
+    try:
+        dev = resolve_device(device)
+    except ConfigError:
+        return "fp32"
+    if not (amp and dev.type == "cuda"):
+        return "fp32"
+    return "bf16" if bf16_supported(dev) else "fp16"
+
+
+def set_deterministic(device: torch.device) -> None:
+    """On CUDA, the flags that make a run bit-identical for the same seed: deterministic
+    cuDNN kernels (no benchmark search), deterministic algorithms where torch has them
+    (``warn_only``: an op without one warns instead of failing the run), and cuBLAS's fixed
+    workspace (``CUBLAS_WORKSPACE_CONFIG``, read when cuBLAS starts: set before the first
+    CUDA matmul). The CPU path needs none of them and is left as it is."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def free_memory_mb(device: torch.device, share: float = 1.0) -> float | None:
+    """Free memory of a CUDA ``device`` in MB, times ``share`` (a Ray task's GPU fraction);
+    None elsewhere."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free / 2**20 * share
+
+
 class Precision:
     """Where and how precisely the loop computes: the device, autocast (bf16 where the GPU
-    has it, else fp16 with a gradient scaler; off on the CPU) and the scaler."""
+    has it natively, else fp16 with a gradient scaler; off on the CPU) and the scaler.
+    ``dtype="fp16"`` forces fp16 with the scaler (a check of that path on a bf16 GPU)."""
 
-    def __init__(self, device: str = "auto", amp: bool = True):
+    def __init__(self, device: str = "auto", amp: bool = True, dtype: str | None = None):
         self.device = resolve_device(device)
         self.amp = amp and self.device.type == "cuda"
-        self.dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        bf16 = dtype == "bf16" or (dtype is None and self.amp and bf16_supported(self.device))
+        self.dtype = torch.bfloat16 if bf16 else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.dtype == torch.float16)
+
+    @property
+    def name(self) -> str:
+        """``fp32``, ``bf16`` or ``fp16``: what the record and the fingerprint say."""
+        return "fp32" if not self.amp else "bf16" if self.dtype == torch.bfloat16 else "fp16"
 
     def autocast(self):
         return torch.autocast(device_type="cuda", dtype=self.dtype, enabled=self.amp)

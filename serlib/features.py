@@ -255,6 +255,7 @@ class Normalizer(nn.Module):
         self.register_buffer("mean", torch.zeros(1))
         self.register_buffer("var", torch.ones(1))
         self.register_buffer("fitted", torch.tensor(False))
+        self._checked = False
 
     @torch.no_grad()
     def fit(self, items) -> Normalizer:
@@ -282,8 +283,10 @@ class Normalizer(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not bool(self.fitted):
-            raise RuntimeError("Normalizer used before fit() on the training split")
+        if not self._checked:  # read from the device once, not at every batch
+            if not bool(self.fitted):
+                raise RuntimeError("Normalizer used before fit() on the training split")
+            self._checked = True
         if self.mode == "none":
             return x
         return (x - self.mean) / torch.sqrt(self.var + self.eps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,12 @@ from .cache import FeatureStore
 from .config import ExperimentConfig
 from .constants import LABEL, SPEAKER, UTT_ID
 from .data import BucketBatchSampler, DeviceBatches, FeatureDataset, collate, item_lengths
+from .device import GPU_SHARE_ENV, free_memory_mb, precision_name
 from .errors import ConfigError, DataError
 from .features import Normalizer
 from .features import n_features as feature_count
 from .planning import Plan, plan_run
-from .records import run_stem
+from .records import fingerprint, run_stem, with_precision
 from .targets import SCALER_KEY, TargetScaler, n_outputs
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,10 @@ def setup_fold(config: ExperimentConfig, plan: Plan | None = None, train_ids: li
                           f"experiments with one: {sorted(n for n, c in experiments.EXPERIMENTS.items() if c.regression)}")
     plan = plan or plan_run(config)
     manifest, fp, identity, folds = plan.manifest, plan.fingerprint, plan.identity, plan.folds[config.seed]
+    here = precision_name(config.device, config.amp)
+    if identity.get("precision", "fp32") != here:  # planned on another machine (a Ray driver without GPUs)
+        identity = with_precision(identity, here)
+        fp = fingerprint(identity)
     classes = identity["classes"]
     if not 1 <= config.fold <= len(folds):
         raise ConfigError(f"fold {config.fold} does not exist: protocol {config.protocol!r} has {len(folds)} folds")
@@ -155,14 +161,20 @@ def _loader(dataset, config, shuffle: bool, generator: torch.Generator | None, d
 def make_loaders(setup: FoldSetup, config: ExperimentConfig, generator: torch.Generator, device) -> dict:
     """Train/val/test batches: on the device (:class:`~serlib.data.DeviceBatches`) when
     ``features_on_device`` is true, or None and the device is CUDA and the fold's
-    features fit ``device_feature_mb``; else DataLoaders. Both give identical batches."""
+    features fit ``device_feature_mb`` and half the device's free memory (times the run's
+    share of the GPU under Ray, ``--gpus-per-run 0.25``); else DataLoaders. Both give
+    identical batches."""
     datasets = setup.datasets
     on_device = config.features_on_device
     usable = config.bucket and not any(d.extras for d in datasets.values())
     if on_device is None:
         size = sum(setup.store[u].numel() * setup.store[u].element_size() for ids in setup.split_ids.values()
                    for u in ids)
-        on_device = device.type == "cuda" and size <= config.device_feature_mb * 2**20
+        free = free_memory_mb(device, float(os.environ.get(GPU_SHARE_ENV, 1.0)))
+        on_device = free is not None and size <= min(config.device_feature_mb, free / 2) * 2**20
+        if device.type == "cuda" and not on_device:
+            log.info("features_on_device: the fold's %.0f MB exceed the budget (%d MB, half of %.0f MB free); "
+                     "using DataLoaders", size / 2**20, config.device_feature_mb, free)
     if on_device and not usable:
         log.info("features_on_device needs bucketed batches and no text extras; using DataLoaders")
         on_device = False

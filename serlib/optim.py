@@ -49,9 +49,15 @@ class LayerwiseMomentumSGD(torch.optim.Optimizer):
 
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     """L2 norm of the gradient per layer (parameters grouped by their module path)."""
-    sq = defaultdict(float)
+    layers, parts = [], []
     for name, p in model.named_parameters():
         if p.grad is not None:
             layer = name.rsplit(".", 1)[0] if "." in name else name
-            sq[layer.removesuffix(".conv")] += float(p.grad.detach().float().pow(2).sum())
+            layers.append(layer.removesuffix(".conv"))
+            parts.append(p.grad.detach().float().pow(2).sum())
+    sq = defaultdict(float)
+    # one read from the device for all parameters (not one per parameter); summed per layer
+    # in double on the host, in the same order as before
+    for layer, v in zip(layers, torch.stack(parts).tolist() if parts else []):
+        sq[layer] += v
     return {k: math.sqrt(v) for k, v in sq.items()}

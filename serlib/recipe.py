@@ -92,15 +92,16 @@ def mask_spans(lengths: torch.Tensor, size: int, count: int, max_fraction: float
     ``⌊u · max_fraction · lengths[b]⌋`` starting inside ``[0, lengths[b] − width]``:
     spans lie within each row's valid part, so padding is never masked in and never
     counted in a width."""
-    n = lengths.shape[0]
-    keep = torch.ones(n, size, dtype=torch.bool)
+    n, device = lengths.shape[0], lengths.device
+    keep = torch.ones(n, size, dtype=torch.bool, device=device)
     if count == 0:
         return keep
-    valid = lengths.cpu().to(torch.float64)
-    positions = torch.arange(size)
+    # drawn from the (host) generator, built where the lengths are: no read of the device
+    valid = lengths.to(torch.float64)
+    positions = torch.arange(size, device=device)
     for _ in range(count):
-        width = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * max_fraction * valid)
-        start = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (valid - width + 1))
+        width = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64).to(device) * max_fraction * valid)
+        start = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64).to(device) * (valid - width + 1))
         keep &= ~((positions >= start[:, None]) & (positions < (start + width)[:, None]))
     return keep
 

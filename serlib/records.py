@@ -30,6 +30,7 @@ from torch import nn
 from . import __version__, atomic
 from .config import LATER_FIELDS
 from .constants import AUDIO_HASH, LABEL, PATH, SPEAKER, UTT_ID
+from .device import precision_name
 from .errors import DataError
 from .fields import runtime_fields
 from .paths import outputs_dir
@@ -256,7 +257,9 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
     """What determines a run's result, fold and seed aside: the settings (the config
     without the fields it declares ``runtime``, :func:`serlib.fields.runtime_fields`), the classes,
     and the manifest's content (utterance ids, labels, speakers and each file's content
-    hash, or size and modification time when no hash is there)."""
+    hash, or size and modification time when no hash is there), and the precision when it
+    is not fp32 (``bf16``/``fp16`` autocast on CUDA, :func:`serlib.device.precision_name`:
+    such a run computes other numbers than on the CPU)."""
     runtime = runtime_fields(config)
     settings = {k: v for k, v in config.to_dict().items() if k not in runtime}
     for dotted in (f for f in runtime if "." in f):  # run-time fields of a nested config
@@ -281,9 +284,17 @@ def run_identity(config, classes: Iterable[str], manifest: pd.DataFrame) -> dict
             st = os.stat(audio_id)
             audio_id = f"{st.st_size}:{st.st_mtime_ns}"
         h.update("\0".join(map(str, (*fields, audio_id))).encode() + b"\n")
-    return {"settings": json.loads(json.dumps(atomic.strict_json(settings, _json_default))),
-            "classes": list(classes),
-            "manifest": {"n": len(manifest), "sha256": h.hexdigest(), "audio": columns[-1]}}
+    identity = {"settings": json.loads(json.dumps(atomic.strict_json(settings, _json_default))),
+                "classes": list(classes),
+                "manifest": {"n": len(manifest), "sha256": h.hexdigest(), "audio": columns[-1]}}
+    return with_precision(identity, precision_name(config.device, config.amp))
+
+
+def with_precision(identity: dict, precision: str) -> dict:
+    """``identity`` naming ``precision`` (fp32, the CPU's, is left unsaid: the fingerprints
+    of fp32 runs stay those of the runs made before precision was part of it)."""
+    identity = {k: v for k, v in identity.items() if k != "precision"}
+    return identity if precision == "fp32" else {**identity, "precision": precision}
 
 
 def fingerprint(identity: dict) -> str:
@@ -300,7 +311,7 @@ def identity_diff(a: dict, b: dict) -> list[str]:
     """
     sa, sb = a.get("settings", {}), b.get("settings", {})
     out = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
-    return out + [k for k in ("classes", "manifest") if a.get(k) != b.get(k)]
+    return out + [k for k in ("classes", "manifest", "precision") if a.get(k) != b.get(k)]
 
 
 def run_fingerprint(config, manifest: pd.DataFrame) -> tuple[str, dict]:

@@ -22,6 +22,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import queue
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .device import GPU_SHARE_ENV, visible_device
 from .errors import ConfigError, SerlibError
 from .paths import outputs_dir
 from .planning import Outcome, Plan, plan
@@ -72,12 +74,14 @@ class RayOptions:
 
     address: str | None = None    # None: a local Ray instance; "auto" or HOST:PORT: an existing cluster
     cpus_per_run: float = 1.0     # also the run's torch threads (rounded, at least 1)
-    gpus_per_run: float = 0.0     # fractions share a GPU (0.25: four runs per GPU)
+    gpus_per_run: float | None = None  # fractions share a GPU (0.25: four runs per GPU); None: see gpus_for
     max_retries: int = 2          # a task whose worker dies (killed, node lost) runs again this often
 
     def __post_init__(self):
         for name, value, low in (("cpus_per_run", self.cpus_per_run, 0), ("gpus_per_run", self.gpus_per_run, 0),
                                  ("max_retries", self.max_retries, 0)):
+            if value is None and name == "gpus_per_run":
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value)) or value < low \
                     or (name == "cpus_per_run" and value <= 0):
                 flag = "--" + name.replace("_", "-")
@@ -99,11 +103,26 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
         raise ConfigError(f"--address {address}: no Ray cluster reachable there ({e})") from None
 
 
+def gpus_for(options: RayOptions, device: str, cluster: dict) -> float:
+    """GPUs each Ray task reserves: ``--gpus-per-run``, or by default one whole GPU when
+    the run may use one (``device`` auto or cuda) and the cluster has GPUs, else none.
+    Ray hands a task only the GPUs it reserved (``CUDA_VISIBLE_DEVICES``), so runs are
+    spread over the GPUs and counted, never piled onto cuda:0. A run that asks for CUDA
+    with ``--gpus-per-run 0`` is an error (it would use a GPU Ray does not count)."""
+    cuda = device == "auto" or device.startswith("cuda")
+    if options.gpus_per_run is None:
+        return 1.0 if cuda and cluster.get("GPU", 0) > 0 else 0.0
+    if options.gpus_per_run == 0 and device.startswith("cuda"):
+        raise ConfigError(f"device={device} with --gpus-per-run 0: Ray would not count the GPU the runs use; "
+                          "give --gpus-per-run (e.g. 1 or 0.25) or device=cpu")
+    return float(options.gpus_per_run)
+
+
 def check_request(options: RayOptions, nodes: list[dict]) -> None:
     """Fail at once when no node of the cluster can ever meet one run's request (Ray would
     wait for it forever). ``nodes``: each live node's resources (``ray.nodes()``)."""
     for key, flag, wanted in (("CPU", "--cpus-per-run", options.cpus_per_run),
-                              ("GPU", "--gpus-per-run", options.gpus_per_run)):
+                              ("GPU", "--gpus-per-run", options.gpus_per_run or 0.0)):
         largest = max((float(n.get(key, 0)) for n in nodes), default=0.0)
         if wanted > largest:
             raise ConfigError(f"{flag} {wanted:g} asks for more than any node of the Ray cluster has "
@@ -165,8 +184,16 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
             outcomes.append(outcome)
             say(line(outcome))
     else:
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_die_with, initargs=(os.getpid(),)) as pool:
+        workers, ctx = min(jobs, len(todo)), mp.get_context("spawn")
+        slots, gpus = ctx.Queue(), gpu_slots(workers, the_plan.first.device)
+        for gpu in gpus:
+            slots.put(gpu)
+        if any(gpus):
+            used = sorted(set(gpus), key=gpus.index)
+            say(f"local: {workers} processes on {len(used)} GPU(s) "
+                + ", ".join(f"{g}: {gpus.count(g)}" for g in used) + " (CUDA_VISIBLE_DEVICES per process)")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(os.getpid(), slots)) as pool:
             futures = {pool.submit(execute, replace(c, progress=False), the_plan, threads, note): c
                        for c, note in todo}
             for future in as_completed(futures):
@@ -187,6 +214,33 @@ def sweep(experiment: str, values: dict | None = None, folds: str | Iterable[int
     for row in table[table.status == "failed"].itertuples():
         say(f"  failed: fold {row.fold} seed {row.seed}: {row.reason}")
     return table
+
+
+def gpu_slots(workers: int, device: str, visible: list[str] | None = None) -> list[str | None]:
+    """The GPU each of a local sweep's worker processes is given, round-robin over this
+    machine's GPUs (``visible``: their ids, default this process's ``CUDA_VISIBLE_DEVICES``
+    or all), when the runs may use one (``device`` auto or cuda); None: no assignment
+    (the CPU, or an explicit ``cuda:N``, which all runs then share)."""
+    if device not in ("auto", "cuda"):
+        return [None] * workers
+    if visible is None:
+        env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        visible = [v.strip() for v in env.split(",") if v.strip()][:count] if env is not None else \
+            [str(k) for k in range(count)]
+    return [visible[k % len(visible)] if visible else None for k in range(workers)]
+
+
+def _worker_init(parent: int, slots) -> None:
+    """A local sweep's worker process: watch the driver (:func:`_die_with`) and take its
+    GPU (:func:`gpu_slots`) as its only visible one, before CUDA starts in it."""
+    _die_with(parent)
+    try:
+        gpu = slots.get(timeout=5)
+    except queue.Empty:
+        gpu = None
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
 def _die_with(parent: int, every: float = 0.5) -> None:
@@ -222,10 +276,24 @@ def _ray_task(config, plan: Plan, threads: int, note: str, pid_dir: str, lock_ow
     pid_file = Path(pid_dir) / f"{config.experiment}-fold{config.fold:02d}-seed{config.seed}.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))
+    gpus = ray_gpu_share()
+    os.environ[GPU_SHARE_ENV] = str(gpus or 1.0)  # the features-on-device budget's share of the GPU
+    # the task sees only its own GPUs: cuda:N names the driver's N-th; without a GPU, device=auto is the CPU
+    if gpus:
+        config = replace(config, device=visible_device(config.device))
+    elif config.device == "auto" and torch.cuda.is_available():
+        config = replace(config, device="cpu")
     try:
         return execute(config, plan, threads, note, lock_owner)
     finally:
         pid_file.unlink(missing_ok=True)
+
+
+def ray_gpu_share() -> float:
+    """The GPU share this Ray task reserved (0: none)."""
+    import ray
+
+    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
 
 
 def run_on_ray(plan: Plan, options: RayOptions, threads: int | None,
@@ -256,7 +324,13 @@ def run_on_ray(plan: Plan, options: RayOptions, threads: int | None,
             ray.shutdown()
         raise
     threads = threads or max(1, round(options.cpus_per_run))
-    task = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
+    try:
+        gpus = gpus_for(options, plan.first.device, ray.cluster_resources())
+    except ConfigError:
+        if options.address is None:
+            ray.shutdown()
+        raise
+    task = ray.remote(num_cpus=options.cpus_per_run, num_gpus=gpus,
                       max_retries=options.max_retries, retry_exceptions=False)(_ray_task)
     plan_ref = ray.put(plan)  # the manifest and folds go to the object store once
     out_root = Path(todo[0][0].output_dir) if todo[0][0].output_dir else outputs_dir()
@@ -264,7 +338,7 @@ def run_on_ray(plan: Plan, options: RayOptions, threads: int | None,
     token = uuid.uuid4().hex[:12]  # a retried task takes over its own earlier attempt's run lock
     refs = {task.remote(replace(c, progress=False), plan_ref, threads, note, pid_dir, token): c
             for c, note in todo}
-    say(f"ray: {len(refs)} tasks, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU each, "
+    say(f"ray: {len(refs)} tasks, {options.cpus_per_run:g} CPU and {gpus:g} GPU each, "
         f"cluster resources {ray.cluster_resources()}")
     outcomes, pending = [], list(refs)
     with progress_bar(None, len(refs) > 1, total=len(refs), desc="runs") as bar:

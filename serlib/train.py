@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from . import atomic, experiments, metrics, progress, recipe, targets
-from .checkpoint import GeneratorPart, GlobalRNG, TrainState, seed_everything
+from .checkpoint import GeneratorPart, GlobalRNG, ScalerPart, TrainState, seed_everything
 from .config import ExperimentConfig
 from .constants import UTT_ID
 from .data import Batch
-from .device import Precision, resolve_device
+from .device import Precision, resolve_device, set_deterministic
 from .errors import SerlibError
 from .features import Normalized, prepare_input
 from .fold_setup import FoldSetup, make_loaders, setup_fold
@@ -51,10 +51,17 @@ class RunBusy(SerlibError):
 # project's CPU: even after about 300 steps. Auto-compile (compile=None) waits for 1000.
 COMPILE_MIN_STEPS = 1000
 
+# steps between the loop's log points, where the host reads the loss from the device
+LOG_EVERY = 50
 
-def should_compile(experiment, planned_steps: int) -> bool:
+
+def should_compile(experiment, planned_steps: int, device: torch.device | None = None) -> bool:
     """``compile=None``: compile when the model gains from it (its measured
-    ``compile_speedup``) and the run is long enough to repay the compile time."""
+    ``compile_speedup``) and the run is long enough to repay the compile time. The
+    speed-ups were measured on the CPU: elsewhere nothing is compiled unless asked
+    (``compile=true``; ``benchmarks/gpu_check.py`` measures it on a GPU)."""
+    if device is not None and device.type != "cpu":
+        return False
     return experiment.compile_speedup > 1.2 and planned_steps >= COMPILE_MIN_STEPS
 
 
@@ -67,11 +74,12 @@ class Trainer:
         self.fingerprint = setup.fingerprint  # of the run; a checkpoint of another run is refused
         self.precision = Precision(c.device, c.amp)
         self.device = self.precision.device
+        set_deterministic(self.device)  # bit-identical CUDA runs for the same seed (docs/engine.md)
         self.model = setup.model.to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         steps = c.epochs * len(loaders["train"])
-        self.compiled = c.compile if c.compile is not None else should_compile(setup.experiment, steps)
+        self.compiled = c.compile if c.compile is not None else should_compile(setup.experiment, steps, self.device)
         self.forward_model = torch.compile(self.model) if self.compiled else self.model
         self.normalizer = setup.normalizer.to(self.device)
         self.optimizer, scheduler = setup.experiment.optimizer(self.model)
@@ -93,7 +101,7 @@ class Trainer:
     def parts(self) -> dict:
         """Everything with a state that a checkpoint saves and a resume restores."""
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "scaler": self.precision.scaler, "normalizer": self.normalizer, "recipe": self.recipe,
+                "scaler": ScalerPart(self.precision.scaler), "normalizer": self.normalizer, "recipe": self.recipe,
                 "rng": GlobalRNG(), "generator": GeneratorPart(self.generator)}
 
     # -- pieces ----------------------------------------------------------------------
@@ -179,7 +187,12 @@ class Trainer:
     def train_epoch(self, epoch: int, alpha: float | None) -> float:
         c, s, scaler = self.config, self.state, self.precision.scaler
         self.model.train()
-        total, count = 0.0, 0
+        # the loss is summed, and a non-finite one noted, on the device: the host waits for
+        # the GPU only at log points (every LOG_EVERY steps, the epoch's end), not every step
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        bad_at = torch.zeros((), dtype=torch.long, device=self.device)  # first batch with a non-finite loss
+        bad_loss = torch.zeros((), device=self.device)
+        count, batch_ids = 0, []
         bar = progress.bar(self.loaders["train"], c.progress, lines=False, desc=f"epoch {epoch}", leave=False)
         for i, batch in enumerate(bar, start=1):
             batch: Batch = batch.to(self.device)
@@ -188,9 +201,9 @@ class Trainer:
             with self.autocast():
                 logits = self.forward_model(x, batch.lengths, **batch.extras)
                 loss = self.recipe.loss(self.loss_fn, logits.float(), self.target(batch), mixing)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{c.experiment} fold {c.fold}: loss is {loss.item()} at epoch {epoch}, batch {i} "
-                                    f"(utterances {batch.ids[:4]}…); lower the learning rate or check the features")
+            first = (bad_at == 0) & ~torch.isfinite(loss.detach())
+            bad_at, bad_loss = torch.where(first, i, bad_at), torch.where(first, loss.detach().float(), bad_loss)
+            batch_ids.append(batch.ids)
             scaler.scale(loss).backward()
             if c.grad_clip:
                 scaler.unscale_(self.optimizer)
@@ -204,10 +217,20 @@ class Trainer:
             scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.recipe.after_step(self.model)
-            total += loss.item() * len(batch.ids)
+            total += loss.detach().double() * len(batch.ids)
             count += len(batch.ids)
-            bar.set_postfix(loss=f"{total / count:.3f}")
-        return total / max(count, 1)
+            if i % LOG_EVERY == 0 or i == len(self.loaders["train"]):  # a log point: one sync
+                self._check_finite(epoch, bad_at, bad_loss, batch_ids)
+                bar.set_postfix(loss=f"{total.item() / count:.3f}")
+        self._check_finite(epoch, bad_at, bad_loss, batch_ids)
+        return total.item() / max(count, 1)
+
+    def _check_finite(self, epoch: int, bad_at: torch.Tensor, bad_loss: torch.Tensor, batch_ids: list) -> None:
+        i = int(bad_at)
+        if i:
+            raise TrainingError(f"{self.config.experiment} fold {self.config.fold}: loss is {bad_loss.item()} at epoch "
+                                f"{epoch}, batch {i} (utterances {batch_ids[i - 1][:4]}…); lower the learning rate "
+                                "or check the features")
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -216,7 +239,7 @@ class Trainer:
 
     def load_checkpoint(self) -> bool:
         """Resume from the checkpoint if there is one (a damaged one restarts the fold)."""
-        blob = TrainState.read(self.checkpoint_path, self.device)
+        blob = TrainState.read(self.checkpoint_path)
         if blob is None:
             return False
         if blob.get("fingerprint") not in (None, self.fingerprint):
@@ -335,7 +358,8 @@ def _train_and_record(config: ExperimentConfig, plan: Plan, t0: float) -> dict:
     if not setup.experiment.neural:  # e.g. functionals + SVM: fit, select on validation, test once
         fitted = setup.experiment.fit_select_test(setup)
         return write_record(setup, fitted["test"], fitted["history"], fitted["best_epoch"], fitted["best_metric"],
-                            time.perf_counter() - t0, {"device": "cpu", "grad_norms": []}, fitted.get("val"))
+                            time.perf_counter() - t0, {"device": "cpu", "precision": "fp32", "grad_norms": []},
+                            fitted.get("val"))
     generator = torch.Generator().manual_seed(config.seed)
     trainer = Trainer(setup, make_loaders(setup, config, generator, resolve_device(config.device)), generator)
     fit_start = time.perf_counter()
@@ -352,7 +376,7 @@ def _train_and_record(config: ExperimentConfig, plan: Plan, t0: float) -> dict:
     # epochs run before an interruption count too (their seconds are in the history)
     seconds = time.perf_counter() - t0 - fit_here + sum(h["seconds"] for h in state.history)
     return write_record(setup, test, state.history, state.best_epoch, state.best_metric, seconds,
-                        {"device": str(trainer.device), "grad_norms": state.grad_norms,
+                        {"device": str(trainer.device), "precision": trainer.precision.name, "grad_norms": state.grad_norms,
                          "best_weights": state.best_source, "compiled": trainer.compiled,
                          # a fold resumed from another code version's checkpoint (resume_other_code) says so
                          **({"resumed_from_code": trainer.resumed_from_code}

@@ -49,6 +49,7 @@ from . import cache
 from .audio import RATES, InputChecks, WaveCrop
 from .cache import FeatureStore, audio_hashes, cache_key
 from .constants import PATH
+from .device import bf16_supported
 from .errors import DataError, SerlibError
 from .paths import outputs_dir
 from .progress import bar as progress_bar
@@ -273,16 +274,22 @@ class Upstream(nn.Module):
             raise _rate_error(self.checkpoint.path, sample_rate, self.sample_rate)
         device = next(self.encoder.parameters()).device
         arrays = [w.detach().float().cpu().numpy() for w in waves]
+        # on CUDA the frozen encoder runs under autocast (bf16 where native, else fp16); its
+        # states are cached in fp16 anyway. The CPU computes in fp32, as before.
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16 if bf16_supported(device) else torch.float16,
+                                  enabled=device.type == "cuda")
         if self.whisper:
             inputs = self.extractor(arrays, sampling_rate=self.sample_rate, return_tensors="pt")
-            out = self.encoder(inputs["input_features"].to(device), output_hidden_states=True)
+            with autocast:
+                out = self.encoder(inputs["input_features"].to(device), output_hidden_states=True)
             valid = [min(math.ceil(len(a) * self.checkpoint.frame_rate / self.sample_rate), out.hidden_states[0].shape[1])
                      for a in arrays]
         else:
             if len({len(a) for a in arrays}) > 1:
                 raise ValueError("encode() batches waveforms of one length only (padding would change the states)")
             inputs = self.extractor(arrays, sampling_rate=self.sample_rate, return_tensors="pt")
-            out = self.encoder(inputs["input_values"].to(device), output_hidden_states=True)
+            with autocast:
+                out = self.encoder(inputs["input_values"].to(device), output_hidden_states=True)
             valid = [out.hidden_states[0].shape[1]] * len(arrays)
         states = torch.stack(out.hidden_states, dim=1)  # (B, L, T, H)
         return [s[:, :t].transpose(1, 2).float().cpu() for s, t in zip(states, valid)]

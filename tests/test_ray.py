@@ -54,7 +54,8 @@ def test_ray_records_match_the_local_backend(corpus, tmp_path):
 def test_a_killed_worker_is_retried(corpus, tmp_path):
     out = tmp_path / "ray"
     extra = ["--backend", "ray", "--max-retries", "2"]
-    proc = subprocess.Popen(command(corpus, out, *extra)[:-1] + ["epochs=4", f"output_dir={out}"],
+    argv = [a for a in command(corpus, out, *extra) if not a.startswith("epochs=")]  # each --set key once
+    proc = subprocess.Popen(argv + ["epochs=4"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env(tmp_path),
                             stdin=subprocess.DEVNULL)
     running, killed, deadline = out / "sweeps" / "running", None, time.time() + 240

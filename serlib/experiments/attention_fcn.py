@@ -103,7 +103,8 @@ class AttentionFCNExperiment(_AttentionMaps, Experiment):
         return self.feature_presets["attention_fcn"], None
 
     def model(self, n_features, n_classes, context=None):
-        state = torch.load(self.config.encoder_checkpoint, weights_only=True) if self.config.encoder_checkpoint else None
+        state = (torch.load(self.config.encoder_checkpoint, weights_only=True, map_location="cpu")
+                 if self.config.encoder_checkpoint else None)
         hop_ms = self.feature_presets["attention_fcn"].hop_ms
         segment = round(self.config.segment_seconds * 1000 / hop_ms) if self.config.segment_seconds else None
         return AttentionFCN(replace(self.config.model, n_classes=n_classes, segment_frames=segment),
