@@ -23,7 +23,7 @@ import soundfile as sf
 import torch
 
 from . import decode
-from .decode import RATES, SILENCE_PEAK, wav_length_mismatch
+from .decode import RATES, SILENCE_PEAK, read_checked, wav_length_mismatch  # noqa: F401  (RATES: upstream imports it from here)
 from .errors import AudioError
 
 log = logging.getLogger(__name__)
@@ -62,19 +62,7 @@ def load(
             multi-channel file with ``channel="error"``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "file not found")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (time, channels)
-    except Exception as e:
-        raise AudioError(path, f"cannot decode audio ({e})") from e
-    if not RATES[0] <= rate <= RATES[1]:
-        raise AudioError(path, f"the header's sample rate {rate} Hz is not an audio rate "
-                               f"({RATES[0]}..{RATES[1]} Hz): a damaged or mislabelled file?")
-    if data.shape[0] == 0:
-        raise AudioError(path, "empty audio (0 samples)")
-    if not np.isfinite(data).all():
-        raise AudioError(path, "audio contains NaN or Inf samples")
+    data, rate = read_checked(path)  # (time, channels)
     n_channels = data.shape[1]
     if n_channels > 1:
         if channel == "error":

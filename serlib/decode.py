@@ -19,9 +19,9 @@ SILENCE_PEAK = 1e-4  # -80 dBFS: below the noise floor of any 16-bit recording
 RATES = (4_000, 768_000)  # sample rates a header may claim (Hz): telephone speech to studio oversampling
 
 
-def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
-    """``(samples (time,) float32, rate)``: channels averaged; missing, undecodable,
-    empty or non-finite audio raises :class:`AudioError`."""
+def read_checked(path: str | Path) -> tuple[np.ndarray, int]:
+    """``(samples (time, channels) float32, rate)`` of a file that exists, decodes, has an
+    audio rate in :data:`RATES`, and holds finite samples; else :class:`AudioError`."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "file not found")
@@ -36,6 +36,13 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioError(path, "empty audio (0 samples)")
     if not np.isfinite(data).all():
         raise AudioError(path, "audio contains NaN or Inf samples")
+    return data, int(rate)
+
+
+def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
+    """``(samples (time,) float32, rate)``: channels averaged; missing, undecodable,
+    empty or non-finite audio raises :class:`AudioError`."""
+    data, rate = read_checked(path)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
 
