@@ -124,64 +124,48 @@ class Trainer:
     def evaluate(self, split: str, test: bool = False, augment_alpha: float | None = None,
                  model: nn.Module | None = None) -> dict:
         """Metrics (and per-utterance outputs) of ``split`` with the current weights (or
-        those of ``model``, e.g. the moving average)."""
-        if self.task != "categorical":
-            return self.evaluate_values(split, test, augment_alpha, model)
+        those of ``model``, e.g. the moving average): WA/UA of the classes through the
+        experiment's own scoring rule, and for ``task=dimensional``/``multitask`` CCC,
+        Pearson r and RMSE per dimension in the corpus's scale."""
         model = model or self.forward_model
         self.model.eval()
         model.eval()
         scorer = Normalized(model, self.normalizer, self.config.channels_last)
-        probs, preds, truth, ids, loss_sum = [], [], [], [], 0.0
+        categorical = self.task == "categorical"
+        outs, preds, truth, ids, loss_sum = [], [], [], [], 0.0
         for batch in self.loaders[split]:
             batch: Batch = batch.to(self.device)
             x = batch.x
             if split == "val":  # VTLP strategy 2 warps validation too
                 x = self.experiment.augment(x, "val", augment_alpha)
             with self.autocast():
-                p, pred = self.experiment.predict(scorer, x, batch.lengths, test, batch.extras)
-            loss_sum += float(nn.functional.nll_loss(torch.log(p.float().clamp_min(1e-12)), batch.y, reduction="sum"))
-            probs.append(p.float().cpu())
-            preds += pred.cpu().tolist()
-            truth += batch.y.cpu().tolist()
-            ids += batch.ids
-        names_t, names_p = [self.classes[i] for i in truth], [self.classes[i] for i in preds]
-        out = metrics.scores(names_t, names_p, self.classes)
-        out.update({"loss": loss_sum / max(len(truth), 1), "ids": ids, "truth": names_t,
-                    "prediction": names_p, "probabilities": torch.cat(probs).numpy()})
-        return out
-
-    @torch.no_grad()
-    def evaluate_values(self, split: str, test: bool = False, augment_alpha: float | None = None,
-                        model: nn.Module | None = None) -> dict:
-        """:meth:`evaluate` of the dimensional and multitask tasks: CCC, Pearson r and RMSE
-        per dimension in the corpus's scale (the categorical scores too for multitask)."""
-        model = model or self.forward_model
-        self.model.eval()
-        model.eval()
-        scorer = Normalized(model, self.normalizer, self.config.channels_last)
-        outs, truth, ids, loss_sum = [], [], [], 0.0
-        for batch in self.loaders[split]:
-            batch: Batch = batch.to(self.device)
-            x = batch.x
-            if split == "val":
-                x = self.experiment.augment(x, "val", augment_alpha)
-            with self.autocast():
-                out = self.experiment.outputs(scorer, x, batch.lengths, test, batch.extras).float()
-            loss_sum += float(self.loss_fn(out, self.target(batch))) * len(batch.ids)
+                if categorical:
+                    out, pred = self.experiment.predict(scorer, x, batch.lengths, test, batch.extras)
+                    out = out.float()
+                    loss_sum += float(nn.functional.nll_loss(torch.log(out.clamp_min(1e-12)), batch.y, reduction="sum"))
+                    preds += pred.cpu().tolist()
+                else:
+                    out = self.experiment.outputs(scorer, x, batch.lengths, test, batch.extras).float()
+                    loss_sum += float(self.loss_fn(out, self.target(batch))) * len(batch.ids)
             outs.append(out.cpu())
             truth += batch.y.cpu().tolist()
             ids += batch.ids
-        out, n_classes = torch.cat(outs), len(self.classes) if self.task == "multitask" else 0
+        out, names_t = torch.cat(outs), [self.classes[i] for i in truth]
+        n_classes = len(self.classes) if self.task == "multitask" else 0
+        if self.task != "dimensional":
+            probs = out if categorical else torch.softmax(out[:, :n_classes], -1)
+            names_p = [self.classes[i] for i in (preds if categorical else probs.argmax(-1).tolist())]
+            classes = {**metrics.scores(names_t, names_p, self.classes), "prediction": names_p,
+                       "probabilities": probs.numpy()}
+        scores = {"loss": loss_sum / max(len(ids), 1), "ids": ids, "truth": names_t}
+        if categorical:
+            return {**classes, **scores}
+        # the dimensions after any logits, back in the corpus's scale
         values, true_values = self.scaler.inverse(out[:, n_classes:].numpy()), self.true_values.loc[ids].to_numpy()
-        names_t = [self.classes[i] for i in truth]
-        scores = metrics.dimensional_scores(true_values, values, self.config.dims)
-        scores.update({"loss": loss_sum / max(len(ids), 1), "ids": ids, "truth": names_t, "values": values,
-                       "true_values": true_values})
+        scores = {**metrics.dimensional_scores(true_values, values, self.config.dims), **scores, "values": values,
+                  "true_values": true_values}
         if self.task == "multitask":
-            probs = torch.softmax(out[:, :n_classes], -1)
-            names_p = [self.classes[i] for i in probs.argmax(-1).tolist()]
-            scores.update({**metrics.scores(names_t, names_p, self.classes), "n": len(ids), "prediction": names_p,
-                           "probabilities": probs.numpy()})
+            scores.update(classes)
         return scores
 
     def train_epoch(self, epoch: int, alpha: float | None) -> float:
