@@ -12,7 +12,6 @@ in sliding windows.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import shutil
@@ -37,6 +36,7 @@ from .predictor import (  # noqa: F401  (bundle's names since before serlib.pred
     Predictor,
     expand_inputs,
     prediction_paths,
+    read_bundle_json,
     write_prediction,
 )
 from .recipe import speaker_normalize
@@ -340,7 +340,7 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu", c
     for p in (card_path, config_path):
         if not p.is_file():
             raise DataError(root, f"not a serlib bundle: {p.name} is missing")
-    card, values = _read_json(card_path, dict), _read_json(config_path, dict)
+    card, values = read_bundle_json(card_path), read_bundle_json(config_path)
     if card.get("serlib_bundle") != BUNDLE_VERSION:
         raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
     _check_card(card_path, card)
@@ -377,16 +377,6 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu", c
             scaler = TargetScaler.from_state(state)
         members.append(Member(m["fold"], m["seed"], model.to(dev).eval(), normalizer.to(dev), scaler, m.get("temperature")))
     return Bundle(root, config, card, members, dev, calibrated)
-
-
-def _read_json(path: Path, kind: type):
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(path, f"damaged bundle file ({e})") from e
-    if not isinstance(value, kind):
-        raise DataError(path, f"damaged bundle file: expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _check_card(path: Path, card: dict) -> None:

@@ -12,7 +12,6 @@ and onnxruntime only. Attention overlays and ``--speaker-norm`` need the torch r
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from .decode import SILENCE_PEAK, crop_or_pad, load_checked, resample
 from .errors import ConfigError, DataError
-from .predictor import Predictor
+from .predictor import Predictor, read_bundle_json
 
 BUNDLE_VERSION = 1  # serlib.bundle.BUNDLE_VERSION (that module imports torch)
 RUNTIMES = {"onnx": "onnx", "onnx-int8": "onnx_int8"}  # --runtime -> the card member's entry
@@ -118,7 +117,7 @@ def load_onnx(path: str | Path, fold: int | None = None, runtime: str = "onnx", 
     for p in (card_path, config_path):
         if not p.is_file():
             raise DataError(root, f"not a serlib bundle: {p.name} is missing")
-    card, config = _read_json(card_path), _read_json(config_path)
+    card, config = read_bundle_json(card_path), read_bundle_json(config_path)
     if card.get("serlib_bundle") != BUNDLE_VERSION:
         raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
     for key, kind in (("classes", list), ("members", list), ("input", dict), ("onnx", dict)):
@@ -158,13 +157,3 @@ def _member_graph(root: Path, name: str) -> Path:
             or not target.is_file():
         raise DataError(root / "card.json", f"graph file {name!r} is not a file of the bundle folder")
     return target
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(path, f"damaged bundle file ({e})") from e
-    if not isinstance(value, dict):
-        raise DataError(path, f"damaged bundle file: expected a JSON object, got {type(value).__name__}")
-    return value

@@ -10,6 +10,7 @@ does this module.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -64,6 +65,18 @@ def write_prediction(out: str | Path, prediction: Prediction) -> tuple[Path, Pat
     atomic.write_text(windows_path, prediction.windows.to_csv(index=False))
     atomic.write_text(files_path, prediction.files.to_csv(index=False))
     return files_path, windows_path
+
+
+def read_bundle_json(path: Path) -> dict:
+    """A bundle's JSON object (``card.json``, ``config.json``), or a :class:`DataError`
+    naming the file: unreadable, not JSON, or not an object."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(path, f"damaged bundle file ({e})") from e
+    if not isinstance(value, dict):
+        raise DataError(path, f"damaged bundle file: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 class Predictor:

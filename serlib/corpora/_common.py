@@ -70,15 +70,16 @@ def wav_files(root: Path, skips: Skips | None = None) -> list[Path]:
     return out
 
 
-def parsed_files(root: Path, parse, skips: Skips):
-    """``(wav, fields)`` for every wav under root whose name ``parse`` decodes.
+def parsed_files(root: Path, parse, skips: Skips, whole_path: bool = False):
+    """``(wav, fields)`` for every wav under root whose name (or, with ``whole_path``,
+    whose path: a layout that puts the speaker in a folder) ``parse`` decodes.
 
     ``parse`` raises ValueError for a name that is not of this corpus (ignored, and
     counted) and KeyError for an unknown code (an error, or a counted skip).
     """
     for wav in wav_files(root, skips):
         try:
-            fields = parse(wav.name)
+            fields = parse(wav if whole_path else wav.name)
         except ValueError as e:
             skips.ignore(wav, f"file name ignored: {e}")
             continue

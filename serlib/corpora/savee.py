@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 
 from ..constants import GENDER, LABEL, PATH, SESSION, SPEAKER, TEXT, UTT_ID
-from ..errors import DataError, LabelError
-from ._common import Skips, check_root, drop_repeats, finish, wav_files
+from ..errors import DataError
+from ._common import Skips, check_root, drop_repeats, finish, parsed_files
 
 EMOTIONS = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "n": "neutral", "sa": "sad", "su": "surprise"}
 SPEAKERS = ("DC", "JE", "JK", "KL")  # all male
@@ -51,15 +51,7 @@ def load(root: str | Path | None, on_error: str = "raise", hash_audio: bool = Fa
     root = check_root(root, "savee")
     skips = Skips(on_error)
     rows = []
-    for wav in wav_files(root, skips):
-        try:
-            f = parse_path(wav)
-        except ValueError as e:
-            skips.ignore(wav, f"file name ignored: {e}")
-            continue
-        except KeyError as e:
-            skips.handle(LabelError(wav, e.args[0]))
-            continue
+    for wav, f in parsed_files(root, parse_path, skips, whole_path=True):
         rows.append({UTT_ID: f"{f[SPEAKER]}_{f['text_code']}", PATH: str(wav), GENDER: "M", SESSION: None,
                      TEXT: None, **f})
     if not rows:
