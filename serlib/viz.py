@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -20,25 +21,37 @@ from .progress import in_notebook
 MAX_MAP = (160, 400)
 
 
-def setup_notebook() -> None:
-    """Embed plotly.js (about 4.7 MB) once, in the output of the cell that calls this.
+def notebook_renderer() -> str:
+    """The plotly renderer of this kernel: one copy of each figure where a person works.
 
-    JupyterLab draws the plotly mimetype; the "notebook" renderer adds an HTML copy of
-    each figure *without* the library (``include_plotlyjs=False``), which nbconvert's HTML
-    and other viewers draw offline with the copy embedded here. Call it in a notebook's
-    first code cell: re-running that cell embeds it again, so a saved notebook always
-    holds exactly one copy (plotly itself would embed it only at the first figure of the
-    kernel's life, which a re-run figure cell then loses)."""
+    In a notebook that a Jupyter server opened (JupyterLab, Notebook 7: the server sets
+    ``JPY_SESSION_NAME`` in the kernel's environment), the plotly mimetype alone: JupyterLab
+    draws it with its own plotly.js, also in an untrusted notebook, and a saved working copy
+    keeps the figure's JSON (and the PNG preview JupyterLab adds), not an HTML copy and
+    plotly.js besides. A headless run (papermill, nbval, nbconvert) or a Voilà page writes a
+    report that is read anywhere: the mimetype for JupyterLab plus an HTML copy without the
+    library (``"notebook"``), which nbconvert's HTML draws with the one copy of plotly.js
+    that :func:`setup_notebook` embeds."""
+    return "plotly_mimetype" if os.environ.get("JPY_SESSION_NAME") else "plotly_mimetype+notebook"
+
+
+def setup_notebook() -> None:
+    """Choose the renderer (:func:`notebook_renderer`); for a report, embed plotly.js (about
+    4.7 MB) once, in the output of the cell that calls this.
+
+    Call it in a notebook's first code cell: re-running that cell embeds it again, so a
+    saved report always holds exactly one copy (plotly itself would embed it only at the
+    first figure of the kernel's life, which a re-run figure cell then loses)."""
     import plotly.io as pio
 
-    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.renderers.default = notebook_renderer()
     pio.renderers._activate_pending_renderers()  # displays plotly.js now, not at the first figure
 
 
 if in_notebook():
     import plotly.io as pio
 
-    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.renderers.default = notebook_renderer()
 
 
 def _np(x) -> np.ndarray:
@@ -66,18 +79,26 @@ HEADLINE = ["run", "model", "variant", "set", "fold", "n_folds", "wa", "ua", "wa
             "p_holm_vs_baseline", "a", "b", "ua_diff_mean", "p_perm_ua", "p_perm_ua_holm", "ua_diff_pooled",
             "ua_diff_low", "ua_diff_high", "mcnemar_p", "ua_seed_std", "leaky", "uses_test_speaker_audio",
             "code_version", "code_versions", "experiment", "name", "corpus", "protocol"]
+#: The per-fold table's columns, in this order: the run, the fold and seed, its scores, the
+#: flags, then the test speakers (a cross-corpus fold lists a whole corpus).
+PER_FOLD = ["run", "fold", "seed", "wa", "ua", "macro_f1", "val_ua", "n_classes", "leaky", "uses_test_speaker_audio",
+            "fingerprint", "code_version", "test_speakers", "experiment", "name", "corpus", "protocol"]
+#: The papers table's columns, in this order: whose number, on what, the number, then how it
+#: was measured (long text, last).
+BESIDE_PAPERS = ["source", "paper", "experiment", "corpus", "n_classes", "wa", "ua", "variant", "label", "note"]
 #: What a result over one fold cannot have: a spread, a speaker interval, a paired test.
 ONE_FOLD_BLANK = ("ua_std", "ua_seed_std", "ua_pooled_low", "ua_pooled_high", "ua_low", "ua_high",
                   "ua_vs_baseline", "p_holm_vs_baseline", "p_raw_vs_baseline")
 
 
 def run_names(table: pd.DataFrame) -> pd.Series:
-    """``experiment/name · corpus · protocol`` per row, with ``corpus → test corpus`` for a
-    transfer: rows that differ in corpus or direction never read alike."""
+    """``experiment/name · corpus · protocol`` per row; a transfer is ``experiment/name ·
+    corpus → test corpus`` (the arrow says what ``cross:…`` would): rows that differ in
+    corpus or direction never read alike."""
     test = table["test_corpus"] if "test_corpus" in table else table["corpus"]
-    where = [c if t == c else f"{c} → {t}" for c, t in zip(table["corpus"], test)]
-    return pd.Series([f"{e}/{n} · {w} · {p}" for e, n, w, p in zip(table["experiment"], table["name"], where,
-                                                                  table["protocol"])], index=table.index)
+    return pd.Series([f"{e}/{n} · {c} → {t}" if str(p).startswith("cross:") or t != c else f"{e}/{n} · {c} · {p}"
+                      for e, n, c, t, p in zip(table["experiment"], table["name"], table["corpus"], test,
+                                               table["protocol"])], index=table.index)
 
 
 def headline(table: pd.DataFrame, columns: Sequence[str] = HEADLINE, digits: int = 3) -> pd.DataFrame:
@@ -97,6 +118,15 @@ def headline(table: pd.DataFrame, columns: Sequence[str] = HEADLINE, digits: int
         one = out["n_folds"] == 1
         out.loc[one, [c for c in ONE_FOLD_BLANK if c in out]] = np.nan
     return out.astype(object).where(out.notna(), "")
+
+
+def beside_papers(comparison: pd.DataFrame, columns: Sequence[str] = BESIDE_PAPERS):
+    """The papers table (:func:`serlib.results.compare_with_papers`) as one line per row:
+    the numbers first, the long labels and notes after them, no wrapping (a wrapped label
+    made each row five lines high); a Styler, shown as HTML."""
+    keep = [c for c in columns if c in comparison.columns]
+    return (comparison[keep].style.hide(axis="index").format(precision=1, na_rep="")
+            .set_properties(**{"white-space": "nowrap", "text-align": "left"}))
 
 
 def feature_unit(config) -> str:

@@ -312,6 +312,41 @@ def test_headline_names_corpus_and_direction_and_blanks_one_fold_rows():
                           "p_holm_vs_baseline": [1.0, 0.02], "leaky": [False, False]})
     shown = viz.headline(table)
     assert shown.columns[0] == "run" and "experiment" not in shown
-    assert shown.run.tolist() == ["fcn/default · csv-a · loso", "fcn/default · csv-a → csv-b · cross:csv"]
+    assert shown.run.tolist() == ["fcn/default · csv-a · loso", "fcn/default · csv-a → csv-b"]
     assert shown.loc[0, "ua_vs_baseline"] == "" and shown.loc[0, "p_holm_vs_baseline"] == "" and shown.loc[0, "ua_std"] == ""
     assert shown.loc[1, "p_holm_vs_baseline"] == 0.02 and "NaN" not in shown.to_string()
+
+
+def test_per_fold_table_puts_scores_first_and_papers_table_keeps_one_line_per_row():
+    """07's per-fold table: the run, fold, seed, WA and UA before any metadata; the papers
+    table: whose number, on what and the number before the long labels, none wrapped."""
+    import pandas as pd
+
+    from serlib import viz
+
+    per_fold = pd.DataFrame({"experiment": ["fcn"], "name": ["default"], "corpus": ["a"], "protocol": ["loso"],
+                             "test_corpus": ["a"], "uses_test_speaker_audio": [False], "fingerprint": ["f"],
+                             "leaky": [False], "code_version": ["v"], "n_classes": [4], "fold": [1], "seed": [1],
+                             "test_speakers": ["s1"], "wa": [0.5], "ua": [0.4], "macro_f1": [0.3], "val_ua": [0.6]})
+    assert list(viz.headline(per_fold, viz.PER_FOLD).columns[:5]) == ["run", "fold", "seed", "wa", "ua"]
+    comparison = pd.DataFrame({"experiment": ["fcn"], "paper": ["p"], "variant": ["v"], "corpus": ["a"],
+                               "protocol": ["loso"], "n_classes": [4], "metric": ["m"], "speaker_independent": [True],
+                               "uses_test_speaker_audio": [False], "wa": [50.04], "ua": [40.0],
+                               "label": ["speaker-independent · loso · a long label"], "note": [None],
+                               "source": ["measured"]})
+    styled = viz.beside_papers(comparison)
+    assert list(styled.data.columns[:7]) == ["source", "paper", "experiment", "corpus", "n_classes", "wa", "ua"]
+    html = styled.to_html()
+    assert "white-space: nowrap" in html and "50.0" in html and "None" not in html
+
+
+def test_figures_have_one_renderer_in_jupyterlab_and_html_in_headless_reports(monkeypatch):
+    """A kernel that JupyterLab started (``JPY_SESSION_NAME``) stores each figure once (the
+    plotly JSON, which JupyterLab draws itself); papermill, nbval and Voilà add the HTML copy
+    that an exported report needs."""
+    from serlib import viz
+
+    monkeypatch.setenv("JPY_SESSION_NAME", "/work/notebooks/02_vtlp.ipynb")
+    assert viz.notebook_renderer() == "plotly_mimetype"
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    assert viz.notebook_renderer() == "plotly_mimetype+notebook"

@@ -17,6 +17,7 @@ the server is stopped either way. Not part of ``make test``: it needs a browser.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,40 +54,70 @@ def wait_for(url: str, seconds: float = 120) -> None:
     raise TimeoutError(f"JupyterLab did not answer at {url}")
 
 
-def run_all(page, name: str, timeout_s: float = 600) -> None:
-    """Open a notebook, run every cell from the Run menu, wait until the kernel is idle."""
-    page.goto(f"{page.base}/lab/tree/{name}?token={page.token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+def run_all(page, name: str, timeout_s: float = 600):
+    """Open a notebook alone (``?reset``: the workspace's other tabs closed, so no hidden
+    notebook's cells are counted), run every cell from the Run menu, wait until the kernel
+    is idle; returns the notebook's panel."""
+    page.goto(f"{page.base}/lab/tree/{name}?reset&token={page.token}")
+    panel = page.locator(".jp-NotebookPanel").filter(visible=True)
+    panel.locator(".jp-Cell").first.wait_for(timeout=60_000)
+    assert panel.count() == 1, f"{name}: {panel.count()} notebooks shown after a reset workspace"
     page.wait_for_timeout(5000)  # the kernel starts
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
     deadline = time.time() + timeout_s
     time.sleep(2)
     while time.time() < deadline:
-        busy = page.locator(".jp-InputPrompt:has-text('[*]')").count()
-        done = page.locator(".jp-CodeCell .jp-InputPrompt:has-text('[')").count()
+        busy = panel.locator(".jp-InputPrompt:has-text('[*]')").count()
+        done = panel.locator(".jp-CodeCell .jp-InputPrompt:has-text('[')").count()
         if busy == 0 and done:
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-                                  ":has-text('Traceback')").count()
+            errors = panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                                   ":has-text('Traceback')").count()
             if errors:
                 raise AssertionError(f"{name}: a cell raised an error")
-            return
+            return panel
         time.sleep(1)
     raise TimeoutError(f"{name}: cells still running after {timeout_s} s")
 
 
+def save(page, panel, name: str) -> str:
+    """Save the notebook from the UI (Ctrl+S) and say what the saved working copy holds:
+    its size, and its figures by what each keeps (the plotly JSON, a PNG, an HTML copy)."""
+    path = Path(page.notebooks) / name
+    before = path.stat().st_mtime_ns
+    panel.locator(".jp-Cell").first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    deadline = time.time() + 60
+    while path.stat().st_mtime_ns == before and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1)
+    assert path.stat().st_mtime_ns != before, f"{name}: not saved within 60 s of Ctrl+S"
+    notebook = json.loads(path.read_text())
+    kinds = Counter()
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "application/vnd.plotly.v1+json" in data:
+                kinds["figures"] += 1
+                kinds["with PNG"] += "image/png" in data
+                kinds["with HTML"] += "text/html" in data
+            kinds["plotly.js"] += "window.PlotlyConfig" in "".join(data.get("text/html", ""))
+    return f"saved {path.stat().st_size / 1e6:.1f} MB: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+
+
 def check_02(page) -> None:
-    run_all(page, "02_vtlp.ipynb")
-    figures = page.locator(".js-plotly-plot")
+    panel = run_all(page, "02_vtlp.ipynb")
+    figures = panel.locator(".js-plotly-plot")
     assert figures.count() >= 4, f"02: expected plotly figures, found {figures.count()}"
     page.screenshot(path=str(SHOTS / "02_before.png"), full_page=False)
-    handle = page.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
+    handle = panel.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
     handle.scroll_into_view_if_needed()
     handle.focus()
     for _ in range(5):  # five steps of 0.01
         page.keyboard.press("ArrowRight")
     page.keyboard.press("Tab")  # continuous_update=False: the value is committed on release/blur
-    drawn = page.locator(".jp-OutputArea-output .widget-output .js-plotly-plot, .widget-output .js-plotly-plot")
+    drawn = panel.locator(".jp-OutputArea-output .widget-output .js-plotly-plot, .widget-output .js-plotly-plot")
     drawn.first.wait_for(timeout=60_000)
     deadline, title = time.time() + 60, ""
     while time.time() < deadline and "α = 1.05" not in title:  # each key press redraws once
@@ -93,12 +125,12 @@ def check_02(page) -> None:
         time.sleep(0.5)
     assert "α = 1.05" in title, f"02: the widget drew {title!r} after moving the slider to 1.05"
     page.screenshot(path=str(SHOTS / "02_after_slider.png"), full_page=False)
-    print(f"02: {figures.count()} figures drawn; slider moved, widget redrew {title!r}")
+    print(f"02: {figures.count()} figures drawn; slider moved, widget redrew {title!r}; {save(page, panel, '02_vtlp.ipynb')}")
 
 
 def check_00(page) -> None:
-    run_all(page, "00_corpus_overview.ipynb")
-    count = page.locator(".js-plotly-plot").count()
+    panel = run_all(page, "00_corpus_overview.ipynb")
+    count = panel.locator(".js-plotly-plot").count()
     assert count >= 3, f"00: expected at least 3 plotly figures, found {count}"
     page.screenshot(path=str(SHOTS / "00.png"), full_page=False)
     print(f"00: {count} figures drawn")
@@ -127,10 +159,10 @@ def pick_other_cell(page, name: str, root=None) -> str:
 
 
 def check_13(page) -> None:
-    run_all(page, "13_error_browser.ipynb")
-    found = pick_other_cell(page, "13")
+    panel = run_all(page, "13_error_browser.ipynb")
+    found = pick_other_cell(page, "13", panel)
     page.screenshot(path=str(SHOTS / "13_cell.png"), full_page=False)
-    print(f"13 in JupyterLab: {found}")
+    print(f"13 in JupyterLab: {found}; {save(page, panel, '13_error_browser.ipynb')}")
 
 
 def check_voila(page) -> None:
