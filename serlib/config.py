@@ -70,7 +70,7 @@ class ExperimentConfig:
     device: str = setting("auto", runtime=True)  # auto -> cuda, then mps, then cpu
     amp: bool = True                   # autocast on CUDA only
     channels_last: bool = setting(False, runtime=True)
-    compile: bool | None = setting(None, runtime=True)  # None: on for long runs of models it speeds up (train.COMPILE_MIN_STEPS)
+    compile: bool | None = setting(None, runtime=True)  # None: on for long runs of models it speeds up (device.COMPILE_MIN_STEPS)
     num_workers: int = setting(0, ge=0, runtime=True)
     features_on_device: bool | None = setting(None, runtime=True)  # batches formed on the device; None: on for CUDA within the budget
     device_feature_mb: int = setting(2048, ge=0, runtime=True)  # budget of features_on_device=None

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import metrics
 from .losses import MultitaskLoss, regression_loss
 
 TASKS = ("categorical", "dimensional", "multitask")
@@ -120,3 +121,30 @@ def value_columns(dims: Sequence[str]) -> list[str]:
 def batch_values(table: dict[str, torch.Tensor], ids: Sequence[str], device) -> torch.Tensor:
     """The standardised targets ``(B, D)`` of a batch's utterances."""
     return torch.stack([table[u] for u in ids]).to(device)
+
+
+def split_scores(task: str, classes: Sequence[str], out: torch.Tensor, truth: Sequence[int],
+                 predicted: Sequence[int], ids: Sequence[str], loss: float, scaler: TargetScaler | None = None,
+                 true_values=None, dims: Sequence[str] = ()) -> dict:
+    """A split's scores from the model's outputs ``out`` (N, K) on the CPU: the loss, ids and
+    true class names; for the classes (``categorical``: ``out`` holds the probabilities and
+    ``predicted`` the experiment's own decisions; ``multitask``: softmax of the leading
+    logits, argmax) WA/UA/F1 (:func:`serlib.metrics.scores`), predictions and probabilities;
+    for the dimensions (after any logits) the values back in the corpus's scale
+    (``scaler``), the true ones from ``true_values`` (a table indexed by utterance id) and
+    CCC, r and RMSE per dimension."""
+    names_t = [classes[i] for i in truth]
+    n_classes = len(classes) if task == "multitask" else 0
+    if task != "dimensional":
+        probs = out if task == "categorical" else torch.softmax(out[:, :n_classes], -1)
+        names_p = [classes[i] for i in (predicted if task == "categorical" else probs.argmax(-1).tolist())]
+        class_scores = {**metrics.scores(names_t, names_p, classes), "prediction": names_p,
+                        "probabilities": probs.numpy()}
+    scores = {"loss": loss, "ids": ids, "truth": names_t}
+    if task == "categorical":
+        return {**class_scores, **scores}
+    values, true = scaler.inverse(out[:, n_classes:].numpy()), true_values.loc[ids].to_numpy()
+    scores = {**metrics.dimensional_scores(true, values, dims), **scores, "values": values, "true_values": true}
+    if task == "multitask":
+        scores.update(class_scores)
+    return scores

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import atomic, experiments, metrics, progress, recipe, targets
+from . import atomic, experiments, progress, recipe, targets
 from .checkpoint import GeneratorPart, GlobalRNG, ScalerPart, TrainState, seed_everything
 from .config import ExperimentConfig
 from .constants import UTT_ID
 from .data import Batch
-from .device import Precision, resolve_device, set_deterministic
+from .device import Precision, resolve_device, set_deterministic, should_compile
 from .errors import SerlibError
 from .features import Normalized, prepare_input
 from .fold_setup import FoldSetup, make_loaders, setup_fold
@@ -47,22 +47,8 @@ class RunBusy(SerlibError):
     """Another process holds the run's lock file (it is training this fold and seed now)."""
 
 
-# Compiling Light-SERNet took 44 s and saved 0.15 s per step of 32 2-s utterances on this
-# project's CPU: even after about 300 steps. Auto-compile (compile=None) waits for 1000.
-COMPILE_MIN_STEPS = 1000
-
 # steps between the loop's log points, where the host reads the loss from the device
 LOG_EVERY = 50
-
-
-def should_compile(experiment, planned_steps: int, device: torch.device | None = None) -> bool:
-    """``compile=None``: compile when the model gains from it (its measured
-    ``compile_speedup``) and the run is long enough to repay the compile time. The
-    speed-ups were measured on the CPU: elsewhere nothing is compiled unless asked
-    (``compile=true``; ``benchmarks/gpu_check.py`` measures it on a GPU)."""
-    if device is not None and device.type != "cpu":
-        return False
-    return experiment.compile_speedup > 1.2 and planned_steps >= COMPILE_MIN_STEPS
 
 
 class Trainer:
@@ -150,23 +136,8 @@ class Trainer:
             outs.append(out.cpu())
             truth += batch.y.cpu().tolist()
             ids += batch.ids
-        out, names_t = torch.cat(outs), [self.classes[i] for i in truth]
-        n_classes = len(self.classes) if self.task == "multitask" else 0
-        if self.task != "dimensional":
-            probs = out if categorical else torch.softmax(out[:, :n_classes], -1)
-            names_p = [self.classes[i] for i in (preds if categorical else probs.argmax(-1).tolist())]
-            classes = {**metrics.scores(names_t, names_p, self.classes), "prediction": names_p,
-                       "probabilities": probs.numpy()}
-        scores = {"loss": loss_sum / max(len(ids), 1), "ids": ids, "truth": names_t}
-        if categorical:
-            return {**classes, **scores}
-        # the dimensions after any logits, back in the corpus's scale
-        values, true_values = self.scaler.inverse(out[:, n_classes:].numpy()), self.true_values.loc[ids].to_numpy()
-        scores = {**metrics.dimensional_scores(true_values, values, self.config.dims), **scores, "values": values,
-                  "true_values": true_values}
-        if self.task == "multitask":
-            scores.update(classes)
-        return scores
+        return targets.split_scores(self.task, self.classes, torch.cat(outs), truth, preds, ids,
+                                    loss_sum / max(len(ids), 1), self.scaler, self.true_values, self.config.dims)
 
     def train_epoch(self, epoch: int, alpha: float | None) -> float:
         c, s, scaler = self.config, self.state, self.precision.scaler

@@ -233,8 +233,8 @@ def test_seed_ensemble_averages_the_seed_models(tmp_path):
 
 
 def test_compile_by_default_only_for_long_runs_of_models_it_speeds_up():
+    from serlib.device import COMPILE_MIN_STEPS, should_compile
     from serlib.experiments import get
-    from serlib.train import COMPILE_MIN_STEPS, should_compile
 
     assert make_config("light_sernet").compile is None  # auto
     assert should_compile(get("light_sernet"), 300 * 14)          # the paper's 300 epochs on EMO-DB
