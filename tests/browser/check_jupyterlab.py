@@ -103,7 +103,9 @@ def save(page, panel, name: str) -> str:
                 kinds["with PNG"] += "image/png" in data
                 kinds["with HTML"] += "text/html" in data
             kinds["plotly.js"] += "window.PlotlyConfig" in "".join(data.get("text/html", ""))
-    return f"saved {path.stat().st_size / 1e6:.1f} MB: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+    size = path.stat().st_size
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    return f"saved {shown}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
 
 
 def check_02(page) -> None:
