@@ -153,11 +153,19 @@ def pick_other_cell(page, name: str, root=None) -> str:
     heading.first.wait_for(timeout=300_000)
     audio = root.locator(".widget-output audio")
     audio.first.wait_for(state="attached", timeout=120_000)
+    # a working player: Chromium decodes its source and knows its length (-1: an error)
+    seconds = audio.first.evaluate("""a => new Promise(done => {
+        if (a.readyState >= 1) return done(a.duration);
+        a.addEventListener("loadedmetadata", () => done(a.duration));
+        a.addEventListener("error", () => done(-1));
+        a.load();
+    })""")
+    assert seconds and seconds > 0, f"{name}: the first audio player does not load (duration {seconds})"
     errors = root.locator("[data-mime-type='application/vnd.jupyter.stderr']:has-text('Traceback'), "
                           ".jp-OutputArea-output:has-text('Traceback (most recent call last)'), "
                           ":text('There was an error when executing')").count()
     assert errors == 0, f"{name}: error output after choosing {choice!r}"
-    return f"cell {choice!r}: utterance list drawn, {audio.count()} audio player(s)"
+    return f"cell {choice!r}: utterance list drawn, {audio.count()} audio player(s), the first plays {seconds:.2f} s"
 
 
 def check_13(page) -> None:
