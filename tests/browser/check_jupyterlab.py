@@ -43,6 +43,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(server: subprocess.Popen) -> None:
+    """Stop a server: SIGTERM, then SIGKILL after 20 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def wait_for(url: str, seconds: float = 120) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -190,11 +199,7 @@ def check_voila(page) -> None:
         page.screenshot(path=str(SHOTS / "13_voila.png"), full_page=False)
         print(f"13 in Voilà: {found}")
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 def main() -> int:
@@ -230,11 +235,7 @@ def main() -> int:
                     print(f"FAILED {check.__name__}: {e}")
             browser.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
     print(f"{len(checks) - failures} passed, {failures} failed")
     return 1 if failures else 0
 
