@@ -7,6 +7,7 @@ to widgets (result set, counts or row-normalised, confusion cell, second model).
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -109,6 +110,41 @@ def show_calibration(result_set: ResultSet, n_bins: int = explore.N_BINS) -> dic
     return summary
 
 
+def render(out, show, *args, **kwargs) -> None:
+    """Run ``show(*args, **kwargs)`` and put what it displays and prints into the Output
+    widget ``out``, replacing what ``out`` held, in one update from the kernel.
+
+    Not ``with out:`` (and ``out.clear_output(wait=True)``): that routes every display
+    through the frontend, and a headless frontend (nbclient: papermill, Voilà) mimics the
+    Output widget by sending the widget's whole state back to the kernel on the shell
+    channel after each display, while it waits on that same channel for the cell's
+    execute_reply. jupyter_client sends on a blocking shadow of the asyncio socket, which
+    can swallow the socket's wake-up for a reply that arrives then: the reply stays unread
+    and the run hangs with the kernel and the client both idle (nbclient issue #312).
+    Captured here, the outputs reach the frontend as one state update and nothing is sent
+    back. An exception is shown in the widget, as ``with out:`` shows it."""
+    from IPython import get_ipython
+    from IPython.utils.capture import capture_output
+
+    error = None
+    with capture_output() as captured:
+        try:
+            show(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - shown in the widget, like ``with out:``
+            error = e
+    outputs = [{"output_type": "display_data", "data": o.data, "metadata": o.metadata or {}}
+               for o in captured.outputs]
+    outputs += [{"output_type": "stream", "name": name, "text": text}
+                for name, text in (("stdout", captured.stdout), ("stderr", captured.stderr)) if text]
+    if error is not None:
+        ip = get_ipython()
+        tb = (ip.InteractiveTB.structured_traceback(type(error), error, error.__traceback__) if ip is not None
+              else traceback.format_exception(type(error), error, error.__traceback__))
+        outputs.append({"output_type": "error", "ename": type(error).__name__, "evalue": str(error),
+                        "traceback": tb})
+    out.outputs = tuple(outputs)
+
+
 def app(sets: Mapping[str, ResultSet], tables: Mapping[str, pd.DataFrame], bundles: str | Path,
         max_rows: int = 8, n_boot: int = 500, n_bins: int = explore.N_BINS):
     """The interactive browser: pick a result set, counts or row-normalised, a confusion
@@ -126,17 +162,14 @@ def app(sets: Mapping[str, ResultSet], tables: Mapping[str, pd.DataFrame], bundl
     def redraw_cell(_=None):
         if quiet["cell"]:
             return
-        out_cell.clear_output(wait=True)
-        with out_cell:
+        def show():
             if cell.value is not None:
                 show_cell(tables[pick.value], sets[pick.value], *cell.value, bundles, max_rows)
+        render(out_cell, show)
 
     def redraw_set(_=None):
         s, t = sets[pick.value], tables[pick.value]
-        for out in (out_matrix, out_speakers, out_cal):
-            out.clear_output(wait=True)
-        with out_matrix:
-            show_confusion(t, s.classes, pick.value)
+        render(out_matrix, show_confusion, t, s.classes, pick.value)
         options = cell_options(t, s.classes)
         default = explore.largest_off_diagonal(t, s.classes)
         quiet["cell"] = True
@@ -144,20 +177,18 @@ def app(sets: Mapping[str, ResultSet], tables: Mapping[str, pd.DataFrame], bundl
         cell.value = default if default else (options[0][1] if options else None)
         quiet["cell"] = False
         redraw_cell()
-        with out_speakers:
-            show_speakers(t, s.classes, n_boot)
-        with out_cal:
-            show_calibration(s, n_bins)
+        render(out_speakers, show_speakers, t, s.classes, n_boot)
+        render(out_cal, show_calibration, s, n_bins)
         redraw_pair()
 
     def redraw_pair(_=None):
-        out_pair.clear_output(wait=True)
-        with out_pair:
+        def show():
             if other.value == pick.value:
                 display(Markdown("*pick a second result set to compare*"))
             else:
                 both = pd.concat([tables[pick.value], tables[other.value]], ignore_index=True)
                 show_discordant(both, pick.value, other.value)
+        render(out_pair, show)
 
     pick.observe(redraw_set, "value")
     other.observe(redraw_pair, "value")
