@@ -46,8 +46,8 @@ def show_cell(table: pd.DataFrame, result_set: ResultSet, truth: str, predicted:
     kind = "right" if truth == predicted else "wrong"
     display(Markdown(f"### True **{truth}**, predicted **{predicted}**: {len(rows)} utterance(s) ({kind}), "
                      f"most confident first; the first {min(max_rows, len(rows))} with audio"))
-    display(viz.headline(rows[SHOWN + (["text"] if rows.get("text") is not None and rows.text.notna().any() else [])],
-                         columns=SHOWN, digits=3))
+    shown = SHOWN + (["text"] if rows.get("text") is not None and rows.text.notna().any() else [])
+    display(viz.headline(rows[shown], columns=shown, digits=3))
     for row in rows.head(max_rows).itertuples():
         display(HTML(f"<b>{row.utt_id}</b> · speaker {row.speaker} · fold {row.fold} · confidence "
                      f"{row.confidence:.2f} (margin {row.margin:.2f}) · <code>{row.path}</code>"))
@@ -122,7 +122,9 @@ def render(out, show, *args, **kwargs) -> None:
     can swallow the socket's wake-up for a reply that arrives then: the reply stays unread
     and the run hangs with the kernel and the client both idle (nbclient issue #312).
     Captured here, the outputs reach the frontend as one state update and nothing is sent
-    back. An exception is shown in the widget, as ``with out:`` shows it."""
+    back. An exception is shown in the widget, as ``with out:`` shows it. Printed text
+    comes after the displays (the capture keeps them apart), so a view displays what it
+    shows rather than printing it."""
     from IPython import get_ipython
     from IPython.utils.capture import capture_output
 

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from . import protocols
 from .augment import warp_frequencies
 from .constants import DURATION, LABEL, SPEAKER
 from .progress import in_notebook
@@ -94,11 +95,16 @@ ONE_FOLD_BLANK = ("ua_std", "ua_seed_std", "ua_pooled_low", "ua_pooled_high", "u
 def run_names(table: pd.DataFrame) -> pd.Series:
     """``experiment/name · corpus · protocol`` per row; a transfer is ``experiment/name ·
     corpus → test corpus`` (the arrow says what ``cross:…`` would): rows that differ in
-    corpus or direction never read alike."""
-    test = table["test_corpus"] if "test_corpus" in table else table["corpus"]
-    return pd.Series([f"{e}/{n} · {c} → {t}" if str(p).startswith("cross:") or t != c else f"{e}/{n} · {c} · {p}"
-                      for e, n, c, t, p in zip(table["experiment"], table["name"], table["corpus"], test,
-                                               table["protocol"])], index=table.index)
+    corpus or direction never read alike. The test corpus is the row's ``test_corpus``, or,
+    where a table has none (or the cell is empty), the one its ``cross:`` protocol names."""
+    tested = table["test_corpus"] if "test_corpus" in table else pd.Series(None, index=table.index, dtype=object)
+    names = []
+    for e, n, c, t, p in zip(table["experiment"], table["name"], table["corpus"], tested, table["protocol"]):
+        cross = protocols.is_cross(str(p))
+        if not (isinstance(t, str) and t):
+            t = protocols.test_corpus(str(p)) if cross else c
+        names.append(f"{e}/{n} · {c} → {t}" if cross or t != c else f"{e}/{n} · {c} · {p}")
+    return pd.Series(names, index=table.index)
 
 
 def headline(table: pd.DataFrame, columns: Sequence[str] = HEADLINE, digits: int = 3) -> pd.DataFrame:

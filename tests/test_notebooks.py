@@ -315,6 +315,11 @@ def test_headline_names_corpus_and_direction_and_blanks_one_fold_rows():
     assert shown.run.tolist() == ["fcn/default · csv-a · loso", "fcn/default · csv-a → csv-b"]
     assert shown.loc[0, "ua_vs_baseline"] == "" and shown.loc[0, "p_holm_vs_baseline"] == "" and shown.loc[0, "ua_std"] == ""
     assert shown.loc[1, "p_holm_vs_baseline"] == 0.02 and "NaN" not in shown.to_string()
+    # a table without test_corpus (or with an empty cell) takes the test corpus from cross:…
+    no_test = table.drop(columns="test_corpus").assign(protocol=["loso", "cross:b"])
+    assert viz.run_names(no_test).tolist() == ["fcn/default · csv-a · loso", "fcn/default · csv-a → b"]
+    empty = table.assign(test_corpus=[None, float("nan")], protocol=["loso", "cross:b"])
+    assert viz.run_names(empty).tolist() == ["fcn/default · csv-a · loso", "fcn/default · csv-a → b"]
 
 
 def test_per_fold_table_puts_scores_first_and_papers_table_keeps_one_line_per_row():

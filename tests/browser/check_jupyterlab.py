@@ -89,7 +89,7 @@ def run_all(page, name: str, timeout_s: float = 600):
     raise TimeoutError(f"{name}: cells still running after {timeout_s} s")
 
 
-def save(page, panel, name: str) -> str:
+def save(page, panel, name: str) -> tuple[str, Counter]:
     """Save the notebook from the UI (Ctrl+S) and say what the saved working copy holds:
     its size, and its figures by what each keeps (the plotly JSON, a PNG, an HTML copy)."""
     path = Path(page.notebooks) / name
@@ -114,7 +114,7 @@ def save(page, panel, name: str) -> str:
             kinds["plotly.js"] += "window.PlotlyConfig" in "".join(data.get("text/html", ""))
     size = path.stat().st_size
     shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
-    return f"saved {shown}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+    return f"saved {shown}: " + ", ".join(f"{k} {v}" for k, v in kinds.items()), kinds
 
 
 def check_02(page) -> None:
@@ -136,7 +136,10 @@ def check_02(page) -> None:
         time.sleep(0.5)
     assert "α = 1.05" in title, f"02: the widget drew {title!r} after moving the slider to 1.05"
     page.screenshot(path=str(SHOTS / "02_after_slider.png"), full_page=False)
-    print(f"02: {figures.count()} figures drawn; slider moved, widget redrew {title!r}; {save(page, panel, '02_vtlp.ipynb')}")
+    saved, kinds = save(page, panel, "02_vtlp.ipynb")
+    # a working copy keeps one copy of each figure: no HTML copy, no embedded plotly.js (viz.notebook_renderer)
+    assert kinds["figures"] and not kinds["with HTML"] and not kinds["plotly.js"], f"02: {saved}"
+    print(f"02: {figures.count()} figures drawn; slider moved, widget redrew {title!r}; {saved}")
 
 
 def check_00(page) -> None:
@@ -167,9 +170,11 @@ def pick_other_cell(page, name: str, root=None) -> str:
         if (a.readyState >= 1) return done(a.duration);
         a.addEventListener("loadedmetadata", () => done(a.duration));
         a.addEventListener("error", () => done(-1));
+        setTimeout(() => done(-2), 60000);
         a.load();
     })""")
-    assert seconds and seconds > 0, f"{name}: the first audio player does not load (duration {seconds})"
+    assert seconds and seconds > 0, (f"{name}: the first audio player does not load "
+                                     f"({'an error' if seconds == -1 else 'no answer in 60 s' if seconds == -2 else seconds})")
     errors = root.locator("[data-mime-type='application/vnd.jupyter.stderr']:has-text('Traceback'), "
                           ".jp-OutputArea-output:has-text('Traceback (most recent call last)'), "
                           ":text('There was an error when executing')").count()
@@ -181,7 +186,7 @@ def check_13(page) -> None:
     panel = run_all(page, "13_error_browser.ipynb")
     found = pick_other_cell(page, "13", panel)
     page.screenshot(path=str(SHOTS / "13_cell.png"), full_page=False)
-    print(f"13 in JupyterLab: {found}; {save(page, panel, '13_error_browser.ipynb')}")
+    print(f"13 in JupyterLab: {found}; {save(page, panel, '13_error_browser.ipynb')[0]}")
 
 
 def check_voila(page) -> None:
