@@ -30,12 +30,14 @@ from .device import resolve_device
 from .errors import ConfigError, DataError
 from .features import FeatureConfig, Normalized, Normalizer, prepare_input
 from .predictor import (  # noqa: F401  (bundle's names since before serlib.predictor)
+    BUNDLE_VERSION,
     MAX_WINDOW_SECONDS,
     MAX_WINDOWS,
     Prediction,
     Predictor,
     expand_inputs,
     prediction_paths,
+    read_bundle,
     read_bundle_json,
     write_prediction,
 )
@@ -52,7 +54,6 @@ from .weights import (
 
 log = logging.getLogger(__name__)
 
-BUNDLE_VERSION = 1
 ENSEMBLE_NOTE = ("The ensemble averages the probabilities of the fold models. Each fold model has been tested "
                  "on speakers it never saw, but together the folds of a leave-one-speaker-out protocol have "
                  "trained on every speaker of the corpus: the ensemble has no held-out score of its own, and "
@@ -336,13 +337,7 @@ def load_model(path: str | Path, fold: int | None = None, device: str = "cpu", c
     probabilities are scaled by the temperature fitted on its validation split (stored in
     the card at export); a bundle of records without validation outputs is refused."""
     root = Path(path)
-    card_path, config_path = root / "card.json", root / "config.json"
-    for p in (card_path, config_path):
-        if not p.is_file():
-            raise DataError(root, f"not a serlib bundle: {p.name} is missing")
-    card, values = read_bundle_json(card_path), read_bundle_json(config_path)
-    if card.get("serlib_bundle") != BUNDLE_VERSION:
-        raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
+    card_path, card, config_path, values = read_bundle(root)
     _check_card(card_path, card)
     inference_values = experiments.get(card["experiment"]).inference_values
     config = experiments.make_config(card["experiment"], {**values, **inference_values, "device": "cpu",

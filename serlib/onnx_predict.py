@@ -19,9 +19,8 @@ import numpy as np
 
 from .decode import SILENCE_PEAK, crop_or_pad, load_checked, resample
 from .errors import ConfigError, DataError
-from .predictor import Predictor, read_bundle_json
+from .predictor import Predictor, read_bundle
 
-BUNDLE_VERSION = 1  # serlib.bundle.BUNDLE_VERSION (that module imports torch)
 RUNTIMES = {"onnx": "onnx", "onnx-int8": "onnx_int8"}  # --runtime -> the card member's entry
 
 
@@ -113,13 +112,7 @@ def load_onnx(path: str | Path, fold: int | None = None, runtime: str = "onnx", 
     except ImportError as e:
         raise ConfigError(f"--runtime {runtime} needs onnxruntime ({e}): pip install -e '.[onnx]'") from None
     root = Path(path)
-    card_path, config_path = root / "card.json", root / "config.json"
-    for p in (card_path, config_path):
-        if not p.is_file():
-            raise DataError(root, f"not a serlib bundle: {p.name} is missing")
-    card, config = read_bundle_json(card_path), read_bundle_json(config_path)
-    if card.get("serlib_bundle") != BUNDLE_VERSION:
-        raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
+    card_path, card, _, config = read_bundle(root)
     for key, kind in (("classes", list), ("members", list), ("input", dict), ("onnx", dict)):
         if not isinstance(card.get(key), kind):
             hint = " (export it with --onnx)" if key == "onnx" else ""

@@ -79,6 +79,25 @@ def read_bundle_json(path: Path) -> dict:
     return value
 
 
+#: The bundle layout this serlib writes and reads (``card.json``'s ``serlib_bundle``).
+BUNDLE_VERSION = 1
+
+
+def read_bundle(root: Path) -> tuple[Path, dict, Path, dict]:
+    """A bundle folder's ``card.json`` and ``config.json`` (paths and objects) for either
+    runtime: a :class:`DataError` naming the folder when one is missing, the file when it is
+    damaged (:func:`read_bundle_json`) or of another bundle version."""
+    root = Path(root)
+    card_path, config_path = root / "card.json", root / "config.json"
+    for p in (card_path, config_path):
+        if not p.is_file():
+            raise DataError(root, f"not a serlib bundle: {p.name} is missing")
+    card, config = read_bundle_json(card_path), read_bundle_json(config_path)
+    if card.get("serlib_bundle") != BUNDLE_VERSION:
+        raise DataError(card_path, f"bundle version {card.get('serlib_bundle')}, this serlib reads {BUNDLE_VERSION}")
+    return card_path, card, config_path, config
+
+
 class Predictor:
     """The prediction job shared by the runtimes. A subclass sets ``classes``,
     ``sample_rate``, ``crop`` (``seconds``, ``offset``, ``mode`` of the model's input
